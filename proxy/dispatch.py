@@ -1,0 +1,110 @@
+"""The relay's queue: committed tasks that wait for a node with room, sent from the staging folder.
+
+Woken by a commit, by a task's end (webhook), by a node coming online, and at every health interval.
+Tasks are considered oldest first; a task that does not fit now does not block a smaller one behind
+it (backfill), which shortens the makespan without starving anyone for long since every end wakes
+the loop again.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from .intake import mark_on_node, node_init, send_missing_files
+from .models import Stage, TaskRecord
+from .relay import Relay
+from .scheduler import Outcome, place
+from .upstream import UpstreamError
+
+log = logging.getLogger("odx_relay.dispatch")
+
+
+async def dispatch_once(relay: Relay, excluded: dict[str, set[str]]) -> int:
+    """Place every queued task that fits now; return how many were sent."""
+    sent = 0
+    for task in await relay.store.tasks_in(Stage.QUEUED):
+        states = [s for s in relay.registry.states() if s.id not in excluded.get(task.uuid, set())]
+        decision = place(relay.needs(task), states, relay.registry.last_assigned)
+        if decision.outcome == Outcome.REFUSE:
+            task.stage, task.error = Stage.FAILED, decision.reason
+            task.ended_ms = int(time.time() * 1000)
+            await relay.store.put_task(task)
+            log.warning("task failed uuid=%s: %s", task.uuid, decision.reason)
+            continue
+        if decision.outcome == Outcome.WAIT:
+            continue
+        relay.registry.reservations.add(decision.node_id, task.uuid, relay.needs(task).memory_mb)
+        relay.registry.last_assigned[decision.node_id] = time.monotonic()
+        task.stage, task.node_id = Stage.DISPATCHING, decision.node_id
+        await relay.store.put_task(task)
+        if not await send_to_node(relay, task, decision.node_id):
+            excluded.setdefault(task.uuid, set()).add(decision.node_id)
+            if len(excluded[task.uuid]) >= len(relay.registry.handles):
+                excluded.pop(task.uuid)  # every node tried once: start over next round
+        else:
+            excluded.pop(task.uuid, None)
+            sent += 1
+    return sent
+
+
+async def send_to_node(relay: Relay, task: TaskRecord, node_id: str) -> bool:
+    """Init, upload from staging and commit on `node_id`; on failure put the task back in the queue."""
+    handle = relay.registry.get(node_id)
+    try:
+        if handle is None:
+            raise UpstreamError("node was removed")
+        relay.staging.clear_forwarded(task.uuid)
+        await node_init(relay, task, node_id)
+        await send_missing_files(relay, task, handle.record)
+        result = await relay.upstream.call(handle.record, "POST", f"/task/new/commit/{task.uuid}")
+        if not (isinstance(result, dict) and result.get("uuid") == task.uuid):
+            raise UpstreamError(f"node refused commit: {result}")
+    except UpstreamError as exc:
+        relay.registry.reservations.drop(task.uuid)
+        fresh = await relay.store.get_task(task.uuid)
+        if fresh is not None and fresh.stage == Stage.DISPATCHING:
+            fresh.stage, fresh.node_id = Stage.QUEUED, None
+            await relay.store.put_task(fresh)
+        log.warning("dispatch failed uuid=%s node=%s: %s", task.uuid, node_id, exc)
+        return False
+    fresh = await relay.store.get_task(task.uuid) or task
+    if fresh.stage == Stage.CANCELED:  # canceled while it was on its way: cancel it on the node too
+        await relay.upstream.call(handle.record, "POST", "/task/cancel", data={"uuid": task.uuid})
+    await mark_on_node(relay, fresh, node_id, relay.needs(fresh))
+    log.info("task dispatched uuid=%s node=%s", task.uuid, node_id)
+    return True
+
+
+async def recover(relay: Relay) -> None:
+    """After a restart: a task caught mid-dispatch is either on its node already or back in the queue."""
+    for task in await relay.store.tasks_in(Stage.DISPATCHING):
+        handle = relay.registry.get(task.node_id)
+        info = None
+        if handle is not None:
+            try:
+                info = await relay.upstream.call(handle.record, "GET", f"/task/{task.uuid}/info")
+            except UpstreamError:
+                info = None
+        if isinstance(info, dict) and info.get("uuid") == task.uuid:
+            task.stage = Stage.ON_NODE
+        else:
+            task.stage, task.node_id = Stage.QUEUED, None
+        await relay.store.put_task(task)
+        log.info("recovered uuid=%s stage=%s", task.uuid, task.stage.value)
+
+
+async def dispatch_loop(relay: Relay) -> None:
+    excluded: dict[str, set[str]] = {}
+    while True:
+        try:
+            await asyncio.wait_for(relay.wake_dispatch.wait(), timeout=relay.config.check_interval)
+        except asyncio.TimeoutError:
+            pass
+        relay.wake_dispatch.clear()
+        try:
+            if await relay.store.tasks_in(Stage.QUEUED):
+                await relay.registry.check_all()  # fresh numbers before placing
+                await dispatch_once(relay, excluded)
+        except Exception:  # the loop must outlive any one bad round
+            log.exception("dispatch round failed")

@@ -1,0 +1,171 @@
+"""Downloads: `all.zip` streamed from the node with backpressure, Range answered from a cache, and
+single products (orthophoto.tif, dsm.tif, ept.json and its tiles, ...) cut out of the cached zip.
+
+NodeODX ignores Range and serves nothing but all.zip. The first plain download streams straight
+through to the client while it fills the cache; a Range request (or a single asset) waits for the
+cache to be whole, fetched once however many clients ask, and is then served from disk by aiohttp's
+FileResponse, which answers 206 and sends with sendfile. Names come from the asset catalogue, never
+from a path in the request.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import shutil
+import zipfile
+from pathlib import Path
+
+from aiohttp import web
+
+from shared.assets import ALL_ZIP, EPT_FOLDER, Asset, asset_by_name
+
+from .models import TaskRecord
+from .relay import Relay
+from .upstream import UpstreamError
+
+log = logging.getLogger("odx_relay.downloads")
+CHUNK = 256 * 1024
+EPT_TILE = re.compile(r"^(ept-data|ept-hierarchy|ept-sources)/[0-9A-Za-z_\-]+(\.[0-9A-Za-z]+){1,2}$")
+
+
+class DownloadError(Exception):
+    pass
+
+
+class DownloadCache:
+    """`<data>/cache/<uuid>/all.zip` plus products cut out of it; one fill per uuid at a time."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.fills: dict[str, asyncio.Task] = {}
+
+    def folder(self, uuid: str) -> Path:
+        return self.root / uuid
+
+    def zip_path(self, uuid: str) -> Path:
+        return self.folder(uuid) / ALL_ZIP
+
+    def drop(self, uuid: str) -> None:
+        shutil.rmtree(self.folder(uuid), ignore_errors=True)
+
+    async def ensure(self, relay: Relay, task: TaskRecord) -> Path:
+        path = self.zip_path(task.uuid)
+        if path.exists():
+            return path
+        fill = self.fills.get(task.uuid)
+        if fill is None or fill.done():
+            fill = asyncio.ensure_future(self._fill(relay, task))
+            self.fills[task.uuid] = fill
+        return await asyncio.shield(fill)
+
+    async def _fill(self, relay: Relay, task: TaskRecord) -> Path:
+        resp = await open_node_zip(relay, task)
+        path = self.zip_path(task.uuid)
+        partial = path.with_suffix(".fill")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(partial, "wb") as out:
+                async for chunk in resp.content.iter_chunked(CHUNK):
+                    out.write(chunk)
+        finally:
+            resp.release()
+        partial.replace(path)
+        log.info("cached all.zip uuid=%s bytes=%d", task.uuid, path.stat().st_size)
+        return path
+
+
+async def open_node_zip(relay: Relay, task: TaskRecord):
+    handle = relay.registry.get(task.node_id)
+    if handle is None:
+        raise DownloadError(f"{task.uuid} is not on any node yet")
+    try:
+        resp = await relay.upstream.open_stream(handle.record, f"/task/{task.uuid}/download/{ALL_ZIP}")
+    except UpstreamError as exc:
+        raise DownloadError(str(exc)) from None
+    if "application/json" in resp.headers.get("Content-Type", ""):
+        body = await resp.json()
+        resp.release()
+        raise DownloadError(body.get("error", "the node has no all.zip") if isinstance(body, dict) else str(body))
+    return resp
+
+
+async def stream_zip(request: web.Request, relay: Relay, cache: DownloadCache, task: TaskRecord) -> web.StreamResponse:
+    """Pass all.zip through to the client chunk by chunk, filling the cache on the way."""
+    resp = await open_node_zip(relay, task)
+    out = web.StreamResponse(headers={"Content-Type": "application/zip", "Accept-Ranges": "bytes",
+                                      "Content-Disposition": f'attachment; filename="{ALL_ZIP}"'})
+    if resp.content_length is not None:
+        out.content_length = resp.content_length
+    path = cache.zip_path(task.uuid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"all.zip.{id(out)}.stream")
+    complete = False
+    try:
+        await out.prepare(request)
+        with open(partial, "wb") as copy:
+            async for chunk in resp.content.iter_chunked(CHUNK):
+                copy.write(chunk)
+                await out.write(chunk)  # waits while the client is slow: backpressure up to the node
+        complete = resp.content_length is None or partial.stat().st_size == resp.content_length
+        await out.write_eof()
+    except ConnectionResetError:  # the client went away (pyodx does, to switch to ranged requests)
+        log.info("download closed by client uuid=%s", task.uuid)
+    finally:
+        resp.release()
+        if complete and not path.exists():
+            partial.replace(path)
+        else:
+            partial.unlink(missing_ok=True)
+    return out
+
+
+def extract(zip_path: Path, asset_path: str, target: Path, folder: bool) -> Path:
+    """Cut one member (or a folder, as a zip) out of all.zip into the cache, once."""
+    if target.exists():
+        return target
+    partial = target.with_name(target.name + ".cut")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(zip_path) as archive:
+        names = archive.namelist()
+        if folder:
+            members = [m for m in names if m.startswith(asset_path) and not m.endswith("/")]
+            if not members:
+                raise DownloadError(f"this task has no {asset_path} in its results")
+            with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as out:
+                for member in members:
+                    with archive.open(member) as src, out.open(member, "w") as dst:
+                        shutil.copyfileobj(src, dst, CHUNK)
+        else:
+            if asset_path not in names:
+                raise DownloadError(f"this task has no {asset_path} in its results")
+            with archive.open(asset_path) as src, open(partial, "wb") as dst:
+                shutil.copyfileobj(src, dst, CHUNK)
+    partial.replace(target)
+    return target
+
+
+def resolve(name: str) -> tuple[str, str, bool] | None:
+    """(member path in all.zip, cache file name, is folder) for a download name, or None."""
+    asset: Asset | None = asset_by_name(name)
+    if asset is not None:
+        return asset.path, asset.name, asset.is_folder
+    if EPT_TILE.match(name) and ".." not in name:
+        return EPT_FOLDER + name, "ept/" + name, False
+    return None
+
+
+async def serve(request: web.Request, relay: Relay, cache: DownloadCache, task: TaskRecord, name: str) -> web.StreamResponse:
+    if name == ALL_ZIP:
+        if cache.zip_path(task.uuid).exists() or request.headers.get("Range"):
+            return web.FileResponse(await cache.ensure(relay, task), headers={"Content-Type": "application/zip"})
+        return await stream_zip(request, relay, cache, task)
+    resolved = resolve(name)
+    if resolved is None:
+        raise DownloadError("Invalid asset")
+    member, cache_name, folder = resolved
+    zip_path = await cache.ensure(relay, task)
+    target = cache.folder(task.uuid) / "assets" / cache_name
+    loop = asyncio.get_running_loop()
+    path = await loop.run_in_executor(None, extract, zip_path, member, target, folder)
+    return web.FileResponse(path)

@@ -1,0 +1,82 @@
+"""The relay's own records: tasks it routes, nodes it knows, user accounts. Plain data, JSON-able."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class Stage(str, Enum):
+    """Where a task is in the relay's hands. Status codes on the node are a separate matter."""
+
+    UPLOADING = "uploading"      # init done, files arriving, not committed
+    QUEUED = "queued"            # committed, waiting in the relay's queue for a node with room
+    DISPATCHING = "dispatching"  # being sent from the staging folder to a node
+    ON_NODE = "on_node"          # committed on `node_id`; the node is the source of truth
+    CANCELED = "canceled"        # canceled while still in the relay's queue
+    FAILED = "failed"            # the relay itself could not run it (reason in `error`)
+
+
+@dataclass
+class TaskRecord:
+    uuid: str
+    owner: str = ""
+    name: str = ""
+    created_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+    stage: Stage = Stage.UPLOADING
+    node_id: str | None = None
+    forward_node_id: str | None = None
+    forwarded: list[str] = field(default_factory=list)
+    image_count: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+    webhook: str = ""
+    skip_post_processing: bool = False
+    outputs: list[str] | None = None
+    last_info: dict[str, Any] | None = None
+    error: str = ""
+    ended_ms: int | None = None
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["stage"] = self.stage.value
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "TaskRecord":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["stage"] = Stage(known.get("stage", Stage.UPLOADING))
+        return cls(**known)
+
+
+@dataclass
+class NodeRecord:
+    """A node as registered. The token is a secret: it never leaves the relay except towards the node."""
+
+    id: str
+    url: str
+    token: str = ""
+    label: str = ""
+    locked: bool = False
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "NodeRecord":
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class UserRecord:
+    username: str
+    salt: str
+    password_hash: str
+    token_hash: str
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "UserRecord":
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})

@@ -1,0 +1,156 @@
+"""The node registry: which nodes the relay knows, whether each is online, and what it last said.
+
+Health: each node's `/info` is asked on an interval and before placing a task; a node goes offline
+after `offline_after` failures in a row and comes back after one success. The registry keeps the
+reservations too, since a fresh `/info` is what settles them.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+from .models import NodeRecord
+from .scheduler import NodeState, Reservations
+from .store import Store
+from .upstream import Upstream, UpstreamError, public_name
+
+log = logging.getLogger("odx_relay.nodes")
+MB = 1024 * 1024
+
+
+def parse_node_url(text: str, label: str = "") -> NodeRecord:
+    """`http://host:port[/prefix]?token=T` → a NodeRecord whose URL has no token in it."""
+    parts = urlsplit(text.strip() if "://" in text else "http://" + text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) node URL: {text!r}")
+    token = parse_qs(parts.query).get("token", [""])[0]
+    url = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+    node_id = hashlib.sha1(url.encode()).hexdigest()[:8]
+    return NodeRecord(id=node_id, url=url, token=token, label=label)
+
+
+@dataclass
+class NodeHandle:
+    record: NodeRecord
+    online: bool = False
+    failures: int = 0
+    info: dict[str, Any] | None = None
+    info_at: float = 0.0
+    options: list[dict] | None = None
+    last_error: str = ""
+    checked: bool = False
+
+    def state(self) -> NodeState:
+        info = self.info or {}
+
+        def mb(key: str) -> int | None:
+            value = info.get(key)
+            return None if value is None else int(value) // MB
+
+        return NodeState(
+            id=self.record.id, online=self.online, locked=self.record.locked,
+            slots=int(info.get("maxParallelTasks") or 1), queue=int(info.get("taskQueueCount") or 0),
+            max_images=info.get("maxImages"), total_mb=mb("totalMemory"), available_mb=mb("availableMemory"))
+
+    def public(self) -> dict[str, Any]:
+        """What the admin API shows: everything but the token."""
+        return {"id": self.record.id, "url": self.record.url, "label": self.record.label,
+                "locked": self.record.locked, "online": self.online, "failures": self.failures,
+                "hasToken": bool(self.record.token), "info": self.info, "lastError": self.last_error,
+                "infoAge": round(time.monotonic() - self.info_at, 1) if self.info_at else None}
+
+
+@dataclass
+class NodeRegistry:
+    store: Store
+    upstream: Upstream
+    offline_after: int = 3
+    handles: dict[str, NodeHandle] = field(default_factory=dict)
+    reservations: Reservations = field(default_factory=Reservations)
+    last_assigned: dict[str, float] = field(default_factory=dict)
+
+    async def load(self, configured: list[NodeRecord]) -> None:
+        """Nodes from the store plus those given at start (start-up flags win for URL and token)."""
+        for record in await self.store.list_nodes():
+            self.handles[record.id] = NodeHandle(record)
+        for record in configured:
+            known = self.handles.get(record.id)
+            if known is not None:
+                record.locked = known.record.locked
+                record.label = record.label or known.record.label
+            self.handles[record.id] = NodeHandle(record)
+            await self.store.put_node(record)
+
+    def get(self, node_id: str | None) -> NodeHandle | None:
+        return self.handles.get(node_id or "")
+
+    async def add(self, record: NodeRecord) -> NodeHandle:
+        handle = NodeHandle(record)
+        self.handles[record.id] = handle
+        await self.store.put_node(record)
+        await self.check(handle)
+        log.info("node added id=%s url=%s", record.id, record.url)
+        return handle
+
+    async def remove(self, node_id: str) -> None:
+        self.handles.pop(node_id, None)
+        await self.store.delete_node(node_id)
+        log.info("node removed id=%s", node_id)
+
+    async def set_locked(self, node_id: str, locked: bool) -> NodeHandle | None:
+        handle = self.handles.get(node_id)
+        if handle is not None:
+            handle.record.locked = locked
+            await self.store.put_node(handle.record)
+            log.info("node %s id=%s", "locked" if locked else "unlocked", node_id)
+        return handle
+
+    async def check(self, handle: NodeHandle) -> None:
+        """Ask one node's /info; update online state, reservations and (first time) its options."""
+        asked_at = time.monotonic()
+        try:
+            info = await self.upstream.call(handle.record, "GET", "/info")
+            if not isinstance(info, dict) or "error" in info:
+                raise UpstreamError(f"node {public_name(handle.record)} refused /info: "
+                                    f"{info.get('error') if isinstance(info, dict) else info!r}")
+            if handle.options is None:
+                options = await self.upstream.call(handle.record, "GET", "/options")
+                handle.options = options if isinstance(options, list) else None
+        except UpstreamError as exc:
+            handle.failures += 1
+            handle.last_error = str(exc)
+            handle.checked = True
+            if handle.online and handle.failures >= self.offline_after:
+                handle.online = False
+                log.warning("node offline id=%s after %d failures: %s", handle.record.id, handle.failures, exc)
+            return
+        was_online = handle.online
+        handle.info, handle.info_at, handle.failures, handle.last_error = info, asked_at, 0, ""
+        handle.online, handle.checked = True, True
+        self.reservations.settle(handle.record.id, asked_at)
+        if not was_online:
+            log.info("node online id=%s queue=%s slots=%s", handle.record.id, info.get("taskQueueCount"),
+                     info.get("maxParallelTasks"))
+
+    async def check_all(self) -> None:
+        await asyncio.gather(*(self.check(h) for h in list(self.handles.values())))
+
+    def states(self) -> list[NodeState]:
+        """Each node's state with its in-flight reservations counted, for placement."""
+        return [self.reservations.apply(h.state()) for h in self.handles.values()]
+
+    def online(self) -> list[NodeHandle]:
+        return [h for h in self.handles.values() if h.online]
+
+    def options(self) -> list[dict]:
+        """Options every online node accepts (by name), so a task validated here runs anywhere."""
+        lists = [h.options for h in self.online() if h.options]
+        if not lists:
+            return []
+        names = set.intersection(*({o["name"] for o in opts} for opts in lists))
+        return [o for o in lists[0] if o["name"] in names]

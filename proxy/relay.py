@@ -1,0 +1,140 @@
+"""The relay's application object: its parts, wired once, and the few operations every handler shares.
+
+There is no global state outside it; handlers reach it as `request.app[RELAY]`.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from shared.memory import estimate_memory_mb
+from shared.types import TaskStatus
+
+from . import __version__
+from .auth import Auth
+from .config import RelayConfig
+from .models import Stage, TaskRecord
+from .nodes import NodeRegistry
+from .scheduler import TaskNeeds
+from .staging import Staging
+from .store import Store
+from .upstream import Upstream
+
+log = logging.getLogger("odx_relay")
+RELAY: web.AppKey["Relay"] = web.AppKey("relay")
+API_VERSION = "2.2.1"
+
+
+class NotFound(Exception):
+    """A task that does not exist, or that this token may not see (the two look the same)."""
+
+
+@dataclass
+class Relay:
+    config: RelayConfig
+    store: Store
+    upstream: Upstream
+    registry: NodeRegistry
+    staging: Staging
+    auth: Auth
+    secret: bytes
+    wake_dispatch: asyncio.Event = field(default_factory=asyncio.Event)
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    @staticmethod
+    def load_secret(data_dir: Path) -> bytes:
+        """The key that signs webhook URLs given to nodes; kept on disk so it survives restarts."""
+        path = data_dir / "relay.secret"
+        if not path.exists():
+            data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_hex(32))
+            path.chmod(0o600)
+        return bytes.fromhex(path.read_text().strip())
+
+    def lock(self, uuid: str) -> asyncio.Lock:
+        return self.locks.setdefault(uuid, asyncio.Lock())
+
+    def needs(self, task: TaskRecord) -> TaskNeeds:
+        return TaskNeeds(task.image_count, estimate_memory_mb(task.image_count, task.options, self.config.memory_table))
+
+    def webhook_url(self, uuid: str) -> str:
+        return f"{self.config.callback_base}/_relay/webhook/{uuid}?sig={self.sign(uuid)}"
+
+    def sign(self, uuid: str) -> str:
+        return hmac.new(self.secret, uuid.encode(), hashlib.sha256).hexdigest()[:32]
+
+    async def owned_task(self, uuid: str, owner: str) -> TaskRecord:
+        task = await self.store.get_task(uuid)
+        if task is None or task.owner != owner or task.stage == Stage.UPLOADING:
+            raise NotFound(f"{uuid} not found")
+        return task
+
+    def relay_side_info(self, task: TaskRecord) -> dict[str, Any]:
+        """NodeODX's task info for a task that no node holds (queued, canceled or failed here)."""
+        code = {Stage.CANCELED: TaskStatus.CANCELED, Stage.FAILED: TaskStatus.FAILED}.get(
+            task.stage, TaskStatus.QUEUED)
+        status: dict[str, Any] = {"code": int(code)}
+        if task.error:
+            status["errorMessage"] = task.error
+        return {"uuid": task.uuid, "name": task.name, "dateCreated": task.created_ms, "processingTime": 0,
+                "status": status, "options": [{"name": k, "value": v} for k, v in task.options.items()],
+                "imagesCount": task.image_count, "progress": 0}
+
+    def relay_side_output(self, task: TaskRecord) -> list[str]:
+        needs = self.needs(task)
+        lines = [f"ODX Relay: task received with {task.image_count} images "
+                 f"(estimated memory {needs.memory_mb / 1024:.1f} GB)."]
+        if task.stage in (Stage.QUEUED, Stage.DISPATCHING):
+            lines.append("ODX Relay: waiting in the relay's queue for a node with a free slot and enough memory.")
+        if task.stage == Stage.CANCELED:
+            lines.append("ODX Relay: canceled before it reached a node.")
+        if task.error:
+            lines.append(f"ODX Relay: {task.error}")
+        return lines
+
+    async def record_info(self, task: TaskRecord, info: dict[str, Any]) -> None:
+        """Remember a node's task info; write only when the status changes (info polls stay cheap)."""
+        old = (task.last_info or {}).get("status", {})
+        new = info.get("status", {})
+        if isinstance(new, dict) and (not isinstance(old, dict) or old.get("code") != new.get("code")):
+            task.last_info = info
+            code = new.get("code")
+            if code in (TaskStatus.FAILED, TaskStatus.COMPLETED, TaskStatus.CANCELED):
+                task.ended_ms = task.ended_ms or int(time.time() * 1000)
+            else:
+                task.ended_ms = None
+            await self.store.put_task(task)
+            log.info("task status uuid=%s node=%s status=%s", task.uuid, task.node_id, code)
+
+    def public_info(self, queued: int) -> dict[str, Any]:
+        """`/info` summed over online nodes: what the cluster really has, never made-up numbers."""
+        online = [h for h in self.registry.handles.values() if h.online and h.info]
+        infos = [h.info for h in online]
+        limits = [i.get("maxImages") for i in infos]
+        versions = sorted({str(i.get("version")) for i in infos if i.get("version")},
+                          key=lambda v: tuple(int(p) if p.isdigit() else 0 for p in v.split(".")))
+        engines = {str(i.get("engine") or "odm") for i in infos}
+        handles = list(self.registry.handles.values())
+        return {
+            "version": versions[0] if versions else API_VERSION,
+            "taskQueueCount": sum(int(i.get("taskQueueCount") or 0) for i in infos) + queued,
+            "totalMemory": sum(int(i.get("totalMemory") or 0) for i in infos),
+            "availableMemory": sum(int(i.get("availableMemory") or 0) for i in infos),
+            "cpuCores": sum(int(i.get("cpuCores") or 0) for i in infos),
+            "maxImages": None if (not limits or None in limits) else max(limits),
+            "maxParallelTasks": sum(int(i.get("maxParallelTasks") or 0) for i in infos),
+            "engine": engines.pop() if len(engines) == 1 else "odx",
+            "engineVersion": ", ".join(sorted({str(i.get("engineVersion")) for i in infos if i.get("engineVersion")})),
+            "relay": {"version": __version__, "nodes": len(handles), "online": len(online),
+                      "offline": sum(1 for h in handles if not h.online),
+                      "locked": sum(1 for h in handles if h.record.locked), "queued": queued},
+        }

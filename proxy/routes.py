@@ -1,0 +1,314 @@
+"""The NodeODX API as the relay serves it: one thin handler per endpoint.
+
+Task-level errors are answered as NodeODX answers them (HTTP 200, `{"error": ...}`), since pyodx and
+WebODM rely on that; authentication errors are 401/403 with a JSON error; anything unexpected is a
+500 with a JSON error and a log line, never a traceback to the client.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+
+from shared.options import parse_options_field, validate_options
+
+from .auth import AuthError
+from .downloads import DownloadCache, DownloadError, serve
+from .intake import IntakeError, choose_uuid, commit_task, init_task, read_fields, stage_part, upload_files
+from .models import Stage, TaskRecord
+from .relay import RELAY, NotFound, Relay
+from .staging import valid_uuid
+from .upstream import UpstreamError
+from .webhooks import receive
+
+log = logging.getLogger("odx_relay.routes")
+CACHE: web.AppKey[DownloadCache] = web.AppKey("cache")
+
+
+def error(message: str, status: int = 200) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except AuthError as exc:
+        return error(str(exc), exc.status)
+    except (NotFound, IntakeError, DownloadError) as exc:
+        return error(str(exc))
+    except UpstreamError as exc:
+        return error(str(exc))
+    except web.HTTPException as exc:
+        if exc.status >= 400 and exc.content_type != "application/json":
+            return error(exc.reason, exc.status)
+        raise
+    except Exception:  # a bug: log it, answer in JSON, keep serving
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error("Internal error in the relay; see its log", 500)
+
+
+async def form(request: web.Request) -> dict[str, str]:
+    """A POST body as a dict, whether it came urlencoded, multipart or JSON."""
+    if request.content_type == "application/json":
+        try:
+            data = await request.json()
+        except ValueError:
+            raise IntakeError("Malformed JSON body") from None
+        if not isinstance(data, dict):
+            raise IntakeError("Expected a JSON object")
+        return {k: v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
+    return {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+
+
+async def task_for(request: web.Request, uuid: str) -> tuple[Relay, TaskRecord]:
+    relay = request.app[RELAY]
+    owner = await relay.auth.identify(request)
+    if not valid_uuid(uuid):
+        raise NotFound(f"{uuid} not found")
+    return relay, await relay.owned_task(uuid.lower(), owner)
+
+
+async def uploading_task(request: web.Request) -> tuple[Relay, TaskRecord]:
+    relay = request.app[RELAY]
+    owner = await relay.auth.identify(request)
+    uuid = request.match_info["uuid"].lower()
+    task = await relay.store.get_task(uuid) if valid_uuid(uuid) else None
+    if task is None or task.owner != owner or task.stage != Stage.UPLOADING:
+        raise IntakeError("Invalid uuid (not found)")
+    return relay, task
+
+
+# --- node -------------------------------------------------------------------------------------
+async def info(request: web.Request) -> web.Response:
+    relay = request.app[RELAY]
+    await relay.auth.identify(request)
+    return web.json_response(relay.public_info(len(await relay.store.tasks_in(Stage.QUEUED))))
+
+
+async def options(request: web.Request) -> web.Response:
+    relay = request.app[RELAY]
+    await relay.auth.identify(request)
+    return web.json_response(relay.registry.options())
+
+
+async def auth_info(request: web.Request) -> web.Response:
+    relay = request.app[RELAY]
+    accounts = relay.auth.allow_registration
+    return web.json_response({
+        "message": "Log in to get a token" if accounts else "Accounts are not enabled on this relay",
+        "loginUrl": "/auth/login" if accounts else None,
+        "registerUrl": "/auth/register" if accounts else None})
+
+
+async def auth_login(request: web.Request) -> web.Response:
+    data = await form(request)
+    token = await request.app[RELAY].auth.login(data.get("username", ""), data.get("password", ""))
+    return web.json_response({"token": token})
+
+
+async def auth_register(request: web.Request) -> web.Response:
+    data = await form(request)
+    token = await request.app[RELAY].auth.register(data.get("username", ""), data.get("password", ""))
+    return web.json_response({"token": token})
+
+
+# --- intake -----------------------------------------------------------------------------------
+async def task_new_init(request: web.Request) -> web.Response:
+    relay = request.app[RELAY]
+    owner = await relay.auth.identify(request)
+    fields = read_fields(await form(request), relay)
+    uuid = await choose_uuid(request, relay)
+    await init_task(relay, uuid, owner, fields)
+    return web.json_response({"uuid": uuid})
+
+
+async def task_new_upload(request: web.Request) -> web.Response:
+    relay, task = await uploading_task(request)
+    if not request.content_type.startswith("multipart/"):
+        raise IntakeError("Need at least 1 file.")
+    names = await upload_files(relay, task, await request.multipart())
+    if not names:
+        raise IntakeError("Need at least 1 file.")
+    return web.json_response({"success": True})
+
+
+async def task_new_commit(request: web.Request) -> web.Response:
+    relay, task = await uploading_task(request)
+    async with relay.lock(task.uuid):
+        task = await relay.store.get_task(task.uuid)
+        if task is None or task.stage != Stage.UPLOADING:
+            raise IntakeError("Invalid uuid (not found)")
+        await commit_task(relay, task)
+    return web.json_response({"uuid": task.uuid})
+
+
+async def task_new(request: web.Request) -> web.Response:
+    """The one-shot form: fields and images in one multipart body, staged, then committed."""
+    relay = request.app[RELAY]
+    owner = await relay.auth.identify(request)
+    uuid = await choose_uuid(request, relay)
+    if not request.content_type.startswith("multipart/"):
+        raise IntakeError("Need at least 1 file or a zip file url.")
+    task = TaskRecord(uuid=uuid, owner=owner)
+    relay.staging.create(uuid)
+    fields: dict[str, str] = {}
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if part.filename is not None and part.name == "images":
+                await stage_part(relay, task, part, forward=False)
+            elif part.name:
+                fields[part.name] = (await part.read(decode=True)).decode("utf-8", "replace")
+        for key, value in read_fields(fields, relay).items():
+            setattr(task, key, value)
+        await relay.store.put_task(task)
+        await commit_task(relay, task)
+    except Exception:
+        if await relay.store.get_task(uuid) is None:
+            relay.staging.remove(uuid)
+        raise
+    return web.json_response({"uuid": uuid})
+
+
+# --- tasks ------------------------------------------------------------------------------------
+async def node_call(relay: Relay, task: TaskRecord, method: str, path: str, **kwargs: Any) -> Any:
+    handle = relay.registry.get(task.node_id)
+    if handle is None:
+        raise UpstreamError(f"the node that held {task.uuid} was removed from the relay")
+    return await relay.upstream.call(handle.record, method, path, **kwargs)
+
+
+async def task_info(request: web.Request) -> web.Response:
+    relay, task = await task_for(request, request.match_info["uuid"])
+    with_output = request.query.get("with_output")
+    if task.stage != Stage.ON_NODE:
+        data = relay.relay_side_info(task)
+        if with_output is not None:
+            data["output"] = relay.relay_side_output(task)[_int(with_output):]
+        return web.json_response(data)
+    query = {} if with_output is None else {"with_output": with_output}
+    try:
+        data = await node_call(relay, task, "GET", f"/task/{task.uuid}/info", query=query)
+    except UpstreamError:
+        if task.last_info is None:
+            raise
+        data = task.last_info  # the node is away: say the last thing it said
+    if isinstance(data, dict) and "error" not in data:
+        await relay.record_info(task, data)
+    return web.json_response(data)
+
+
+async def task_output(request: web.Request) -> web.Response:
+    relay, task = await task_for(request, request.match_info["uuid"])
+    line = _int(request.query.get("line", "0"))
+    if task.stage != Stage.ON_NODE:
+        return web.json_response(relay.relay_side_output(task)[line:])
+    return web.json_response(await node_call(relay, task, "GET", f"/task/{task.uuid}/output", query={"line": line}))
+
+
+async def task_download(request: web.Request) -> web.StreamResponse:
+    relay, task = await task_for(request, request.match_info["uuid"])
+    if task.stage != Stage.ON_NODE:
+        raise DownloadError("Task is not ready for download")
+    return await serve(request, relay, request.app[CACHE], task, request.match_info["asset"])
+
+
+async def task_list(request: web.Request) -> web.Response:
+    relay = request.app[RELAY]
+    owner = await relay.auth.identify(request)
+    tasks = await relay.store.list_tasks(owner)
+    return web.json_response([{"uuid": t.uuid} for t in tasks if t.stage != Stage.UPLOADING])
+
+
+async def task_cancel(request: web.Request) -> web.Response:
+    relay, task = await task_for(request, (await form(request)).get("uuid", ""))
+    if task.stage == Stage.ON_NODE:
+        return web.json_response(await node_call(relay, task, "POST", "/task/cancel", data={"uuid": task.uuid}))
+    if task.stage in (Stage.QUEUED, Stage.DISPATCHING):
+        task.stage, task.ended_ms = Stage.CANCELED, int(time.time() * 1000)
+        await relay.store.put_task(task)
+        log.info("task canceled in relay queue uuid=%s", task.uuid)
+    return web.json_response({"success": True})
+
+
+async def task_remove(request: web.Request) -> web.Response:
+    relay, task = await task_for(request, (await form(request)).get("uuid", ""))
+    if task.stage == Stage.ON_NODE:
+        try:
+            result = await node_call(relay, task, "POST", "/task/remove", data={"uuid": task.uuid})
+            if isinstance(result, dict) and result.get("error") and "not found" not in result["error"]:
+                return web.json_response(result)
+        except UpstreamError as exc:
+            log.warning("remove: node unreachable uuid=%s: %s (removed from the relay anyway)", task.uuid, exc)
+    relay.registry.reservations.drop(task.uuid)
+    request.app[CACHE].drop(task.uuid)
+    relay.staging.remove(task.uuid)
+    await relay.store.delete_task(task.uuid)
+    log.info("task removed uuid=%s", task.uuid)
+    return web.json_response({"success": True})
+
+
+async def task_restart(request: web.Request) -> web.Response:
+    data = await form(request)
+    relay, task = await task_for(request, data.get("uuid", ""))
+    new_options = None
+    if data.get("options"):
+        try:
+            new_options = parse_options_field(data["options"])
+        except ValueError as exc:
+            raise IntakeError(f"Invalid options: {exc}") from None
+        problems = validate_options(relay.registry.options(), new_options) if relay.registry.options() else []
+        if problems:
+            raise IntakeError("Invalid option " + "; ".join(str(p) for p in problems))
+    if task.stage == Stage.ON_NODE:
+        payload = {"uuid": task.uuid}
+        if data.get("options"):
+            payload["options"] = data["options"]
+        result = await node_call(relay, task, "POST", "/task/restart", data=payload)
+        if isinstance(result, dict) and result.get("success"):
+            request.app[CACHE].drop(task.uuid)
+            if new_options is not None:
+                task.options = new_options
+            task.ended_ms = None
+            await relay.store.put_task(task)
+        return web.json_response(result)
+    if task.stage in (Stage.CANCELED, Stage.FAILED):
+        if not relay.staging.files(task.uuid):
+            raise IntakeError("Cannot restart: the relay no longer keeps this task's inputs")
+        task.stage, task.error, task.ended_ms, task.node_id = Stage.QUEUED, "", None, None
+        if new_options is not None:
+            task.options = new_options
+        await relay.store.put_task(task)
+        relay.wake_dispatch.set()
+    return web.json_response({"success": True})
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return 0
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/info", info)
+    app.router.add_get("/options", options)
+    app.router.add_get("/auth/info", auth_info)
+    app.router.add_post("/auth/login", auth_login)
+    app.router.add_post("/auth/register", auth_register)
+    app.router.add_post("/task/new/init", task_new_init)
+    app.router.add_post("/task/new/upload/{uuid}", task_new_upload)
+    app.router.add_post("/task/new/commit/{uuid}", task_new_commit)
+    app.router.add_post("/task/new", task_new)
+    app.router.add_get("/task/list", task_list)
+    app.router.add_get("/task/{uuid}/info", task_info)
+    app.router.add_get("/task/{uuid}/output", task_output)
+    app.router.add_get("/task/{uuid}/download/{asset:.+}", task_download)
+    app.router.add_post("/task/cancel", task_cancel)
+    app.router.add_post("/task/remove", task_remove)
+    app.router.add_post("/task/restart", task_restart)
+    app.router.add_post("/_relay/webhook/{uuid}", receive)

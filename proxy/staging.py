@@ -1,0 +1,77 @@
+"""The staging folder: every uploaded input lands here on disk before or while it goes to a node.
+
+Layout: `<data>/staging/<uuid>/<file>` for inputs, `<uuid>/.forwarded/<file>` markers for files the
+chosen node already has, `<uuid>/.body.json` for the init fields. Markers live on disk, not in the
+store, so parallel uploads (and replicas sharing the folder) never race on one record.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import unicodedata
+from pathlib import Path
+
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[1-5][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.I)
+_UNSAFE = re.compile(r"[^\w.\- ()+,@]")
+MARKERS = ".forwarded"
+
+
+def valid_uuid(text: str) -> bool:
+    return bool(UUID_RE.match(text or ""))
+
+
+def safe_filename(name: str | None) -> str | None:
+    """The last path component of an upload's filename, cleaned; None if nothing usable is left."""
+    if not name:
+        return None
+    base = unicodedata.normalize("NFC", name.replace("\\", "/").split("/")[-1])
+    base = _UNSAFE.sub("_", base).strip(" .")[:200]
+    if base in ("", ".", "..") or base.startswith("."):
+        return None
+    return base
+
+
+class Staging:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def folder(self, uuid: str) -> Path:
+        if not valid_uuid(uuid):
+            raise ValueError(f"not a task uuid: {uuid!r}")
+        return self.root / uuid.lower()
+
+    def create(self, uuid: str) -> Path:
+        folder = self.folder(uuid)
+        (folder / MARKERS).mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def exists(self, uuid: str) -> bool:
+        return self.folder(uuid).is_dir()
+
+    def files(self, uuid: str) -> list[Path]:
+        folder = self.folder(uuid)
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+    def mark_forwarded(self, uuid: str, name: str) -> None:
+        (self.folder(uuid) / MARKERS / name).touch()
+
+    def forwarded(self, uuid: str) -> set[str]:
+        markers = self.folder(uuid) / MARKERS
+        return {p.name for p in markers.iterdir()} if markers.is_dir() else set()
+
+    def clear_forwarded(self, uuid: str) -> None:
+        markers = self.folder(uuid) / MARKERS
+        shutil.rmtree(markers, ignore_errors=True)
+        markers.mkdir(parents=True, exist_ok=True)
+
+    def partial(self, uuid: str, name: str) -> Path:
+        return self.folder(uuid) / f".{name}.{os.getpid()}.{id(name)}.part"
+
+    def remove(self, uuid: str) -> None:
+        shutil.rmtree(self.folder(uuid), ignore_errors=True)
+
+    def total_bytes(self, uuid: str) -> int:
+        return sum(p.stat().st_size for p in self.files(uuid))

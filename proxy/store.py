@@ -1,0 +1,107 @@
+"""The relay's state behind one small async interface, with an embedded SQLite backend by default.
+
+Handlers only ever see `Store`; a Redis backend (several replicas, one view) implements the same
+methods. SQLite runs in WAL mode and commits every write, so a `kill -9` loses nothing committed.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Protocol
+
+from .models import NodeRecord, Stage, TaskRecord, UserRecord
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def put_task(self, task: TaskRecord) -> None: ...
+    async def get_task(self, uuid: str) -> TaskRecord | None: ...
+    async def delete_task(self, uuid: str) -> None: ...
+    async def list_tasks(self, owner: str | None = None) -> list[TaskRecord]: ...
+    async def tasks_in(self, *stages: Stage) -> list[TaskRecord]: ...
+    async def put_node(self, node: NodeRecord) -> None: ...
+    async def delete_node(self, node_id: str) -> None: ...
+    async def list_nodes(self) -> list[NodeRecord]: ...
+    async def put_user(self, user: UserRecord) -> None: ...
+    async def get_user(self, username: str) -> UserRecord | None: ...
+    async def user_by_token_hash(self, token_hash: str) -> UserRecord | None: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (uuid TEXT PRIMARY KEY, owner TEXT, stage TEXT, created INTEGER, data TEXT);
+CREATE INDEX IF NOT EXISTS tasks_owner ON tasks(owner);
+CREATE INDEX IF NOT EXISTS tasks_stage ON tasks(stage);
+CREATE TABLE IF NOT EXISTS nodes (id TEXT PRIMARY KEY, data TEXT);
+CREATE TABLE IF NOT EXISTS users (username TEXT PRIMARY KEY, token_hash TEXT UNIQUE, data TEXT);
+"""
+
+
+class SQLiteStore:
+    """One file under the data folder; enough for a single relay that must survive restarts."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.db: sqlite3.Connection | None = None
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(_SCHEMA)
+
+    async def close(self) -> None:
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+
+    def _rows(self, sql: str, *args) -> list[tuple]:
+        assert self.db is not None, "store is not open"
+        return self.db.execute(sql, args).fetchall()
+
+    async def put_task(self, task: TaskRecord) -> None:
+        self._rows("INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?)", task.uuid, task.owner,
+                   task.stage.value, task.created_ms, json.dumps(task.to_json()))
+
+    async def get_task(self, uuid: str) -> TaskRecord | None:
+        rows = self._rows("SELECT data FROM tasks WHERE uuid = ?", uuid)
+        return TaskRecord.from_json(json.loads(rows[0][0])) if rows else None
+
+    async def delete_task(self, uuid: str) -> None:
+        self._rows("DELETE FROM tasks WHERE uuid = ?", uuid)
+
+    async def list_tasks(self, owner: str | None = None) -> list[TaskRecord]:
+        if owner is None:
+            rows = self._rows("SELECT data FROM tasks ORDER BY created")
+        else:
+            rows = self._rows("SELECT data FROM tasks WHERE owner = ? ORDER BY created", owner)
+        return [TaskRecord.from_json(json.loads(r[0])) for r in rows]
+
+    async def tasks_in(self, *stages: Stage) -> list[TaskRecord]:
+        marks = ",".join("?" * len(stages))
+        rows = self._rows(f"SELECT data FROM tasks WHERE stage IN ({marks}) ORDER BY created",
+                          *[s.value for s in stages])
+        return [TaskRecord.from_json(json.loads(r[0])) for r in rows]
+
+    async def put_node(self, node: NodeRecord) -> None:
+        self._rows("INSERT OR REPLACE INTO nodes VALUES (?, ?)", node.id, json.dumps(node.to_json()))
+
+    async def delete_node(self, node_id: str) -> None:
+        self._rows("DELETE FROM nodes WHERE id = ?", node_id)
+
+    async def list_nodes(self) -> list[NodeRecord]:
+        return [NodeRecord.from_json(json.loads(r[0])) for r in self._rows("SELECT data FROM nodes ORDER BY rowid")]
+
+    async def put_user(self, user: UserRecord) -> None:
+        self._rows("INSERT OR REPLACE INTO users VALUES (?, ?, ?)", user.username, user.token_hash,
+                   json.dumps(user.to_json()))
+
+    async def get_user(self, username: str) -> UserRecord | None:
+        rows = self._rows("SELECT data FROM users WHERE username = ?", username)
+        return UserRecord.from_json(json.loads(rows[0][0])) if rows else None
+
+    async def user_by_token_hash(self, token_hash: str) -> UserRecord | None:
+        rows = self._rows("SELECT data FROM users WHERE token_hash = ?", token_hash)
+        return UserRecord.from_json(json.loads(rows[0][0])) if rows else None
