@@ -8,7 +8,7 @@ APT_PACKAGES := python3-qgis qgis-providers qgis redis-server python3-venv pytho
 STAMP       := $(VENV)/.installed
 export QT_QPA_PLATFORM := offscreen
 
-.PHONY: help setup test demo devnode clean
+.PHONY: help setup test demo devnodes run clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,8 +25,14 @@ test: setup ## Run the whole test suite headless (pytest)
 demo: setup ## The main job: process the sample photos and print where the outputs are
 	$(PY) -m scripts.demo
 
-devnode: setup ## Start one development node on 127.0.0.1:3001 (Ctrl-C stops it)
-	$(VENV)/bin/odx-devnode --port 3001 --data-dir var/devnode
+devnodes: setup ## Start two development nodes on 127.0.0.1:3001 and :3002 (Ctrl-C stops them)
+	trap 'kill 0' EXIT; \
+	$(VENV)/bin/odx-devnode --port 3001 --data-dir var/devnode-3001 & \
+	$(VENV)/bin/odx-devnode --port 3002 --slots 2 --data-dir var/devnode-3002 & \
+	wait
+
+run: setup ## Start the relay on 127.0.0.1:3000 with the nodes listed in relay.nodes (NODES=file)
+	$(VENV)/bin/odx-relay --port 3000 --nodes-file $(or $(NODES),relay.nodes) --data-dir var/relay
 
 clean: ## Remove the virtual environment and everything the targets wrote
 	rm -rf $(VENV) var build dist *.egg-info .pytest_cache
