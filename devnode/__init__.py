@@ -1,0 +1,1 @@
+"""NodeODX-compatible development node: simulated processing with real, georeferenced outputs."""
