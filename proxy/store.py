@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .models import NodeRecord, Stage, TaskRecord, UserRecord
+from .scheduler import Reservations
 
 
 class Store(Protocol):
@@ -27,6 +28,15 @@ class Store(Protocol):
     async def put_user(self, user: UserRecord) -> None: ...
     async def get_user(self, username: str) -> UserRecord | None: ...
     async def user_by_token_hash(self, token_hash: str) -> UserRecord | None: ...
+    async def reserve(self, node_id: str, uuid: str, memory_mb: int, free_slots: int,
+                      headroom_mb: int | None) -> bool: ...
+    async def commit_reservation(self, uuid: str, at: float) -> None: ...
+    async def drop_reservation(self, uuid: str) -> None: ...
+    async def settle_reservations(self, node_id: str, asked_at: float) -> None: ...
+    async def reservations(self) -> dict[str, dict[str, tuple[int, float | None]]]: ...
+    async def put_node_info(self, node_id: str, state: dict) -> None: ...
+    async def node_infos(self) -> dict[str, dict]: ...
+    async def lease(self, name: str, holder: str, seconds: float) -> bool: ...
 
 
 _SCHEMA = """
@@ -39,11 +49,16 @@ CREATE TABLE IF NOT EXISTS users (username TEXT PRIMARY KEY, token_hash TEXT UNI
 
 
 class SQLiteStore:
-    """One file under the data folder; enough for a single relay that must survive restarts."""
+    """One file under the data folder; enough for a single relay that must survive restarts.
+
+    Reservations, shared node info and leases only matter between replicas, which need Redis: here
+    they live in memory, in this one process."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.db: sqlite3.Connection | None = None
+        self.held = Reservations()
+        self.infos: dict[str, dict] = {}
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,3 +120,34 @@ class SQLiteStore:
     async def user_by_token_hash(self, token_hash: str) -> UserRecord | None:
         rows = self._rows("SELECT data FROM users WHERE token_hash = ?", token_hash)
         return UserRecord.from_json(json.loads(rows[0][0])) if rows else None
+
+    async def reserve(self, node_id: str, uuid: str, memory_mb: int, free_slots: int,
+                      headroom_mb: int | None) -> bool:
+        others = {u: v for u, v in self.held.held.get(node_id, {}).items() if u != uuid}
+        if free_slots - len(others) <= 0:
+            return False
+        if headroom_mb is not None and headroom_mb - sum(mb for mb, _ in others.values()) < memory_mb:
+            return False
+        self.held.add(node_id, uuid, memory_mb)
+        return True
+
+    async def commit_reservation(self, uuid: str, at: float) -> None:
+        self.held.committed(uuid, at)
+
+    async def drop_reservation(self, uuid: str) -> None:
+        self.held.drop(uuid)
+
+    async def settle_reservations(self, node_id: str, asked_at: float) -> None:
+        self.held.settle(node_id, asked_at)
+
+    async def reservations(self) -> dict[str, dict[str, tuple[int, float | None]]]:
+        return {node: dict(tasks) for node, tasks in self.held.held.items()}
+
+    async def put_node_info(self, node_id: str, state: dict) -> None:
+        self.infos[node_id] = state
+
+    async def node_infos(self) -> dict[str, dict]:
+        return dict(self.infos)
+
+    async def lease(self, name: str, holder: str, seconds: float) -> bool:
+        return True

@@ -1,7 +1,11 @@
 """Starting a real relay (`python -m proxy`) as a subprocess, beside the development nodes of servers.py."""
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,3 +42,25 @@ def start_relay(tmp_path: Path, nodes: list[str] | tuple = (), *, port: int | No
     assert isinstance(relay, Relay)
     relay.argv = argv  # not through start_server(**extra): its own `argv` parameter would clash
     return relay
+
+
+def start_redis(tmp_path: Path, port: int | None = None) -> ServerProcess:
+    """A throw-away `redis-server` on 127.0.0.1 (no persistence unless the test restarts it on `port`)."""
+    port = port or free_port()
+    server = shutil.which("redis-server") or "/usr/bin/redis-server"
+    log_path = tmp_path / f"redis-{port}.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen([server, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+                                    "--appendonly", "no", "--dir", str(tmp_path)],
+                                   stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    redis_server = ServerProcess(name=f"redis:{port}", url=f"redis://127.0.0.1:{port}/0", port=port,
+                                 process=process, log_path=log_path)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return redis_server
+        except OSError:
+            time.sleep(0.05)
+    redis_server.stop()
+    raise RuntimeError(f"redis-server did not start:\n{redis_server.log()}")

@@ -1,0 +1,188 @@
+"""The Redis backend of the store: several relay replicas, one view of tasks, nodes and reservations.
+
+Keys (prefix `odx:` by default):
+  task:<uuid>            the task record, JSON
+  stage:<stage>          sorted set of uuids in that stage, scored by creation time
+  owner:<owner>          sorted set of that owner's uuids
+  nodes                  hash node id -> node record JSON
+  user:<name>            user record JSON;  usertoken:<hash> -> name
+  resv:<node id>         hash task uuid -> [memory MB, committed at or null]  (reservations)
+  nodeinfo:<node id>     the node's last health-check result, JSON, shared by replicas
+  lease:<name>           who runs a once-per-interval job (SET NX PX)
+A reservation is taken by a Lua script that checks the node's free slots and memory and writes in one
+step, so two replicas placing at the same instant never overbook a node.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import redis.asyncio as aioredis
+
+from .models import NodeRecord, Stage, TaskRecord, UserRecord
+
+_RESERVE = """
+local held = redis.call('HGETALL', KEYS[1])
+local count, mb = 0, 0
+for i = 1, #held, 2 do
+  if held[i] ~= ARGV[1] then
+    count = count + 1
+    mb = mb + cjson.decode(held[i + 1])[1]
+  end
+end
+local free = tonumber(ARGV[3]) - count
+local headroom = tonumber(ARGV[4])
+if free <= 0 then return 0 end
+if headroom >= 0 and headroom - mb < tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode({tonumber(ARGV[2]), cjson.null}))
+return 1
+"""
+
+
+class RedisStore:
+    def __init__(self, url: str, prefix: str = "odx:"):
+        self.url = url
+        self.prefix = prefix
+        self.redis: aioredis.Redis | None = None
+        self._reserve = None
+
+    def k(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    @property
+    def r(self) -> aioredis.Redis:
+        assert self.redis is not None, "store is not open"
+        return self.redis
+
+    async def open(self) -> None:
+        self.redis = aioredis.from_url(self.url, decode_responses=True, socket_timeout=5,
+                                       socket_connect_timeout=5, health_check_interval=10)
+        self._reserve = self.redis.register_script(_RESERVE)
+        await self.redis.ping()
+
+    async def close(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()
+            self.redis = None
+
+    # --- tasks ----------------------------------------------------------------------------
+    async def put_task(self, task: TaskRecord) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.set(self.k("task", task.uuid), json.dumps(task.to_json()))
+        for stage in Stage:
+            if stage != task.stage:
+                pipe.zrem(self.k("stage", stage.value), task.uuid)
+        pipe.zadd(self.k("stage", task.stage.value), {task.uuid: task.created_ms})
+        pipe.zadd(self.k("owner", task.owner), {task.uuid: task.created_ms})
+        await pipe.execute()
+
+    async def get_task(self, uuid: str) -> TaskRecord | None:
+        raw = await self.r.get(self.k("task", uuid))
+        return TaskRecord.from_json(json.loads(raw)) if raw else None
+
+    async def delete_task(self, uuid: str) -> None:
+        task = await self.get_task(uuid)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(self.k("task", uuid))
+        for stage in Stage:
+            pipe.zrem(self.k("stage", stage.value), uuid)
+        if task is not None:
+            pipe.zrem(self.k("owner", task.owner), uuid)
+        await pipe.execute()
+
+    async def _tasks(self, uuids: list[str]) -> list[TaskRecord]:
+        if not uuids:
+            return []
+        raws = await self.r.mget([self.k("task", u) for u in uuids])
+        return [TaskRecord.from_json(json.loads(raw)) for raw in raws if raw]
+
+    async def list_tasks(self, owner: str | None = None) -> list[TaskRecord]:
+        if owner is not None:
+            return await self._tasks(await self.r.zrange(self.k("owner", owner), 0, -1))
+        return sorted(await self.tasks_in(*Stage), key=lambda t: t.created_ms)
+
+    async def tasks_in(self, *stages: Stage) -> list[TaskRecord]:
+        scored: list[tuple[float, str]] = []
+        for stage in stages:
+            scored += [(score, uuid) for uuid, score in
+                       await self.r.zrange(self.k("stage", stage.value), 0, -1, withscores=True)]
+        return await self._tasks([uuid for _, uuid in sorted(scored)])
+
+    # --- nodes and users --------------------------------------------------------------------
+    async def put_node(self, node: NodeRecord) -> None:
+        await self.r.hset(self.k("nodes"), node.id, json.dumps(node.to_json()))
+
+    async def delete_node(self, node_id: str) -> None:
+        await self.r.hdel(self.k("nodes"), node_id)
+
+    async def list_nodes(self) -> list[NodeRecord]:
+        return [NodeRecord.from_json(json.loads(v)) for v in (await self.r.hgetall(self.k("nodes"))).values()]
+
+    async def put_user(self, user: UserRecord) -> None:
+        old = await self.get_user(user.username)
+        pipe = self.r.pipeline(transaction=True)
+        if old is not None:
+            pipe.delete(self.k("usertoken", old.token_hash))
+        pipe.set(self.k("user", user.username), json.dumps(user.to_json()))
+        pipe.set(self.k("usertoken", user.token_hash), user.username)
+        await pipe.execute()
+
+    async def get_user(self, username: str) -> UserRecord | None:
+        raw = await self.r.get(self.k("user", username))
+        return UserRecord.from_json(json.loads(raw)) if raw else None
+
+    async def user_by_token_hash(self, token_hash: str) -> UserRecord | None:
+        name = await self.r.get(self.k("usertoken", token_hash))
+        return await self.get_user(name) if name else None
+
+    # --- reservations, shared node info, leases --------------------------------------------------
+    async def reserve(self, node_id: str, uuid: str, memory_mb: int, free_slots: int, headroom_mb: int | None) -> bool:
+        """Reserve a slot if, counting every replica's reservations, the node still has one free."""
+        ok = await self._reserve(keys=[self.k("resv", node_id)],
+                                 args=[uuid, memory_mb, free_slots, -1 if headroom_mb is None else headroom_mb])
+        return bool(ok)
+
+    async def commit_reservation(self, uuid: str, at: float) -> None:
+        for key in await self._resv_keys():
+            raw = await self.r.hget(key, uuid)
+            if raw:
+                await self.r.hset(key, uuid, json.dumps([json.loads(raw)[0], at]))
+
+    async def drop_reservation(self, uuid: str) -> None:
+        for key in await self._resv_keys():
+            await self.r.hdel(key, uuid)
+
+    async def settle_reservations(self, node_id: str, asked_at: float) -> None:
+        key = self.k("resv", node_id)
+        for uuid, raw in (await self.r.hgetall(key)).items():
+            at = json.loads(raw)[1]
+            if at is not None and at <= asked_at:
+                await self.r.hdel(key, uuid)
+
+    async def reservations(self) -> dict[str, dict[str, tuple[int, float | None]]]:
+        out = {}
+        for key in await self._resv_keys():
+            out[key.rsplit(":", 1)[1]] = {u: tuple(json.loads(v)) for u, v in (await self.r.hgetall(key)).items()}
+        return out
+
+    async def _resv_keys(self) -> list[str]:
+        return [k async for k in self.r.scan_iter(match=self.k("resv", "*"), count=100)]
+
+    async def put_node_info(self, node_id: str, state: dict) -> None:
+        await self.r.set(self.k("nodeinfo", node_id), json.dumps(state))
+
+    async def node_infos(self) -> dict[str, dict]:
+        keys = [k async for k in self.r.scan_iter(match=self.k("nodeinfo", "*"), count=100)]
+        raws = await self.r.mget(keys) if keys else []
+        return {k.rsplit(":", 1)[1]: json.loads(v) for k, v in zip(keys, raws) if v}
+
+    async def lease(self, name: str, holder: str, seconds: float) -> bool:
+        """True if `holder` may run job `name` for the next `seconds` (once per interval across replicas)."""
+        key = self.k("lease", name)
+        if await self.r.set(key, holder, nx=True, px=max(1, int(seconds * 1000))):
+            return True
+        return await self.r.get(key) == holder
+
+    @staticmethod
+    def now() -> float:
+        return time.time()
