@@ -1,4 +1,5 @@
-"""The main job, end to end: sample drone photos → relay → two development nodes → map outputs.
+"""The main job, end to end: sample drone photos → relay → two development nodes → map outputs,
+first through the library's client, then through the QGIS plugin run by qgis_process.
 
 Run by `make demo`. Everything it starts listens on 127.0.0.1 and is stopped at the end; everything
 it writes goes under var/demo/.
@@ -6,6 +7,7 @@ it writes goes under var/demo/.
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -81,6 +83,12 @@ def main() -> int:
         if abs(lat - SAMPLE_LATITUDE) > 0.01 or abs(lon - SAMPLE_LONGITUDE) > 0.01:
             print("   the orthophoto is not where the photos were taken")
             return 1
+        print("6. the same photos from QGIS: odxrelay:processimages through qgis_process.bin, "
+              "then a project and a map render")
+        qgis = subprocess.run([sys.executable, "-m", "scripts.demo_qgis", relay.url, str(OUT / "photos"),
+                               "--out", str(OUT / "qgis"), "--name", "ODX Relay demo"])
+        if qgis.returncode != 0:
+            return qgis.returncode
     finally:
         for server in reversed(servers):
             server.stop()

@@ -1,0 +1,172 @@
+"""What to send: the files of a task, under the names NodeODX recognises them by.
+
+NodeODX knows a file's role only by its name: `gcp_list.txt`, `geo.txt`, `image_groups.txt` and
+`align.tif` are side files, everything else is a photo. The dialog lets the user pick side files with
+any name, so some files travel under another name than they have on disk; `stage` gives them that name
+without copying where the system allows a link. All names must be unique on the server, so two
+different files that would arrive under one name are refused here, naming both.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from ..deps import shared
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".tif", ".tiff", ".png", ".dng")
+GCP_NAME, GEO_NAME, GROUPS_NAME = "gcp_list.txt", "geo.txt", "image_groups.txt"
+ALIGN_SUFFIXES = (".tif", ".tiff", ".las", ".laz")
+
+
+class InputError(ValueError):
+    """The inputs cannot make a task; the message says which file and why."""
+
+
+@dataclass(frozen=True)
+class Upload:
+    source: Path
+    name: str
+
+    @property
+    def is_side_file(self) -> bool:
+        return is_side_file_name(self.name)
+
+
+@dataclass
+class UploadPlan:
+    uploads: list[Upload] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def image_count(self) -> int:
+        return sum(1 for u in self.uploads if not u.is_side_file)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(u.source.stat().st_size for u in self.uploads)
+
+    def names(self) -> list[str]:
+        return [u.name for u in self.uploads]
+
+
+def is_side_file_name(name: str) -> bool:
+    lower = name.lower()
+    return lower in (GCP_NAME, GEO_NAME, GROUPS_NAME) or (
+        Path(lower).stem == "align" and Path(lower).suffix in ALIGN_SUFFIXES)
+
+
+def is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def _existing_file(value: str | os.PathLike, what: str) -> Path:
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise InputError(f"{what} {str(path)!r} is not a file that exists")
+    return path
+
+
+def plan_upload(images: Iterable[str | os.PathLike] = (), folder: str | os.PathLike | None = None,
+                rasters: Iterable[str | os.PathLike] = (), align: str | os.PathLike | None = None,
+                gcp: str | os.PathLike | None = None, geo: str | os.PathLike | None = None,
+                image_groups: str | os.PathLike | None = None) -> UploadPlan:
+    """Collect and name every file of a task; raise InputError in words when they cannot make one."""
+    plan = UploadPlan()
+    by_name: dict[str, Upload] = {}
+
+    def add(source: Path, name: str, explicit: bool = True) -> None:
+        key = name.lower()
+        previous = by_name.get(key)
+        if previous is not None:
+            if previous.source.resolve() == source.resolve():
+                return
+            if not explicit:  # a side file picked in the dialog wins over one found in the folder
+                plan.notes.append(f"{source} ignored: {previous.source} is sent as {name}")
+                return
+            raise InputError(f"two different files would both be sent as {name!r}: {previous.source} and "
+                             f"{source}; NodeODX needs every file name to be unique, so rename one")
+        by_name[key] = Upload(source, name)
+
+    for value in images:
+        path = _existing_file(value, "image")
+        if not (is_image_name(path.name) or is_side_file_name(path.name)):
+            raise InputError(f"{path.name} is not a photo NodeODX can read "
+                             f"(it takes {', '.join(s.lstrip('.') for s in IMAGE_SUFFIXES)})")
+        add(path, path.name)
+    for value in rasters:
+        path = _existing_file(value, "raster layer file")
+        add(path, path.name)
+    side = [(gcp, GCP_NAME, "ground control point file"), (geo, GEO_NAME, "geolocation file"),
+            (image_groups, GROUPS_NAME, "image groups file")]
+    for value, name, what in side:
+        if value:
+            add(_existing_file(value, what), name)
+    if align:
+        path = _existing_file(align, "alignment file")
+        suffix = path.suffix.lower()
+        if suffix not in ALIGN_SUFFIXES:
+            raise InputError(f"the alignment file {path.name} must be a GeoTIFF, LAS or LAZ file")
+        add(path, "align" + (".tif" if suffix == ".tiff" else suffix))
+    if folder:
+        _add_folder(Path(folder).expanduser(), add, plan)
+
+    plan.uploads = list(by_name.values())
+    _check_counts(plan, folder)
+    return plan
+
+
+def _add_folder(folder: Path, add, plan: UploadPlan) -> None:
+    if not folder.is_dir():
+        raise InputError(f"image folder {str(folder)!r} is not a folder that exists")
+    skipped = 0
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        if is_image_name(path.name) or is_side_file_name(path.name):
+            add(path, path.name, explicit=False)
+        else:
+            skipped += 1
+    if skipped:
+        plan.notes.append(f"{skipped} file(s) in {folder} are neither photos nor NodeODX side files "
+                          "and stay behind")
+
+
+def _check_counts(plan: UploadPlan, folder: str | os.PathLike | None) -> None:
+    count = plan.image_count
+    minimum = shared.options.MIN_IMAGES
+    if count == 0:
+        where = f" (the folder {folder} has none)" if folder else ""
+        raise InputError(f"No images to process{where}: choose at least {minimum} photos, "
+                         "or a folder that holds them")
+    if count < minimum:
+        raise InputError(f"Only {count} image given; NodeODX needs at least {minimum} overlapping photos "
+                         "to reconstruct anything")
+
+
+def stage(plan: UploadPlan, staging: Path) -> list[Path]:
+    """Paths to upload, each with the name the server must see; renamed files become links in `staging`.
+
+    A link costs nothing; where links are not allowed (some Windows accounts) the file is copied."""
+    files = []
+    for upload in plan.uploads:
+        if upload.source.name == upload.name:
+            files.append(upload.source)
+            continue
+        staging.mkdir(parents=True, exist_ok=True)
+        target = staging / upload.name
+        try:
+            target.symlink_to(upload.source.resolve())
+        except OSError:
+            shutil.copyfile(upload.source, target)
+        files.append(target)
+    return files
+
+
+def default_task_name(plan: UploadPlan) -> str:
+    """A name when the user gives none: the folder most photos come from, and how many there are."""
+    folders = [u.source.parent.name for u in plan.uploads if not u.is_side_file]
+    common = max(set(folders), key=folders.count) if folders else ""
+    return f"{common or 'Photos'} ({plan.image_count} images)"

@@ -1,0 +1,117 @@
+"""The settings page: server URL, token (kept in QGIS's authentication database), results folder, and a
+"Test connection" that says what the server reported. Shown in QGIS › Options and, as a dialog, from
+the "Settings…" button beside each algorithm's Server field."""
+from __future__ import annotations
+
+from qgis.core import QgsApplication
+from qgis.gui import QgsFileWidget, QgsOptionsPageWidget, QgsOptionsWidgetFactory, QgsPasswordLineEdit
+from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtGui import QIcon
+from qgis.PyQt.QtWidgets import (QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit, QMessageBox,
+                                 QPushButton, QVBoxLayout, QWidget)
+
+from .. import settings
+from ..core.connection import Connection, proxies_for
+from ..core.describe import describe_info, error_message
+from ..deps import shared
+from ..processing.base import ICON
+
+TEST_TIMEOUT = 10
+
+
+def check_connection(url: str, token: str) -> str:
+    """What the server says about itself, in words, or what went wrong. Also proves the token works:
+    NodeODX answers `/info` to anyone but lists tasks only for a valid token."""
+    connection = Connection(url, token, proxies_for(url, settings.proxy_settings()))
+    try:
+        node = connection.node(timeout=TEST_TIMEOUT)
+        text = describe_info(node.info(), connection.display_url)
+        tasks = node.list_tasks()
+    except (shared.GenericError, ValueError) as exc:
+        return error_message(exc, connection.display_url)
+    return f"{text}\nThis token sees {len(tasks)} task(s)."
+
+
+class SettingsWidget(QWidget):
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.url = QLineEdit(settings.saved_url())
+        self.url.setPlaceholderText("http://relay.example.com:3000")
+        self.token = QgsPasswordLineEdit()
+        self.token.setText(settings.saved_token())
+        self.token.setToolTip(self.tr("Kept in QGIS's authentication database, not in plain settings"))
+        self.results = QgsFileWidget()
+        self.results.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
+        self.results.setFilePath(str(settings.results_folder()))
+        self.test_button = QPushButton(self.tr("Test connection"))
+        self.test_button.clicked.connect(self.run_test)
+        self.report = QLabel()
+        self.report.setWordWrap(True)
+        self.report.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        form = QFormLayout()
+        form.addRow(self.tr("Relay or node URL"), self.url)
+        form.addRow(self.tr("Token"), self.token)
+        form.addRow(self.tr("Results folder"), self.results)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.test_button)
+        layout.addWidget(self.report)
+        layout.addStretch(1)
+
+    def run_test(self) -> str:
+        QgsApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            text = check_connection(self.url.text().strip(), self.token.text())
+        finally:
+            QgsApplication.restoreOverrideCursor()
+        self.report.setText(text)
+        return text
+
+    def save(self) -> bool:
+        results = self.results.filePath().strip()
+        if results == str(settings.default_results_folder()):
+            results = ""
+        try:
+            settings.save(self.url.text(), self.token.text(), results)
+        except settings.TokenStoreError as exc:
+            QMessageBox.warning(self, "ODX Relay", str(exc))
+            return False
+        return True
+
+
+class SettingsPage(QgsOptionsPageWidget):
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("odx_relay")
+        self.widget = SettingsWidget(self)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.widget)
+
+    def apply(self) -> None:
+        self.widget.save()
+
+
+class SettingsPageFactory(QgsOptionsWidgetFactory):
+    def __init__(self):
+        super().__init__("ODX Relay", QIcon(str(ICON)))
+
+    def createWidget(self, parent=None):  # noqa: N802 - QGIS's name
+        return SettingsPage(parent)
+
+
+class SettingsDialog(QDialog):
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle(self.tr("ODX Relay settings"))
+        self.widget = SettingsWidget(self)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.widget)
+        layout.addWidget(buttons)
+
+    def accept(self) -> None:
+        if self.widget.save():
+            super().accept()

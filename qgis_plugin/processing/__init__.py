@@ -1,0 +1,1 @@
+"""The Processing side of the plugin: the provider and one module per algorithm."""

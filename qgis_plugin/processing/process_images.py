@@ -1,0 +1,96 @@
+"""odxrelay:processimages — send drone photos to a relay or node, follow the task, load the results."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from qgis.core import (QgsProcessing, QgsProcessingParameterDefinition, QgsProcessingParameterEnum,
+                       QgsProcessingParameterFile, QgsProcessingParameterMultipleLayers,
+                       QgsProcessingParameterRasterLayer, QgsProcessingParameterString, QgsProviderRegistry,
+                       QgsRasterLayer)
+
+from ..core.inputs import InputError, default_task_name, plan_upload
+from ..core.presets import build_options, preset_by_index, preset_labels
+from .base import OdxAlgorithm
+from .results import add_result_outputs, result_outputs
+
+FILE_TYPES = "Text files (*.txt *.TXT)"
+
+
+def layer_file(layer: QgsRasterLayer | None, what: str) -> str | None:
+    """The local file behind a raster layer, sent as it is; a layer that is not a file is refused."""
+    if layer is None:
+        return None
+    path = QgsProviderRegistry.instance().decodeUri(layer.providerType(), layer.source()).get("path") or ""
+    if layer.providerType() != "gdal" or not Path(path).is_file():
+        raise InputError(f"The {what} “{layer.name()}” is not a local raster file ({layer.source()}); "
+                         "save it as a GeoTIFF first")
+    return path
+
+
+class ProcessImages(OdxAlgorithm):
+    NAME = "processimages"
+    DISPLAY = "Process drone images"
+    GROUP_ID, GROUP = "photogrammetry", "Photogrammetry"
+    IMAGES, IMAGE_FOLDER, RASTERS = "IMAGES", "IMAGE_FOLDER", "RASTERS"
+    ALIGN, GCP, GEO, IMAGE_GROUPS = "ALIGN", "GCP", "GEO", "IMAGE_GROUPS"
+    PRESET, OPTIONS, TASK_NAME = "PRESET", "OPTIONS", "TASK_NAME"
+    HELP = (
+        "<p>Sends drone photos to an ODX Relay or a NodeODX node, follows the task while QGIS stays usable, and "
+        "loads the orthophoto, the elevation models (styled with colours and hillshade) and the point cloud "
+        "into a group named after the task.</p>"
+        "<p><b>Images</b> and <b>Folder of images</b> can be combined. <b>Raster layers</b> from the project are "
+        "sent as they are (for example GeoTIFF photos). The alignment raster travels as <code>align.tif</code>; "
+        "ground control points as <code>gcp_list.txt</code>.</p>"
+        "<p><b>Options</b>: one <code>name=value</code> a line (or separated by ';'), applied over the preset, "
+        "for example <code>dsm=true</code> or <code>pc-quality=high</code>. Options and the number of images "
+        "are checked with the server before anything is uploaded.</p>"
+        "<p>The task's uuid appears in the log at once: if QGIS closes, the task keeps running and "
+        "“Load results” fetches it. Cancel stops the task on the server too. Results stay in a local "
+        "folder per task, so loading them again does not download them again.</p>")
+
+    def initParameters(self) -> None:
+        self.addParameter(QgsProcessingParameterMultipleLayers(
+            self.IMAGES, self.tr("Images"), QgsProcessing.SourceType.TypeFile, optional=True))
+        self.addParameter(QgsProcessingParameterFile(
+            self.IMAGE_FOLDER, self.tr("Folder of images"), behavior=QgsProcessingParameterFile.Behavior.Folder,
+            optional=True))
+        self.addParameter(QgsProcessingParameterMultipleLayers(
+            self.RASTERS, self.tr("Raster layers sent as inputs"), QgsProcessing.SourceType.TypeRaster,
+            optional=True))
+        self.addParameter(QgsProcessingParameterEnum(self.PRESET, self.tr("Preset"), options=preset_labels(),
+                                                     defaultValue=0))
+        self.addParameter(QgsProcessingParameterString(self.OPTIONS, self.tr("Options (name=value, one a line)"),
+                                                       multiLine=True, optional=True))
+        self.addParameter(QgsProcessingParameterString(self.TASK_NAME, self.tr("Task name"), optional=True))
+        advanced = [
+            QgsProcessingParameterRasterLayer(self.ALIGN, self.tr("Alignment raster (sent as align.tif)"),
+                                              optional=True),
+            QgsProcessingParameterFile(self.GCP, self.tr("Ground control points (sent as gcp_list.txt)"),
+                                       optional=True, fileFilter=FILE_TYPES),
+            QgsProcessingParameterFile(self.GEO, self.tr("Image geolocation file (sent as geo.txt)"),
+                                       optional=True, fileFilter=FILE_TYPES),
+            QgsProcessingParameterFile(self.IMAGE_GROUPS, self.tr("Image groups (sent as image_groups.txt)"),
+                                       optional=True, fileFilter=FILE_TYPES),
+        ]
+        for parameter in advanced:
+            parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
+            self.addParameter(parameter)
+        self.addResultsFolderParameter()
+        add_result_outputs(self)
+
+    def perform(self, parameters, context, reporter):
+        rasters = [layer_file(layer, "raster layer")
+                   for layer in self.parameterAsLayerList(parameters, self.RASTERS, context)]
+        plan = plan_upload(
+            images=[f for f in self.parameterAsFileList(parameters, self.IMAGES, context) if f],
+            folder=self.parameterAsFile(parameters, self.IMAGE_FOLDER, context) or None,
+            rasters=rasters,
+            align=layer_file(self.parameterAsRasterLayer(parameters, self.ALIGN, context), "alignment raster"),
+            gcp=self.parameterAsFile(parameters, self.GCP, context) or None,
+            geo=self.parameterAsFile(parameters, self.GEO, context) or None,
+            image_groups=self.parameterAsFile(parameters, self.IMAGE_GROUPS, context) or None)
+        options = build_options(preset_by_index(self.parameterAsEnum(parameters, self.PRESET, context)),
+                                self.parameterAsString(parameters, self.OPTIONS, context))
+        name = self.parameterAsString(parameters, self.TASK_NAME, context).strip() or default_task_name(plan)
+        outcome = self.runner(parameters, context, reporter).process(plan, options, name)
+        return result_outputs(outcome, context, reporter)
