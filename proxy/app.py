@@ -33,6 +33,7 @@ async def health_loop(relay: Relay) -> None:
         if {h.record.id for h in relay.registry.online()} - was_online:
             relay.wake_dispatch.set()
         await drop_old_inputs(relay)
+        await release_idle_uploads(relay)
         await asyncio.sleep(relay.config.check_interval)
 
 
@@ -42,6 +43,25 @@ async def drop_old_inputs(relay: Relay) -> None:
         if task.ended_ms and now_ms - task.ended_ms > relay.config.keep_inputs * 1000 and relay.staging.exists(task.uuid):
             relay.staging.remove(task.uuid)
             log.info("staged inputs dropped uuid=%s", task.uuid)
+
+
+async def release_idle_uploads(relay: Relay) -> None:
+    """An init reserves a free slot on the node it forwards to; if its client goes silent (gave up,
+    crashed) for `upload_idle` seconds, give the slot back, or the node would look busy for ever."""
+    idle_before = time.time() - relay.config.upload_idle
+    held = {uuid for tasks in relay.registry.reservations.held.values() for uuid in tasks}
+    for task in await relay.store.tasks_in(Stage.UPLOADING):
+        if task.uuid not in held:
+            continue
+        folder = relay.staging.folder(task.uuid)
+        try:  # the folder changes with each file; a file being written is a hidden `.part`
+            last = max([folder.stat().st_mtime] + [p.stat().st_mtime for p in folder.glob(".*.part")])
+        except OSError:
+            last = 0.0
+        if last < idle_before:
+            relay.registry.reservations.drop(task.uuid)
+            relay.wake_dispatch.set()
+            log.info("upload idle, node slot released uuid=%s node=%s", task.uuid, task.forward_node_id)
 
 
 async def catch_up(relay: Relay) -> None:

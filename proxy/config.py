@@ -30,6 +30,7 @@ class RelayConfig:
     offline_after: int = 3
     node_timeout: float = 30.0
     keep_inputs: float = 24 * 3600.0
+    upload_idle: float = 600.0
     memory_table: tuple = DEFAULT_TABLE
     log_level: str = "INFO"
 
@@ -84,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds to wait for a node to connect or send data (default 30)")
     p.add_argument("--keep-inputs", type=float, default=float(_env("keep-inputs", 86400)),
                    help="seconds to keep a task's staged inputs after it ends (default 86400)")
+    p.add_argument("--upload-idle", type=float, default=float(_env("upload-idle", 600)),
+                   help="seconds an upload may stay silent before the node slot chosen at its init is "
+                        "given back to other tasks (default 600)")
     p.add_argument("--memory-table", default=_env("memory-table", ""),
                    help="memory model as images:GB,... (default: WebODM's hardware table)")
     p.add_argument("--log-level", default=_env("log-level", "INFO"), help="DEBUG, INFO, WARNING (default INFO)")
@@ -98,5 +102,6 @@ def parse_config(argv: list[str] | None = None) -> RelayConfig:
         admin_token=args.admin_token, data_dir=Path(args.data_dir), public_url=args.public_url,
         allow_registration=args.allow_registration, check_interval=args.check_interval,
         offline_after=args.offline_after, node_timeout=args.node_timeout, keep_inputs=args.keep_inputs,
+        upload_idle=args.upload_idle,
         memory_table=parse_table(args.memory_table) if args.memory_table else DEFAULT_TABLE,
         log_level=args.log_level)

@@ -16,6 +16,7 @@ from .models import Stage, TaskRecord
 from .relay import Relay
 from .scheduler import Outcome, place
 from .upstream import UpstreamError
+from .webhooks import call_client_webhook
 
 log = logging.getLogger("odx_relay.dispatch")
 
@@ -31,6 +32,8 @@ async def dispatch_once(relay: Relay, excluded: dict[str, set[str]]) -> int:
             task.ended_ms = int(time.time() * 1000)
             await relay.store.put_task(task)
             log.warning("task failed uuid=%s: %s", task.uuid, decision.reason)
+            if task.webhook:  # it ended here, never to reach a node: the client hears it from the relay
+                asyncio.ensure_future(call_client_webhook(relay.upstream.session, task, relay.relay_side_info(task)))
             continue
         if decision.outcome == Outcome.WAIT:
             continue
@@ -54,7 +57,8 @@ async def send_to_node(relay: Relay, task: TaskRecord, node_id: str) -> bool:
     try:
         if handle is None:
             raise UpstreamError("node was removed")
-        relay.staging.clear_forwarded(task.uuid)
+        # init again under the same uuid: a node that has part of the upload (it was the forward node, or
+        # an earlier attempt failed half way) keeps it, so only the files it lacks are sent
         await node_init(relay, task, node_id)
         await send_missing_files(relay, task, handle.record)
         result = await relay.upstream.call(handle.record, "POST", f"/task/new/commit/{task.uuid}")

@@ -150,8 +150,9 @@ def resolve(name: str) -> tuple[str, str, bool] | None:
     asset: Asset | None = asset_by_name(name)
     if asset is not None:
         return asset.path, asset.name, asset.is_folder
-    if EPT_TILE.match(name) and ".." not in name:
-        return EPT_FOLDER + name, "ept/" + name, False
+    tile = name.removeprefix("ept/")  # the catalogue's `ept/<path>`, or relative to ept.json
+    if EPT_TILE.match(tile) and ".." not in tile:
+        return EPT_FOLDER + tile, "ept/" + tile, False
     return None
 
 

@@ -142,7 +142,7 @@ async def stage_part(relay: Relay, task: TaskRecord, part: BodyPartReader, forwa
             handle.write(chunk)
     partial.replace(relay.staging.folder(task.uuid) / name)
     if forwarded:
-        relay.staging.mark_forwarded(task.uuid, name)
+        relay.staging.mark_forwarded(task.uuid, name, task.forward_node_id)
     return name
 
 
@@ -206,7 +206,7 @@ async def commit_on_forward_node(relay: Relay, task: TaskRecord, needs: TaskNeed
 
 async def send_missing_files(relay: Relay, task: TaskRecord, node) -> None:
     """Upload, from staging, every file the node does not have yet."""
-    done = relay.staging.forwarded(task.uuid)
+    done = relay.staging.forwarded(task.uuid, node.id)
     for path in relay.staging.files(task.uuid):
         if path.name in done:
             continue
@@ -214,7 +214,7 @@ async def send_missing_files(relay: Relay, task: TaskRecord, node) -> None:
             result = await relay.upstream.upload(node, task.uuid, path.name, handle)
         if not (isinstance(result, dict) and result.get("success")):
             raise UpstreamError(f"node refused {path.name}: {result}")
-        relay.staging.mark_forwarded(task.uuid, path.name)
+        relay.staging.mark_forwarded(task.uuid, path.name, node.id)
 
 
 async def mark_on_node(relay: Relay, task: TaskRecord, node_id: str, needs: TaskNeeds) -> None:

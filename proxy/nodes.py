@@ -26,8 +26,13 @@ MB = 1024 * 1024
 def parse_node_url(text: str, label: str = "") -> NodeRecord:
     """`http://host:port[/prefix]?token=T` → a NodeRecord whose URL has no token in it."""
     parts = urlsplit(text.strip() if "://" in text else "http://" + text.strip())
+    shown = text.strip().split("?", 1)[0]  # never the query: it holds the node's token
+    try:
+        parts.port  # noqa: B018  (raises ValueError on a port that is not a number)
+    except ValueError:
+        raise ValueError(f"not a valid port in node URL: {shown!r}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"not an http(s) node URL: {text!r}")
+        raise ValueError(f"not an http(s) node URL: {shown!r}")
     token = parse_qs(parts.query).get("token", [""])[0]
     url = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
     node_id = hashlib.sha1(url.encode()).hexdigest()[:8]

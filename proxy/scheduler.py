@@ -73,13 +73,16 @@ def refusal(needs: TaskNeeds, nodes: Sequence[NodeState]) -> str | None:
     """Why no registered node could ever take this task, or None if one could."""
     if not nodes or any(_could_ever_fit(n, needs) for n in nodes):
         return None
-    limits = [n.max_images for n in nodes if n.max_images is not None]
-    if needs.images is not None and limits and len(limits) == len(nodes) and needs.images > max(limits):
+    takes_images = [n for n in nodes if needs.images is None or n.max_images is None or needs.images <= n.max_images]
+    if not takes_images:
+        limit = max(n.max_images for n in nodes if n.max_images is not None)
         return (f"{needs.images} images is more than any node accepts "
-                f"(maxImages: the largest node takes {max(limits)})")
-    largest = max(n.total_mb or 0 for n in nodes)
+                f"(maxImages: the largest node takes {limit})")
+    largest = max(n.total_mb or 0 for n in takes_images)
+    which = "the largest node has" if len(takes_images) == len(nodes) else \
+        f"the largest node that accepts {needs.images} images (maxImages) has"
     return (f"this task needs about {needs.memory_mb / 1024:.1f} GB of memory for {needs.images} images, "
-            f"but the largest node has {largest / 1024:.1f} GB (totalMemory)")
+            f"but {which} {largest / 1024:.1f} GB (totalMemory)")
 
 
 def place(needs: TaskNeeds, nodes: Sequence[NodeState],

@@ -1,7 +1,7 @@
 """The staging folder: every uploaded input lands here on disk before or while it goes to a node.
 
-Layout: `<data>/staging/<uuid>/<file>` for inputs, `<uuid>/.forwarded/<file>` markers for files the
-chosen node already has, `<uuid>/.body.json` for the init fields. Markers live on disk, not in the
+Layout: `<data>/staging/<uuid>/<file>` for inputs, `<uuid>/.forwarded/<node id>/<file>` markers for files
+each node already has, `<uuid>/.body.json` for the init fields. Markers live on disk, not in the
 store, so parallel uploads (and replicas sharing the folder) never race on one record.
 """
 from __future__ import annotations
@@ -55,11 +55,15 @@ class Staging:
             return []
         return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
-    def mark_forwarded(self, uuid: str, name: str) -> None:
-        (self.folder(uuid) / MARKERS / name).touch()
+    def mark_forwarded(self, uuid: str, name: str, node_id: str) -> None:
+        markers = self.folder(uuid) / MARKERS / node_id
+        markers.mkdir(parents=True, exist_ok=True)
+        (markers / name).touch()
 
-    def forwarded(self, uuid: str) -> set[str]:
-        markers = self.folder(uuid) / MARKERS
+    def forwarded(self, uuid: str, node_id: str) -> set[str]:
+        """Files `node_id` already holds for this uuid (a node keeps an upload it was given, and a file
+        sent twice would be kept twice, renamed, as NodeODX does)."""
+        markers = self.folder(uuid) / MARKERS / node_id
         return {p.name for p in markers.iterdir()} if markers.is_dir() else set()
 
     def clear_forwarded(self, uuid: str) -> None:
