@@ -4,10 +4,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 
 import aiohttp
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from .admin import add_admin_routes
 from .auth import Auth
@@ -19,22 +21,63 @@ from .nodes import NodeRegistry, parse_node_url
 from .relay import RELAY, Relay
 from .routes import CACHE, add_routes, errors_middleware
 from .staging import Staging
-from .store import SQLiteStore
+from .redis_store import RedisStore
+from .store import SQLiteStore, Store
 from .upstream import Upstream, UpstreamError
 
 log = logging.getLogger("odx_relay")
 
 
-async def health_loop(relay: Relay) -> None:
-    """Ask every node's /info each interval; wake the dispatcher when one comes back; tidy staging."""
-    while True:
-        was_online = {h.record.id for h in relay.registry.online()}
+async def health_round(relay: Relay) -> None:
+    """One interval's work. With several replicas, the one holding the "health" lease asks the nodes
+    and does the housekeeping; the others take in what it shared through the store."""
+    was_online = {h.record.id for h in relay.registry.online()}
+    if await relay.store.lease("health", relay.replica_id, relay.config.check_interval * 1.5):
+        await relay.registry.sync()
         await relay.registry.check_all()
-        if {h.record.id for h in relay.registry.online()} - was_online:
-            relay.wake_dispatch.set()
+        await fail_over(relay)
         await drop_old_inputs(relay)
         await release_idle_uploads(relay)
+    else:
+        await relay.registry.sync()
+    if {h.record.id for h in relay.registry.online()} - was_online:
+        relay.wake_dispatch.set()
+
+
+async def health_loop(relay: Relay) -> None:
+    while True:
+        try:
+            await health_round(relay)
+        except Exception as exc:  # Redis away, a node answering nonsense: say it, try again next interval
+            log.warning("health round failed: %s: %s", type(exc).__name__, exc)
         await asyncio.sleep(relay.config.check_interval)
+
+
+async def fail_over(relay: Relay) -> None:
+    """Tasks on a node that has been offline past the grace period go back to the relay's queue, to be
+    sent again from their staged inputs, under the same uuid, to a node that fits."""
+    now = time.time()
+    gone = {h.record.id for h in relay.registry.handles.values()
+            if not h.online and h.offline_since is not None and now - h.offline_since >= relay.config.failover_after}
+    gone |= {t.node_id for t in await relay.store.tasks_in(Stage.ON_NODE) if relay.registry.get(t.node_id) is None}
+    if not gone:
+        return
+    for task in await relay.store.tasks_in(Stage.ON_NODE):
+        if task.node_id not in gone or task.ended_ms:
+            continue
+        lost_node = task.node_id
+        await relay.registry.release(task.uuid)
+        if relay.staging.files(task.uuid):
+            task.stage, task.node_id, task.last_info = Stage.QUEUED, None, None
+            relay.wake_dispatch.set()
+            log.warning("failover uuid=%s: node %s offline, task queued again from its staged inputs",
+                        task.uuid, lost_node)
+        else:
+            task.stage, task.ended_ms = Stage.FAILED, int(now * 1000)
+            task.error = (f"The node running this task ({lost_node}) went offline and the relay no longer "
+                          f"keeps the task's inputs, so it cannot be sent elsewhere. Create the task again.")
+            log.warning("failover impossible uuid=%s: inputs not kept", task.uuid)
+        await relay.store.put_task(task)
 
 
 async def drop_old_inputs(relay: Relay) -> None:
@@ -49,7 +92,7 @@ async def release_idle_uploads(relay: Relay) -> None:
     """An init reserves a free slot on the node it forwards to; if its client goes silent (gave up,
     crashed) for `upload_idle` seconds, give the slot back, or the node would look busy for ever."""
     idle_before = time.time() - relay.config.upload_idle
-    held = {uuid for tasks in relay.registry.reservations.held.values() for uuid in tasks}
+    held = {uuid for tasks in (await relay.store.reservations()).values() for uuid in tasks}
     for task in await relay.store.tasks_in(Stage.UPLOADING):
         if task.uuid not in held:
             continue
@@ -59,7 +102,7 @@ async def release_idle_uploads(relay: Relay) -> None:
         except OSError:
             last = 0.0
         if last < idle_before:
-            relay.registry.reservations.drop(task.uuid)
+            await relay.registry.release(task.uuid)
             relay.wake_dispatch.set()
             log.info("upload idle, node slot released uuid=%s node=%s", task.uuid, task.forward_node_id)
 
@@ -80,19 +123,39 @@ async def catch_up(relay: Relay) -> None:
             await task_ended(relay, task, info)
 
 
+async def open_store(config: RelayConfig) -> Store:
+    """SQLite in the data folder, or Redis when given; wait for Redis if it is not up yet."""
+    if not config.redis:
+        store = SQLiteStore(config.data_dir / "relay.sqlite3")
+        await store.open()
+        return store
+    store = RedisStore(config.redis)
+    while True:
+        try:
+            await store.open()
+            return store
+        except RedisError as exc:
+            log.warning("waiting for Redis at %s: %s", redact(config.redis), exc)
+            await asyncio.sleep(2)
+
+
+def redact(url: str) -> str:
+    """A Redis URL without its password, for log lines."""
+    return re.sub(r"//[^@/]*@", "//***@", url)
+
+
 async def relay_context(app: web.Application):
     config: RelayConfig = app["config"]
     data = config.data_dir
-    store = SQLiteStore(data / "relay.sqlite3")
-    await store.open()
+    store = await open_store(config)
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256), auto_decompress=False)
     upstream = Upstream(session, config.node_timeout)
     registry = NodeRegistry(store, upstream, config.offline_after)
     await registry.load([parse_node_url(url) for url in config.node_urls()])
     relay = Relay(config=config, store=store, upstream=upstream, registry=registry,
-                  staging=Staging(data / "staging"),
+                  staging=Staging(config.staging_dir or data / "staging"),
                   auth=Auth(store, config.token, config.admin_token, config.allow_registration),
-                  secret=Relay.load_secret(data))
+                  secret=await store.shared_secret())
     app[RELAY] = relay
     app[CACHE] = DownloadCache(data / "cache")
     await registry.check_all()
@@ -100,8 +163,8 @@ async def relay_context(app: web.Application):
     await catch_up(relay)
     loops = [asyncio.ensure_future(health_loop(relay)), asyncio.ensure_future(dispatch_loop(relay))]
     relay.wake_dispatch.set()
-    log.info("relay ready on %s:%s with %d node(s), %d online", config.host, config.port,
-             len(registry.handles), len(registry.online()))
+    log.info("relay ready on %s:%s with %d node(s), %d online, state in %s", config.host, config.port,
+             len(registry.handles), len(registry.online()), redact(config.redis) if config.redis else "SQLite")
     yield
     for loop in loops:
         loop.cancel()

@@ -24,6 +24,9 @@ class RelayConfig:
     token: str = ""
     admin_token: str = ""
     data_dir: Path = Path("var/relay")
+    staging_dir: Path | None = None
+    redis: str = ""
+    failover_after: float = 300.0
     public_url: str = ""
     allow_registration: bool = False
     check_interval: float = 10.0
@@ -73,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="secret for the admin API (/admin/...); without it the admin API is off")
     p.add_argument("--data-dir", default=_env("data-dir", "var/relay"),
                    help="folder for the state database, staged uploads and the download cache")
+    p.add_argument("--staging-dir", default=_env("staging-dir", ""),
+                   help="folder for staged uploads (default DATA_DIR/staging); replicas behind one balancer "
+                        "must share it")
+    p.add_argument("--redis", default=_env("redis", os.environ.get("REDIS_URL", "")),
+                   help="Redis URL (also REDIS_URL) to share state between relay replicas; default: SQLite in DATA_DIR")
+    p.add_argument("--failover-after", type=float, default=float(_env("failover-after", 300)),
+                   help="seconds a node may stay offline before its tasks are sent to another node (default 300)")
     p.add_argument("--public-url", default=_env("public-url", ""),
                    help="URL at which nodes reach this relay for webhooks (default http://HOST:PORT)")
     p.add_argument("--allow-registration", action="store_true", default=_truthy(_env("allow-registration")),
@@ -100,6 +110,8 @@ def parse_config(argv: list[str] | None = None) -> RelayConfig:
     return RelayConfig(
         host=args.host, port=args.port, nodes=nodes, nodes_file=args.nodes_file, token=args.token,
         admin_token=args.admin_token, data_dir=Path(args.data_dir), public_url=args.public_url,
+        staging_dir=Path(args.staging_dir) if args.staging_dir else None, redis=args.redis,
+        failover_after=args.failover_after,
         allow_registration=args.allow_registration, check_interval=args.check_interval,
         offline_after=args.offline_after, node_timeout=args.node_timeout, keep_inputs=args.keep_inputs,
         upload_idle=args.upload_idle,

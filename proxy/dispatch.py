@@ -11,6 +11,8 @@ import asyncio
 import logging
 import time
 
+from redis.exceptions import RedisError
+
 from .intake import mark_on_node, node_init, send_missing_files
 from .models import Stage, TaskRecord
 from .relay import Relay
@@ -19,13 +21,14 @@ from .upstream import UpstreamError
 from .webhooks import call_client_webhook
 
 log = logging.getLogger("odx_relay.dispatch")
+DISPATCH_LEASE_SECONDS = 30.0
 
 
 async def dispatch_once(relay: Relay, excluded: dict[str, set[str]]) -> int:
     """Place every queued task that fits now; return how many were sent."""
     sent = 0
     for task in await relay.store.tasks_in(Stage.QUEUED):
-        states = [s for s in relay.registry.states() if s.id not in excluded.get(task.uuid, set())]
+        states = [s for s in await relay.registry.states() if s.id not in excluded.get(task.uuid, set())]
         decision = place(relay.needs(task), states, relay.registry.last_assigned)
         if decision.outcome == Outcome.REFUSE:
             task.stage, task.error = Stage.FAILED, decision.reason
@@ -37,7 +40,10 @@ async def dispatch_once(relay: Relay, excluded: dict[str, set[str]]) -> int:
             continue
         if decision.outcome == Outcome.WAIT:
             continue
-        relay.registry.reservations.add(decision.node_id, task.uuid, relay.needs(task).memory_mb)
+        if not await claim(relay, task.uuid):
+            continue  # another replica is sending it
+        if not await relay.registry.reserve(decision.node_id, task.uuid, relay.needs(task).memory_mb):
+            continue  # another replica took the last slot first: next round
         relay.registry.last_assigned[decision.node_id] = time.monotonic()
         task.stage, task.node_id = Stage.DISPATCHING, decision.node_id
         await relay.store.put_task(task)
@@ -49,6 +55,14 @@ async def dispatch_once(relay: Relay, excluded: dict[str, set[str]]) -> int:
             excluded.pop(task.uuid, None)
             sent += 1
     return sent
+
+
+async def claim(relay: Relay, uuid: str) -> bool:
+    """Only one replica dispatches a given task: a lease on it, then a fresh look at its stage."""
+    if not await relay.store.lease(f"dispatch:{uuid}", relay.replica_id, DISPATCH_LEASE_SECONDS):
+        return False
+    fresh = await relay.store.get_task(uuid)
+    return fresh is not None and fresh.stage == Stage.QUEUED
 
 
 async def send_to_node(relay: Relay, task: TaskRecord, node_id: str) -> bool:
@@ -65,7 +79,7 @@ async def send_to_node(relay: Relay, task: TaskRecord, node_id: str) -> bool:
         if not (isinstance(result, dict) and result.get("uuid") == task.uuid):
             raise UpstreamError(f"node refused commit: {result}")
     except UpstreamError as exc:
-        relay.registry.reservations.drop(task.uuid)
+        await relay.registry.release(task.uuid)
         fresh = await relay.store.get_task(task.uuid)
         if fresh is not None and fresh.stage == Stage.DISPATCHING:
             fresh.stage, fresh.node_id = Stage.QUEUED, None
@@ -110,5 +124,7 @@ async def dispatch_loop(relay: Relay) -> None:
             if await relay.store.tasks_in(Stage.QUEUED):
                 await relay.registry.check_all()  # fresh numbers before placing
                 await dispatch_once(relay, excluded)
+        except RedisError as exc:
+            log.warning("dispatch round skipped, state store unreachable: %s", type(exc).__name__)
         except Exception:  # the loop must outlive any one bad round
             log.exception("dispatch round failed")

@@ -97,15 +97,14 @@ async def init_task(relay: Relay, uuid: str, owner: str, fields: dict[str, Any])
     """Create the record and staging folder; reserve a free node now if there is one."""
     task = TaskRecord(uuid=uuid, owner=owner, **fields)
     relay.staging.create(uuid)
-    decision = place(TaskNeeds(None, 0), relay.registry.states(), relay.registry.last_assigned)
-    if decision.outcome == Outcome.PLACE:
-        relay.registry.reservations.add(decision.node_id, uuid, 0)
+    decision = place(TaskNeeds(None, 0), await relay.registry.states(), relay.registry.last_assigned)
+    if decision.outcome == Outcome.PLACE and await relay.registry.reserve(decision.node_id, uuid, 0):
         try:
             await node_init(relay, task, decision.node_id)
             task.forward_node_id = decision.node_id
             relay.registry.last_assigned[decision.node_id] = time.monotonic()
         except UpstreamError as exc:
-            relay.registry.reservations.drop(uuid)
+            await relay.registry.release(uuid)
             log.warning("init forward failed uuid=%s node=%s: %s", uuid, decision.node_id, exc)
     await relay.store.put_task(task)
     log.info("task init uuid=%s forward_node=%s", uuid, task.forward_node_id)
@@ -165,7 +164,7 @@ async def commit_task(relay: Relay, task: TaskRecord) -> None:
     if not files:
         raise IntakeError("Need at least 1 file.")
     needs = relay.needs(task)
-    reason = refusal(needs, relay.registry.states())
+    reason = refusal(needs, await relay.registry.states())
     if task.image_count < MIN_IMAGES:
         reason = f"Not enough images: {task.image_count} image(s) uploaded, at least {MIN_IMAGES} are needed."
     if reason:
@@ -174,7 +173,7 @@ async def commit_task(relay: Relay, task: TaskRecord) -> None:
         raise IntakeError(reason)
     if task.forward_node_id and await commit_on_forward_node(relay, task, needs):
         return
-    relay.registry.reservations.drop(task.uuid)
+    await relay.registry.release(task.uuid)
     task.stage, task.forward_node_id = Stage.QUEUED, None
     await relay.store.put_task(task)
     relay.wake_dispatch.set()
@@ -185,7 +184,7 @@ async def commit_on_forward_node(relay: Relay, task: TaskRecord, needs: TaskNeed
     handle = relay.registry.get(task.forward_node_id)
     if handle is None or not handle.online:
         return False
-    state = relay.registry.reservations.apply(handle.state())
+    state = next(s for s in await relay.registry.states() if s.id == handle.record.id)
     fits = ((state.max_images is None or task.image_count <= state.max_images)
             and (state.headroom_mb is None or needs.memory_mb <= state.headroom_mb))
     if not fits:
@@ -218,15 +217,15 @@ async def send_missing_files(relay: Relay, task: TaskRecord, node) -> None:
 
 
 async def mark_on_node(relay: Relay, task: TaskRecord, node_id: str, needs: TaskNeeds) -> None:
-    relay.registry.reservations.drop(task.uuid)
-    relay.registry.reservations.add(node_id, task.uuid, needs.memory_mb)
-    relay.registry.reservations.committed(task.uuid, time.monotonic())
+    await relay.registry.release(task.uuid)
+    await relay.registry.reserve(node_id, task.uuid, needs.memory_mb)  # counted until /info shows it
+    await relay.store.commit_reservation(task.uuid, time.time())
     task.stage, task.node_id, task.forward_node_id = Stage.ON_NODE, node_id, None
     await relay.store.put_task(task)
     log.info("task on node uuid=%s node=%s images=%d", task.uuid, node_id, task.image_count)
 
 
 async def forget(relay: Relay, task: TaskRecord) -> None:
-    relay.registry.reservations.drop(task.uuid)
+    await relay.registry.release(task.uuid)
     relay.staging.remove(task.uuid)
     await relay.store.delete_task(task.uuid)

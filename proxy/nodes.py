@@ -1,8 +1,10 @@
 """The node registry: which nodes the relay knows, whether each is online, and what it last said.
 
 Health: each node's `/info` is asked on an interval and before placing a task; a node goes offline
-after `offline_after` failures in a row and comes back after one success. The registry keeps the
-reservations too, since a fresh `/info` is what settles them.
+after `offline_after` failures in a row and comes back after one success. Reservations live in the
+store (atomic in Redis, so replicas never overbook a node); a fresh `/info` is what settles them. With
+several replicas, one of them (holding the "health" lease) asks the nodes each interval and shares
+what it learnt through the store; the others read it.
 """
 from __future__ import annotations
 
@@ -49,6 +51,18 @@ class NodeHandle:
     options: list[dict] | None = None
     last_error: str = ""
     checked: bool = False
+    offline_since: float | None = None
+
+    def shared(self) -> dict[str, Any]:
+        """What other replicas need to know of this node's health."""
+        return {"online": self.online, "failures": self.failures, "info": self.info, "options": self.options,
+                "lastError": self.last_error, "offlineSince": self.offline_since, "at": time.time()}
+
+    def adopt(self, shared: dict[str, Any]) -> None:
+        self.online, self.failures, self.info = shared["online"], shared["failures"], shared["info"]
+        self.options = shared.get("options") or self.options
+        self.last_error, self.offline_since = shared.get("lastError", ""), shared.get("offlineSince")
+        self.info_at, self.checked = time.monotonic(), True
 
     def state(self) -> NodeState:
         info = self.info or {}
@@ -76,7 +90,6 @@ class NodeRegistry:
     upstream: Upstream
     offline_after: int = 3
     handles: dict[str, NodeHandle] = field(default_factory=dict)
-    reservations: Reservations = field(default_factory=Reservations)
     last_assigned: dict[str, float] = field(default_factory=dict)
 
     async def load(self, configured: list[NodeRecord]) -> None:
@@ -90,6 +103,21 @@ class NodeRegistry:
                 record.label = record.label or known.record.label
             self.handles[record.id] = NodeHandle(record)
             await self.store.put_node(record)
+
+    async def sync(self) -> None:
+        """Take in nodes added, removed or (un)locked through another replica, and its health checks."""
+        records = {r.id: r for r in await self.store.list_nodes()}
+        for node_id in list(self.handles):
+            if node_id not in records:
+                del self.handles[node_id]
+        for node_id, record in records.items():
+            if node_id in self.handles:
+                self.handles[node_id].record = record
+            else:
+                self.handles[node_id] = NodeHandle(record)
+        for node_id, shared in (await self.store.node_infos()).items():
+            if node_id in self.handles:
+                self.handles[node_id].adopt(shared)
 
     def get(self, node_id: str | None) -> NodeHandle | None:
         return self.handles.get(node_id or "")
@@ -117,7 +145,7 @@ class NodeRegistry:
 
     async def check(self, handle: NodeHandle) -> None:
         """Ask one node's /info; update online state, reservations and (first time) its options."""
-        asked_at = time.monotonic()
+        asked_at = time.time()
         try:
             info = await self.upstream.call(handle.record, "GET", "/info")
             if not isinstance(info, dict) or "error" in info:
@@ -131,13 +159,17 @@ class NodeRegistry:
             handle.last_error = str(exc)
             handle.checked = True
             if handle.online and handle.failures >= self.offline_after:
-                handle.online = False
+                handle.online, handle.offline_since = False, time.time()
                 log.warning("node offline id=%s after %d failures: %s", handle.record.id, handle.failures, exc)
+            elif not handle.online and handle.offline_since is None:
+                handle.offline_since = time.time()
+            await self.store.put_node_info(handle.record.id, handle.shared())
             return
         was_online = handle.online
-        handle.info, handle.info_at, handle.failures, handle.last_error = info, asked_at, 0, ""
-        handle.online, handle.checked = True, True
-        self.reservations.settle(handle.record.id, asked_at)
+        handle.info, handle.info_at, handle.failures, handle.last_error = info, time.monotonic(), 0, ""
+        handle.online, handle.checked, handle.offline_since = True, True, None
+        await self.store.settle_reservations(handle.record.id, asked_at)
+        await self.store.put_node_info(handle.record.id, handle.shared())
         if not was_online:
             log.info("node online id=%s queue=%s slots=%s", handle.record.id, info.get("taskQueueCount"),
                      info.get("maxParallelTasks"))
@@ -145,9 +177,21 @@ class NodeRegistry:
     async def check_all(self) -> None:
         await asyncio.gather(*(self.check(h) for h in list(self.handles.values())))
 
-    def states(self) -> list[NodeState]:
-        """Each node's state with its in-flight reservations counted, for placement."""
-        return [self.reservations.apply(h.state()) for h in self.handles.values()]
+    async def states(self) -> list[NodeState]:
+        """Each node's state with every replica's in-flight reservations counted, for placement."""
+        held = Reservations(await self.store.reservations())
+        return [held.apply(h.state()) for h in self.handles.values()]
+
+    async def reserve(self, node_id: str, uuid: str, memory_mb: int) -> bool:
+        """Hold a slot (and memory) on a node for a task on its way there; False if it is gone."""
+        handle = self.handles.get(node_id)
+        if handle is None:
+            return False
+        state = handle.state()
+        return await self.store.reserve(node_id, uuid, memory_mb, state.slots - state.queue, state.available_mb)
+
+    async def release(self, uuid: str) -> None:
+        await self.store.drop_reservation(uuid)
 
     def online(self) -> list[NodeHandle]:
         return [h for h in self.handles.values() if h.online]

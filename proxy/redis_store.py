@@ -15,6 +15,7 @@ step, so two replicas placing at the same instant never overbook a node.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 
 import redis.asyncio as aioredis
@@ -183,6 +184,7 @@ class RedisStore:
             return True
         return await self.r.get(key) == holder
 
-    @staticmethod
-    def now() -> float:
-        return time.time()
+    async def shared_secret(self) -> bytes:
+        """One webhook-signing key for every replica: the first to start makes it."""
+        await self.r.set(self.k("secret"), secrets.token_hex(32), nx=True)
+        return bytes.fromhex(await self.r.get(self.k("secret")))

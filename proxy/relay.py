@@ -11,7 +11,6 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -47,18 +46,9 @@ class Relay:
     staging: Staging
     auth: Auth
     secret: bytes
+    replica_id: str = field(default_factory=lambda: secrets.token_hex(6))
     wake_dispatch: asyncio.Event = field(default_factory=asyncio.Event)
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
-
-    @staticmethod
-    def load_secret(data_dir: Path) -> bytes:
-        """The key that signs webhook URLs given to nodes; kept on disk so it survives restarts."""
-        path = data_dir / "relay.secret"
-        if not path.exists():
-            data_dir.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_hex(32))
-            path.chmod(0o600)
-        return bytes.fromhex(path.read_text().strip())
 
     def lock(self, uuid: str) -> asyncio.Lock:
         return self.locks.setdefault(uuid, asyncio.Lock())

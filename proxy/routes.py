@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from shared.options import parse_options_field, validate_options
 
@@ -42,6 +43,9 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
         return error(str(exc))
     except UpstreamError as exc:
         return error(str(exc))
+    except RedisError as exc:
+        log.warning("state store unreachable on %s %s: %s", request.method, request.path, type(exc).__name__)
+        return error("The relay's state store (Redis) is unreachable; nothing was lost, try again shortly", 503)
     except web.HTTPException as exc:
         if exc.status >= 400 and exc.content_type != "application/json":
             return error(exc.reason, exc.status)
@@ -244,7 +248,7 @@ async def task_remove(request: web.Request) -> web.Response:
                 return web.json_response(result)
         except UpstreamError as exc:
             log.warning("remove: node unreachable uuid=%s: %s (removed from the relay anyway)", task.uuid, exc)
-    relay.registry.reservations.drop(task.uuid)
+    await relay.registry.release(task.uuid)
     request.app[CACHE].drop(task.uuid)
     relay.staging.remove(task.uuid)
     await relay.store.delete_task(task.uuid)

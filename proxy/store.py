@@ -6,6 +6,7 @@ methods. SQLite runs in WAL mode and commits every write, so a `kill -9` loses n
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 from pathlib import Path
 from typing import Protocol
@@ -37,6 +38,7 @@ class Store(Protocol):
     async def put_node_info(self, node_id: str, state: dict) -> None: ...
     async def node_infos(self) -> dict[str, dict]: ...
     async def lease(self, name: str, holder: str, seconds: float) -> bool: ...
+    async def shared_secret(self) -> bytes: ...
 
 
 _SCHEMA = """
@@ -151,3 +153,11 @@ class SQLiteStore:
 
     async def lease(self, name: str, holder: str, seconds: float) -> bool:
         return True
+
+    async def shared_secret(self) -> bytes:
+        """The key that signs webhook URLs given to nodes; kept beside the database across restarts."""
+        path = self.path.with_name("relay.secret")
+        if not path.exists():
+            path.write_text(secrets.token_hex(32))
+            path.chmod(0o600)
+        return bytes.fromhex(path.read_text().strip())
