@@ -1,4 +1,5 @@
 """docker-compose.yml cannot run here (no Docker engine); check what can be checked against the code."""
+import re
 from pathlib import Path
 
 import yaml
@@ -6,33 +7,55 @@ import yaml
 from proxy.config import ENV_PREFIX, build_parser
 
 REPO = Path(__file__).resolve().parents[1]
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+RELAYS = [name for name, service in SERVICES.items() if name.startswith("relay")]
 
 
 def relay_flags() -> set[str]:
     return {opt for action in build_parser()._actions for opt in action.option_strings}
 
 
-def test_compose_relay_uses_real_flags_and_env():
-    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
-    relay = compose["services"]["relay"]
+def test_two_relay_replicas_with_real_flags_and_env():
+    assert len(RELAYS) == 2
     flags = relay_flags()
-    for arg in relay["command"]:
-        assert arg.split("=", 1)[0] in flags, f"{arg} is not a flag of odx-relay"
-    for name in relay["environment"]:
-        flag = "--" + name.removeprefix(ENV_PREFIX).lower().replace("_", "-")
-        assert name.startswith(ENV_PREFIX) and flag in flags, f"{name} matches no flag"
-    assert relay["ports"] == ["3000:3000"] and "--port=3000" in relay["command"]
+    for name in RELAYS:
+        relay = SERVICES[name]
+        for arg in relay["command"]:
+            assert arg.split("=", 1)[0] in flags, f"{name}: {arg} is not a flag of odx-relay"
+        for variable in relay["environment"]:
+            flag = "--" + variable.removeprefix(ENV_PREFIX).lower().replace("_", "-")
+            assert variable.startswith(ENV_PREFIX) and flag in flags, f"{variable} matches no flag"
 
 
-def test_compose_nodes_are_nodeodx_and_referenced_by_the_relay():
-    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
-    nodes = [name for name, s in compose["services"].items() if s.get("image", "").startswith("webodm/nodeodx")]
+def test_replicas_share_redis_and_the_staging_volume():
+    for name in RELAYS:
+        relay = SERVICES[name]
+        assert "--redis=redis://redis:6379/0" in relay["command"]
+        staging = next(a.split("=", 1)[1] for a in relay["command"] if a.startswith("--staging-dir="))
+        assert f"staging:{staging}" in relay["volumes"]
+        assert "redis" in relay["depends_on"]
+    assert {"staging", "redis-data"} <= set(COMPOSE["volumes"])
+
+
+def test_nodes_are_nodeodx_and_every_relay_knows_them():
+    nodes = [name for name, s in SERVICES.items() if s.get("image", "").startswith("webodm/nodeodx")]
     assert len(nodes) == 2
-    for name in nodes:
-        assert f"--node=http://{name}:3000" in compose["services"]["relay"]["command"]
-    assert set(compose["services"]["relay"]["depends_on"]) == set(nodes)
-    for volume in compose["services"]["relay"]["volumes"]:
-        assert volume.split(":")[0] in compose["volumes"]
+    for name in RELAYS:
+        listed = SERVICES[name]["environment"]["ODX_RELAY_NODE"].split(",")
+        assert listed == [f"http://{node}:3000" for node in nodes]
+
+
+def test_users_see_one_port_that_balances_over_the_replicas():
+    balancer = SERVICES["balancer"]
+    assert balancer["ports"] == ["3000:3000"]
+    conf_path = balancer["volumes"][0].split(":")[0]
+    conf = (REPO / conf_path).read_text()
+    assert sorted(re.findall(r"server (relay\d+):3000", conf)) == sorted(RELAYS)
+    assert "proxy_request_buffering off" in conf, "uploads must stream through the balancer"
+    for name in RELAYS:
+        assert "--public-url=http://balancer:3000" in SERVICES[name]["command"]
+        assert "--port=3000" in SERVICES[name]["command"]
 
 
 def test_dockerfile_installs_what_the_entrypoint_runs():
