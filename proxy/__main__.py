@@ -8,10 +8,16 @@ from aiohttp import web
 
 from .app import create_app
 from .config import parse_config
+from .nodes import parse_node_url
 
 
 def serve(argv: list[str]) -> None:
     config = parse_config(argv)
+    try:
+        for url in config.node_urls():
+            parse_node_url(url)
+    except (ValueError, OSError) as exc:
+        sys.exit(f"odx-relay: {exc}")
     logging.basicConfig(level=config.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
