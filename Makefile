@@ -8,7 +8,7 @@ APT_PACKAGES := python3-qgis qgis-providers qgis redis-server python3-venv pytho
 STAMP       := $(VENV)/.installed
 export QT_QPA_PLATFORM := offscreen
 
-.PHONY: help setup test demo devnodes run package clean
+.PHONY: help setup test demo devnodes run package bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ devnodes: setup ## Start two development nodes on 127.0.0.1:3001 and :3002 (Ctrl
 
 run: setup ## Start the relay on 127.0.0.1:3000 with the nodes listed in relay.nodes (NODES=file)
 	$(VENV)/bin/odx-relay --port 3000 --nodes-file $(or $(NODES),relay.nodes) --data-dir var/relay
+
+bench: setup ## Benchmarks, relay vs direct to a node: a table and var/bench/results.json (BENCH_ARGS=--quick)
+	$(PY) -m bench $(BENCH_ARGS)
 
 package: setup ## Build the QGIS plugin zip dist/odx_relay-<version>.zip, checked against plugins.qgis.org's rules
 	$(PY) -m scripts.package

@@ -1,0 +1,144 @@
+"""What the server benchmarks share: a development node with a relay in front of it, input files made
+once, a peak-RSS sampler, and interleaved repetitions.
+
+The relay and the node are the real programs, started by the same helpers the tests use, on free
+127.0.0.1 ports; `stack()` stops both whatever happens. Measuring the relay against the very node it
+fronts, in alternating order, makes load from anything else on the machine fall on both sides alike.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import psutil
+
+from devnode.samples import make_samples
+from tests.relay_servers import Relay, start_relay
+from tests.servers import DevNode, start_devnode
+
+MB = 1024 * 1024
+
+
+@dataclass
+class Stack:
+    node: DevNode
+    relay: Relay
+
+    def url(self, target: str) -> str:
+        """`target` is "relay" or "direct"."""
+        return self.relay.url if target == "relay" else self.node.url
+
+
+@contextmanager
+def stack(workdir: Path, node_flags: dict[str, Any], relay_flags: dict[str, Any] | None = None) -> Iterator[Stack]:
+    """One development node and one relay in front of it, both stopped on the way out."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    node = start_devnode(workdir, **node_flags)
+    try:
+        relay = start_relay(workdir, [node.url], **(relay_flags or {}))
+        try:
+            yield Stack(node, relay)
+        finally:
+            relay.stop()
+    finally:
+        node.stop()
+
+
+def samples(root: Path, count: int) -> list[Path]:
+    """`count` of the development node's sample photos (small geotagged JPEGs), made once and kept."""
+    folder = root / f"samples-{count}"
+    existing = sorted(folder.glob("IMG_*.JPG"))
+    if len(existing) == count:
+        return existing
+    return make_samples(folder, count)
+
+
+def random_files(folder: Path, count: int, size: int) -> list[Path]:
+    """`count` files of `size` random bytes (incompressible), written once and reused by later runs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"random-{i:03d}.bin" for i in range(count)]
+    for path in paths:
+        if path.exists() and path.stat().st_size == size:
+            continue
+        partial = path.with_suffix(".part")
+        with open(partial, "wb") as out:
+            for offset in range(0, size, MB):
+                out.write(os.urandom(min(MB, size - offset)))
+        partial.replace(path)
+    return paths
+
+
+class PeakRSS:
+    """Sample a process's resident memory in a thread (every `interval` s) while inside `with`, and keep
+    the peak over every `with` block (the sampler can be entered again, e.g. once per repetition)."""
+
+    def __init__(self, pid: int, interval: float = 0.02):
+        self.process = psutil.Process(pid)
+        self.interval = interval
+        self.peak = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def now(self) -> int:
+        return self.process.memory_info().rss
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, self.now())
+                self.samples += 1
+            except psutil.Error:
+                return
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "PeakRSS":
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+class CPUTime:
+    """CPU seconds (user + system) a process spends inside `with` blocks, summed over all of them."""
+
+    def __init__(self, pid: int):
+        self.process = psutil.Process(pid)
+        self.seconds = 0.0
+        self._start = 0.0
+
+    def _now(self) -> float:
+        times = self.process.cpu_times()
+        return times.user + times.system
+
+    def __enter__(self) -> "CPUTime":
+        self._start = self._now()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds += self._now() - self._start
+
+
+def interleaved(repetitions: int, run: Callable[[str], float]) -> dict[str, list[float]]:
+    """`run("relay")` and `run("direct")` `repetitions` times each, in ABBA order, so neither side always
+    goes first (warm caches, a neighbour's burst of load)."""
+    results: dict[str, list[float]] = {"relay": [], "direct": []}
+    for rep in range(repetitions):
+        order = ("relay", "direct") if rep % 2 == 0 else ("direct", "relay")
+        for target in order:
+            results[target].append(run(target))
+    return results
+
+
+def clock() -> float:
+    return time.perf_counter()
