@@ -8,7 +8,7 @@ APT_PACKAGES := python3-qgis qgis-providers qgis redis-server python3-venv pytho
 STAMP       := $(VENV)/.installed
 export QT_QPA_PLATFORM := offscreen
 
-.PHONY: help setup test demo devnodes run package bench clean
+.PHONY: help setup test demo devnodes run package bench faults clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ run: setup ## Start the relay on 127.0.0.1:3000 with the nodes listed in relay.n
 
 bench: setup ## Benchmarks, relay vs direct to a node: a table and var/bench/results.json (BENCH_ARGS=--quick)
 	$(PY) -m bench $(BENCH_ARGS)
+
+faults: setup ## The fault suite: nodes, Redis and two relay replicas under faults; a table; fails if a task is lost (FAULTS_ARGS=--quick)
+	$(PY) -m scripts.faults $(FAULTS_ARGS)
 
 package: setup ## Build the QGIS plugin zip dist/odx_relay-<version>.zip, checked against plugins.qgis.org's rules
 	$(PY) -m scripts.package

@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import socket
 import time
 
 import aiohttp
@@ -18,6 +19,7 @@ from .dispatch import dispatch_loop, recover
 from .downloads import DownloadCache
 from .models import Stage
 from .nodes import NodeRegistry, parse_node_url
+from .openapi import add_openapi_route
 from .relay import RELAY, Relay
 from .routes import CACHE, add_routes, errors_middleware
 from .staging import Staging
@@ -36,6 +38,7 @@ async def health_round(relay: Relay) -> None:
         await relay.registry.sync()
         await relay.registry.check_all()
         await fail_over(relay)
+        await recover(relay)  # sends cut short by a replica that died (and may not come back)
         await drop_old_inputs(relay)
         await release_idle_uploads(relay)
     else:
@@ -90,21 +93,25 @@ async def drop_old_inputs(relay: Relay) -> None:
 
 async def release_idle_uploads(relay: Relay) -> None:
     """An init reserves a free slot on the node it forwards to; if its client goes silent (gave up,
-    crashed) for `upload_idle` seconds, give the slot back, or the node would look busy for ever."""
+    crashed) for `upload_idle` seconds, give the slot back, or the node would look busy for ever. The
+    same for a slot whose init never got as far as recording its task (the relay or Redis died)."""
     idle_before = time.time() - relay.config.upload_idle
-    held = {uuid for tasks in (await relay.store.reservations()).values() for uuid in tasks}
-    for task in await relay.store.tasks_in(Stage.UPLOADING):
-        if task.uuid not in held:
-            continue
-        folder = relay.staging.folder(task.uuid)
+    uncommitted = {uuid for tasks in (await relay.store.reservations()).values()
+                   for uuid, (_, committed_at) in tasks.items() if committed_at is None}
+    for uuid in uncommitted:
+        task = await relay.store.get_task(uuid)
+        if task is not None and task.stage != Stage.UPLOADING:
+            continue  # being sent from the relay's queue: not an upload
+        folder = relay.staging.folder(uuid)
         try:  # the folder changes with each file; a file being written is a hidden `.part`
             last = max([folder.stat().st_mtime] + [p.stat().st_mtime for p in folder.glob(".*.part")])
         except OSError:
             last = 0.0
         if last < idle_before:
-            await relay.registry.release(task.uuid)
+            await relay.registry.release(uuid)
             relay.wake_dispatch.set()
-            log.info("upload idle, node slot released uuid=%s node=%s", task.uuid, task.forward_node_id)
+            log.info("upload idle, node slot released uuid=%s node=%s", uuid,
+                     task.forward_node_id if task else "(its init never finished)")
 
 
 async def catch_up(relay: Relay) -> None:
@@ -155,7 +162,9 @@ async def relay_context(app: web.Application):
     relay = Relay(config=config, store=store, upstream=upstream, registry=registry,
                   staging=Staging(config.staging_dir or data / "staging"),
                   auth=Auth(store, config.token, config.admin_token, config.allow_registration),
-                  secret=await store.shared_secret())
+                  secret=await store.shared_secret(),
+                  # the same after a restart, so the replica takes up its own leases (a task it was sending)
+                  replica_id=f"{socket.gethostname()}:{config.host}:{config.port}")
     app[RELAY] = relay
     app[CACHE] = DownloadCache(data / "cache")
     await registry.check_all()
@@ -181,4 +190,5 @@ def create_app(config: RelayConfig) -> web.Application:
     app.cleanup_ctx.append(relay_context)
     add_routes(app)
     add_admin_routes(app)
+    add_openapi_route(app)
     return app

@@ -34,6 +34,9 @@ class RelayConfig:
     node_timeout: float = 30.0
     keep_inputs: float = 24 * 3600.0
     upload_idle: float = 600.0
+    max_upload_mb: float = 0.0
+    max_images: int = 0
+    upload_timeout: float = 60.0
     memory_table: tuple = DEFAULT_TABLE
     log_level: str = "INFO"
 
@@ -98,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upload-idle", type=float, default=float(_env("upload-idle", 600)),
                    help="seconds an upload may stay silent before the node slot chosen at its init is "
                         "given back to other tasks (default 600)")
+    p.add_argument("--max-upload-mb", type=float, default=float(_env("max-upload-mb", 0)),
+                   help="most megabytes one task's files may take, all files together (default 0: no limit); "
+                        "an upload past it is refused and its partial file removed")
+    p.add_argument("--max-images", type=int, default=int(_env("max-images", 0)),
+                   help="most photos one task may have on this relay, whatever the nodes take (default 0: no limit)")
+    p.add_argument("--upload-timeout", type=float, default=float(_env("upload-timeout", 60)),
+                   help="seconds an upload may send nothing before it is dropped, its partial file removed and "
+                        "its connection closed (default 60)")
     p.add_argument("--memory-table", default=_env("memory-table", ""),
                    help="memory model as images:GB,... (default: WebODM's hardware table)")
     p.add_argument("--log-level", default=_env("log-level", "INFO"), help="DEBUG, INFO, WARNING (default INFO)")
@@ -114,6 +125,7 @@ def parse_config(argv: list[str] | None = None) -> RelayConfig:
         failover_after=args.failover_after,
         allow_registration=args.allow_registration, check_interval=args.check_interval,
         offline_after=args.offline_after, node_timeout=args.node_timeout, keep_inputs=args.keep_inputs,
-        upload_idle=args.upload_idle,
+        upload_idle=args.upload_idle, max_upload_mb=args.max_upload_mb, max_images=args.max_images,
+        upload_timeout=args.upload_timeout,
         memory_table=parse_table(args.memory_table) if args.memory_table else DEFAULT_TABLE,
         log_level=args.log_level)

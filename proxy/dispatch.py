@@ -8,6 +8,7 @@ the loop again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -22,6 +23,20 @@ from .webhooks import call_client_webhook
 
 log = logging.getLogger("odx_relay.dispatch")
 DISPATCH_LEASE_SECONDS = 30.0
+
+
+def dispatch_lease(relay: Relay) -> float:
+    """How long a replica's claim on sending a task lasts unless renewed: a few health intervals."""
+    return min(DISPATCH_LEASE_SECONDS, max(1.0, 5 * relay.config.check_interval))
+
+
+async def keep_claim(relay: Relay, uuid: str) -> None:
+    """Renew the claim while a send lasts, so that recovery never takes a long send for an abandoned one."""
+    seconds = dispatch_lease(relay)
+    while True:
+        await asyncio.sleep(seconds / 3)
+        with contextlib.suppress(RedisError):
+            await relay.store.lease(f"dispatch:{uuid}", relay.replica_id, seconds)
 
 
 async def dispatch_once(relay: Relay, excluded: dict[str, set[str]]) -> int:
@@ -46,8 +61,14 @@ async def dispatch_once(relay: Relay, excluded: dict[str, set[str]]) -> int:
             continue  # another replica took the last slot first: next round
         relay.registry.last_assigned[decision.node_id] = time.monotonic()
         task.stage, task.node_id = Stage.DISPATCHING, decision.node_id
-        await relay.store.put_task(task)
-        if not await send_to_node(relay, task, decision.node_id):
+        async with relay.lock(task.uuid):  # `recover` leaves alone what this replica is sending
+            keeper = asyncio.ensure_future(keep_claim(relay, task.uuid))
+            try:
+                await relay.store.put_task(task)
+                sent_now = await send_to_node(relay, task, decision.node_id)
+            finally:
+                keeper.cancel()
+        if not sent_now:
             excluded.setdefault(task.uuid, set()).add(decision.node_id)
             if len(excluded[task.uuid]) >= len(relay.registry.handles):
                 excluded.pop(task.uuid)  # every node tried once: start over next round
@@ -59,7 +80,7 @@ async def dispatch_once(relay: Relay, excluded: dict[str, set[str]]) -> int:
 
 async def claim(relay: Relay, uuid: str) -> bool:
     """Only one replica dispatches a given task: a lease on it, then a fresh look at its stage."""
-    if not await relay.store.lease(f"dispatch:{uuid}", relay.replica_id, DISPATCH_LEASE_SECONDS):
+    if not await relay.store.lease(f"dispatch:{uuid}", relay.replica_id, dispatch_lease(relay)):
         return False
     fresh = await relay.store.get_task(uuid)
     return fresh is not None and fresh.stage == Stage.QUEUED
@@ -95,8 +116,19 @@ async def send_to_node(relay: Relay, task: TaskRecord, node_id: str) -> bool:
 
 
 async def recover(relay: Relay) -> None:
-    """After a restart: a task caught mid-dispatch is either on its node already or back in the queue."""
+    """At start, and each interval: a task caught mid-dispatch by a relay's death is either on its node
+    already or back in the queue. The slot held for the send is settled or given back.
+
+    Only tasks whose sender's claim ran out (it died), or that this replica's previous run was sending (its
+    id outlives a restart): another live replica may be sending one right now, and renews its claim."""
     for task in await relay.store.tasks_in(Stage.DISPATCHING):
+        if relay.lock(task.uuid).locked():
+            continue  # this replica is sending it now
+        if not await relay.store.lease(f"dispatch:{task.uuid}", relay.replica_id, dispatch_lease(relay)):
+            continue
+        task = await relay.store.get_task(task.uuid)  # as it is now that the claim is ours
+        if task is None or task.stage != Stage.DISPATCHING:
+            continue
         handle = relay.registry.get(task.node_id)
         info = None
         if handle is not None:
@@ -106,8 +138,10 @@ async def recover(relay: Relay) -> None:
                 info = None
         if isinstance(info, dict) and info.get("uuid") == task.uuid:
             task.stage = Stage.ON_NODE
+            await relay.store.commit_reservation(task.uuid, time.time())
         else:
             task.stage, task.node_id = Stage.QUEUED, None
+            await relay.registry.release(task.uuid)
         await relay.store.put_task(task)
         log.info("recovered uuid=%s stage=%s", task.uuid, task.stage.value)
 

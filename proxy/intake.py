@@ -7,6 +7,7 @@ queue and the dispatcher sends it from the staging folder. Staged inputs stay un
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -15,6 +16,7 @@ from typing import Any, AsyncIterator
 
 import aiohttp
 from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from shared.client import count_images
 from shared.options import MIN_IMAGES, option_is_true, parse_options_field, validate_options
@@ -27,10 +29,111 @@ from .upstream import UpstreamError
 
 log = logging.getLogger("odx_relay.intake")
 CHUNK = 256 * 1024
+MAX_FIELD = 1024 * 1024  # a text field of a multipart body (name, options, ...) is read into memory: cap it
+MB = 1024 * 1024
 
 
 class IntakeError(Exception):
     """Answered to the client as NodeODX does: HTTP 200 with {"error": message}."""
+
+    close_connection = False
+
+
+class UploadStalled(IntakeError):
+    """The client sent nothing for `--upload-timeout` seconds: answer, then close its connection."""
+
+    close_connection = True
+
+
+class Body:
+    """A multipart request body read under the relay's limits.
+
+    Every read waits at most `upload_timeout` seconds, so a client that sends a few bytes and stalls
+    is dropped instead of holding a connection, a file and (when forwarding) a node upload for ever.
+    Files count against the task's byte budget (`max_upload_mb`, all its files together), checked as
+    they stream, so a file past it is cut off without ever being kept whole.
+    """
+
+    def __init__(self, relay: Relay, reader: MultipartReader):
+        self.relay, self.reader = relay, reader
+        self.timeout = relay.config.upload_timeout or None
+
+    @classmethod
+    def of(cls, relay: Relay, request: web.Request) -> "Body":
+        if not request.content_type.startswith("multipart/"):
+            raise IntakeError("Need at least 1 file.")
+        try:
+            return cls(relay, MultipartReader(request.headers, request.content))
+        except (ValueError, KeyError) as exc:
+            raise IntakeError(f"Malformed multipart body: {exc}") from None
+
+    async def _timed(self, awaitable, what: str):
+        try:
+            return await asyncio.wait_for(awaitable, self.timeout)
+        except asyncio.TimeoutError:
+            raise UploadStalled(f"Upload timed out: nothing received for {self.timeout:g} s while reading "
+                                f"{what}") from None
+        except (ValueError, RuntimeError, HttpProcessingError) as exc:  # a body that is not valid multipart
+            raise IntakeError(f"Malformed multipart body: {exc}") from None
+
+    async def next_part(self) -> BodyPartReader | None:
+        while True:
+            part = await self._timed(self.reader.next(), "the request")
+            if part is None or isinstance(part, BodyPartReader):
+                return part
+            await self.skip(part)  # a nested multipart: nothing NodeODX clients send
+
+    async def chunk(self, part: BodyPartReader) -> bytes:
+        return await self._timed(part.read_chunk(CHUNK), part.filename or part.name or "a part")
+
+    async def skip(self, part) -> None:
+        if isinstance(part, BodyPartReader):
+            while await self.chunk(part):
+                pass
+        else:
+            await self._timed(part.release(), "a part")
+
+    async def field(self, part: BodyPartReader) -> str:
+        data = bytearray()
+        while chunk := await self.chunk(part):
+            data += chunk
+            if len(data) > MAX_FIELD:
+                raise IntakeError(f"Field {part.name!r} is too large (at most {MAX_FIELD // MB} MB)")
+        try:
+            return bytes(part.decode(data)).decode("utf-8", "replace")
+        except (ValueError, RuntimeError) as exc:  # a Content-Transfer-Encoding that is unknown or broken
+            raise IntakeError(f"Field {part.name!r} cannot be decoded: {exc}") from None
+
+    def budget(self, task: TaskRecord) -> "FileReader":
+        limit_mb = self.relay.config.max_upload_mb
+        return FileReader(self, int(limit_mb * MB) - self.relay.staging.used_bytes(task.uuid) if limit_mb else None)
+
+
+class FileReader:
+    """One file's chunks, within what is left of the task's byte budget; remembers why it stopped."""
+
+    def __init__(self, body: Body, left: int | None):
+        self.body, self.left = body, left
+        self.refusal: IntakeError | None = None
+
+    async def read(self, part: BodyPartReader) -> bytes:
+        try:
+            chunk = await self.body.chunk(part)
+        except IntakeError as exc:
+            self.refusal = exc
+            raise
+        if self.left is not None:
+            self.left -= len(chunk)
+            if self.left < 0:
+                self.refusal = IntakeError(f"Upload too large: a task's files may take at most "
+                                           f"{self.body.relay.config.max_upload_mb:g} MB on this relay")
+                raise self.refusal
+        return chunk
+
+    async def tee(self, part: BodyPartReader, handle) -> AsyncIterator[bytes]:
+        while chunk := await self.read(part):
+            handle.write(chunk)
+            yield chunk
 
 
 def read_fields(fields: dict[str, str], relay: Relay) -> dict[str, Any]:
@@ -53,9 +156,11 @@ def read_fields(fields: dict[str, str], relay: Relay) -> dict[str, Any]:
             raise IntakeError("Invalid outputs: expected a JSON list of paths") from None
     created = fields.get("dateCreated")
     try:
-        created_ms = int(float(created)) if created else int(time.time() * 1000)
-    except ValueError:
-        raise IntakeError(f"Invalid dateCreated: {created!r}") from None
+        created_ms: int | None = int(float(created)) if created else int(time.time() * 1000)
+    except (ValueError, OverflowError):
+        created_ms = None
+    if created_ms is None or abs(created_ms) >= 2 ** 53:  # JavaScript's safe integers, as NodeODX; the store's too
+        raise IntakeError(f"Invalid dateCreated: {created!r}")
     return {"name": fields.get("name") or "", "options": options, "webhook": fields.get("webhook") or "",
             "skip_post_processing": option_is_true(fields.get("skipPostProcessing", "false")),
             "outputs": outputs, "created_ms": created_ms}
@@ -111,50 +216,74 @@ async def init_task(relay: Relay, uuid: str, owner: str, fields: dict[str, Any])
     return task
 
 
-async def _tee(part: BodyPartReader, handle) -> AsyncIterator[bytes]:
-    while True:
-        chunk = await part.read_chunk(CHUNK)
-        if not chunk:
-            return
-        handle.write(chunk)
-        yield chunk
+def check_image_count(relay: Relay, task: TaskRecord, name: str) -> None:
+    """Refuse a photo past `--max-images` before reading it."""
+    limit = relay.config.max_images
+    if limit and count_images({p.name for p in relay.staging.files(task.uuid)} | {name}) > limit:
+        raise IntakeError(f"Too many images: this relay takes at most {limit} images per task")
 
 
-async def stage_part(relay: Relay, task: TaskRecord, part: BodyPartReader, forward: bool) -> str:
-    """Write one uploaded file to staging (and to the task's node at the same time when `forward`)."""
+async def stage_part(relay: Relay, task: TaskRecord, body: Body, part: BodyPartReader, forward: bool) -> str:
+    """Write one uploaded file to staging (and to the task's node at the same time when `forward`).
+
+    Whatever stops it (a limit, a stall, the client leaving) removes the partial file."""
     name = safe_filename(part.filename)
     if name is None:
         raise IntakeError(f"Invalid file name: {part.filename!r}")
+    check_image_count(relay, task, name)
+    reader = body.budget(task)
     partial = relay.staging.partial(task.uuid, name)
     forwarded = False
-    with open(partial, "wb") as handle:
-        if forward:
-            node = relay.registry.get(task.forward_node_id)
-            try:
-                if node is None:
-                    raise UpstreamError("node was removed")
-                result = await relay.upstream.upload(node.record, task.uuid, name, _tee(part, handle))
-                forwarded = isinstance(result, dict) and bool(result.get("success"))
-            except UpstreamError as exc:
-                log.warning("forward failed uuid=%s file=%s: %s", task.uuid, name, exc)
-        while chunk := await part.read_chunk(CHUNK):  # whatever the node did not take
-            handle.write(chunk)
+    try:
+        with open(partial, "wb") as handle:
+            if forward:
+                node = relay.registry.get(task.forward_node_id)
+                try:
+                    if node is None:
+                        raise UpstreamError("node was removed")
+                    result = await relay.upstream.upload(node.record, task.uuid, name, reader.tee(part, handle))
+                    forwarded = isinstance(result, dict) and bool(result.get("success"))
+                except UpstreamError as exc:
+                    if reader.refusal is None:
+                        log.warning("forward failed uuid=%s file=%s: %s", task.uuid, name, exc)
+                if reader.refusal is not None:  # the node's copy was cut off with it
+                    raise reader.refusal
+            while chunk := await reader.read(part):  # whatever the node did not take
+                handle.write(chunk)
+    except BaseException as exc:
+        partial.unlink(missing_ok=True)
+        log.info("upload dropped uuid=%s file=%s: %s", task.uuid, name, exc if isinstance(exc, IntakeError)
+                 else type(exc).__name__)
+        raise
     partial.replace(relay.staging.folder(task.uuid) / name)
     if forwarded:
         relay.staging.mark_forwarded(task.uuid, name, task.forward_node_id)
     return name
 
 
-async def upload_files(relay: Relay, task: TaskRecord, reader: MultipartReader) -> list[str]:
+async def upload_files(relay: Relay, task: TaskRecord, request: web.Request) -> list[str]:
+    body = Body.of(relay, request)
     names = []
-    while (part := await reader.next()) is not None:
-        if not isinstance(part, BodyPartReader):
-            continue
+    while (part := await body.next_part()) is not None:
         if part.name == "images" and part.filename is not None:
-            names.append(await stage_part(relay, task, part, forward=task.forward_node_id is not None))
+            names.append(await stage_part(relay, task, body, part, forward=task.forward_node_id is not None))
         else:
-            await part.release()
+            await body.skip(part)
     return names
+
+
+async def one_shot_files(relay: Relay, task: TaskRecord, request: web.Request) -> dict[str, str]:
+    """`/task/new`'s body: files staged (not forwarded: no node is chosen yet), text fields returned."""
+    body = Body.of(relay, request)
+    fields: dict[str, str] = {}
+    while (part := await body.next_part()) is not None:
+        if part.filename is not None and part.name == "images":
+            await stage_part(relay, task, body, part, forward=False)
+        elif part.name:
+            fields[part.name] = await body.field(part)
+        else:
+            await body.skip(part)
+    return fields
 
 
 async def commit_task(relay: Relay, task: TaskRecord) -> None:
@@ -167,6 +296,8 @@ async def commit_task(relay: Relay, task: TaskRecord) -> None:
     reason = refusal(needs, await relay.registry.states())
     if task.image_count < MIN_IMAGES:
         reason = f"Not enough images: {task.image_count} image(s) uploaded, at least {MIN_IMAGES} are needed."
+    if relay.config.max_images and task.image_count > relay.config.max_images:
+        reason = f"Too many images: this relay takes at most {relay.config.max_images} images per task"
     if reason:
         await forget(relay, task)
         log.info("task refused uuid=%s: %s", task.uuid, reason)
@@ -217,7 +348,8 @@ async def send_missing_files(relay: Relay, task: TaskRecord, node) -> None:
 
 
 async def mark_on_node(relay: Relay, task: TaskRecord, node_id: str, needs: TaskNeeds) -> None:
-    await relay.registry.release(task.uuid)
+    # the slot stays held throughout (letting go first would let another replica take it meanwhile); this
+    # only updates the memory counted, and keeps the old reservation if the node's numbers moved on
     await relay.registry.reserve(node_id, task.uuid, needs.memory_mb)  # counted until /info shows it
     await relay.store.commit_reservation(task.uuid, time.time())
     task.stage, task.node_id, task.forward_node_id = Stage.ON_NODE, node_id, None

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
+from yarl import URL
+
 from .models import NodeRecord
 from .scheduler import NodeState, Reservations
 from .store import Store
@@ -37,6 +39,11 @@ def parse_node_url(text: str, label: str = "") -> NodeRecord:
         raise ValueError(f"not an http(s) node URL: {shown!r}")
     token = parse_qs(parts.query).get("token", [""])[0]
     url = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+    try:  # a host IDNA cannot encode, or user:password that Basic auth cannot send, would fail every check
+        checked = URL(url)
+        f"{checked.user or ''}:{checked.password or ''}".encode("latin-1")
+    except (ValueError, IndexError):
+        raise ValueError(f"not a valid host in node URL: {shown!r}") from None
     node_id = hashlib.sha1(url.encode()).hexdigest()[:8]
     return NodeRecord(id=node_id, url=url, token=token, label=label)
 
@@ -48,6 +55,7 @@ class NodeHandle:
     failures: int = 0
     info: dict[str, Any] | None = None
     info_at: float = 0.0
+    asked_at: float = 0.0  # wall-clock time `info` was asked: reservations settled later than that need newer info
     options: list[dict] | None = None
     last_error: str = ""
     checked: bool = False
@@ -56,10 +64,13 @@ class NodeHandle:
     def shared(self) -> dict[str, Any]:
         """What other replicas need to know of this node's health."""
         return {"online": self.online, "failures": self.failures, "info": self.info, "options": self.options,
-                "lastError": self.last_error, "offlineSince": self.offline_since, "at": time.time()}
+                "lastError": self.last_error, "offlineSince": self.offline_since, "at": time.time(),
+                "askedAt": self.asked_at}
 
     def adopt(self, shared: dict[str, Any]) -> None:
-        self.online, self.failures, self.info = shared["online"], shared["failures"], shared["info"]
+        self.online, self.failures = shared["online"], shared["failures"]
+        if shared.get("askedAt", 0.0) >= self.asked_at:  # never trade this replica's newer numbers for older ones
+            self.info, self.asked_at = shared["info"], shared.get("askedAt", 0.0)
         self.options = shared.get("options") or self.options
         self.last_error, self.offline_since = shared.get("lastError", ""), shared.get("offlineSince")
         self.info_at, self.checked = time.monotonic(), True
@@ -165,9 +176,11 @@ class NodeRegistry:
                 handle.offline_since = time.time()
             await self.store.put_node_info(handle.record.id, handle.shared())
             return
+        if asked_at < handle.asked_at:
+            return  # checks overlapped and a newer answer came first: this one would turn the numbers back
         was_online = handle.online
         handle.info, handle.info_at, handle.failures, handle.last_error = info, time.monotonic(), 0, ""
-        handle.online, handle.checked, handle.offline_since = True, True, None
+        handle.online, handle.checked, handle.offline_since, handle.asked_at = True, True, None, asked_at
         await self.store.settle_reservations(handle.record.id, asked_at)
         await self.store.put_node_info(handle.record.id, handle.shared())
         if not was_online:
@@ -188,7 +201,8 @@ class NodeRegistry:
         if handle is None:
             return False
         state = handle.state()
-        return await self.store.reserve(node_id, uuid, memory_mb, state.slots - state.queue, state.available_mb)
+        return await self.store.reserve(node_id, uuid, memory_mb, state.slots - state.queue, state.available_mb,
+                                        info_asked_at=handle.asked_at)
 
     async def release(self, uuid: str) -> None:
         await self.store.drop_reservation(uuid)

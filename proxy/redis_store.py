@@ -8,9 +8,12 @@ Keys (prefix `odx:` by default):
   user:<name>            user record JSON;  usertoken:<hash> -> name
   resv:<node id>         hash task uuid -> [memory MB, committed at or null]  (reservations)
   nodeinfo:<node id>     the node's last health-check result, JSON, shared by replicas
-  lease:<name>           who runs a once-per-interval job (SET NX PX)
+  lease:<name>           who runs a job (health round, one dispatch): SET NX PX, extended by its holder
+  settled:<node id>      the newest /info time that settled a reservation on the node
 A reservation is taken by a Lua script that checks the node's free slots and memory and writes in one
-step, so two replicas placing at the same instant never overbook a node.
+step, so two replicas placing at the same instant never overbook a node. A replica whose numbers for
+the node are older than `settled` is refused too: its queue count may not show a task whose reservation
+is already gone.
 """
 from __future__ import annotations
 
@@ -19,10 +22,14 @@ import secrets
 import time
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .models import NodeRecord, Stage, TaskRecord, UserRecord
 
 _RESERVE = """
+if tonumber(ARGV[5]) >= 0 and tonumber(redis.call('GET', KEYS[2]) or '0') > tonumber(ARGV[5]) then return 0 end
 local held = redis.call('HGETALL', KEYS[1])
 local count, mb = 0, 0
 for i = 1, #held, 2 do
@@ -38,6 +45,30 @@ if headroom >= 0 and headroom - mb < tonumber(ARGV[2]) then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode({tonumber(ARGV[2]), cjson.null}))
 return 1
 """
+_LEASE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+_SETTLE = """
+local held = redis.call('HGETALL', KEYS[1])
+local asked = tonumber(ARGV[1])
+local settled = 0
+for i = 1, #held, 2 do
+  local at = cjson.decode(held[i + 1])[2]
+  if at ~= cjson.null and at <= asked then
+    redis.call('HDEL', KEYS[1], held[i])
+    settled = settled + 1
+  end
+end
+if settled > 0 and asked > tonumber(redis.call('GET', KEYS[2]) or '0') then
+  redis.call('SET', KEYS[2], ARGV[1])
+end
+return settled
+"""
 
 
 class RedisStore:
@@ -45,7 +76,7 @@ class RedisStore:
         self.url = url
         self.prefix = prefix
         self.redis: aioredis.Redis | None = None
-        self._reserve = None
+        self._reserve = self._settle = self._lease = None
 
     def k(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -56,9 +87,15 @@ class RedisStore:
         return self.redis
 
     async def open(self) -> None:
+        # after Redis restarts, every pooled connection is dead: try a command again on a new one (a few
+        # times, briefly) instead of answering 503 once per stale connection
         self.redis = aioredis.from_url(self.url, decode_responses=True, socket_timeout=5,
-                                       socket_connect_timeout=5, health_check_interval=10)
+                                       socket_connect_timeout=5, health_check_interval=10,
+                                       retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+                                       retry_on_error=[RedisConnectionError])
         self._reserve = self.redis.register_script(_RESERVE)
+        self._settle = self.redis.register_script(_SETTLE)
+        self._lease = self.redis.register_script(_LEASE)
         await self.redis.ping()
 
     async def close(self) -> None:
@@ -137,10 +174,12 @@ class RedisStore:
         return await self.get_user(name) if name else None
 
     # --- reservations, shared node info, leases --------------------------------------------------
-    async def reserve(self, node_id: str, uuid: str, memory_mb: int, free_slots: int, headroom_mb: int | None) -> bool:
+    async def reserve(self, node_id: str, uuid: str, memory_mb: int, free_slots: int, headroom_mb: int | None,
+                      info_asked_at: float | None = None) -> bool:
         """Reserve a slot if, counting every replica's reservations, the node still has one free."""
-        ok = await self._reserve(keys=[self.k("resv", node_id)],
-                                 args=[uuid, memory_mb, free_slots, -1 if headroom_mb is None else headroom_mb])
+        ok = await self._reserve(keys=[self.k("resv", node_id), self.k("settled", node_id)],
+                                 args=[uuid, memory_mb, free_slots, -1 if headroom_mb is None else headroom_mb,
+                                       -1 if info_asked_at is None else repr(info_asked_at)])
         return bool(ok)
 
     async def commit_reservation(self, uuid: str, at: float) -> None:
@@ -154,11 +193,7 @@ class RedisStore:
             await self.r.hdel(key, uuid)
 
     async def settle_reservations(self, node_id: str, asked_at: float) -> None:
-        key = self.k("resv", node_id)
-        for uuid, raw in (await self.r.hgetall(key)).items():
-            at = json.loads(raw)[1]
-            if at is not None and at <= asked_at:
-                await self.r.hdel(key, uuid)
+        await self._settle(keys=[self.k("resv", node_id), self.k("settled", node_id)], args=[repr(asked_at)])
 
     async def reservations(self) -> dict[str, dict[str, tuple[int, float | None]]]:
         out = {}
@@ -178,11 +213,9 @@ class RedisStore:
         return {k.rsplit(":", 1)[1]: json.loads(v) for k, v in zip(keys, raws) if v}
 
     async def lease(self, name: str, holder: str, seconds: float) -> bool:
-        """True if `holder` may run job `name` for the next `seconds` (once per interval across replicas)."""
-        key = self.k("lease", name)
-        if await self.r.set(key, holder, nx=True, px=max(1, int(seconds * 1000))):
-            return True
-        return await self.r.get(key) == holder
+        """True if `holder` may run job `name` for the next `seconds` (once per interval across replicas);
+        a holder asking again extends its lease, so it keeps the job while it lives."""
+        return bool(await self._lease(keys=[self.k("lease", name)], args=[holder, max(1, int(seconds * 1000))]))
 
     async def shared_secret(self) -> bytes:
         """One webhook-signing key for every replica: the first to start makes it."""

@@ -24,6 +24,7 @@ from .config import RelayConfig
 from .models import Stage, TaskRecord
 from .nodes import NodeRegistry
 from .scheduler import TaskNeeds
+from .singleflight import SingleFlight
 from .staging import Staging
 from .store import Store
 from .upstream import Upstream
@@ -49,6 +50,7 @@ class Relay:
     replica_id: str = field(default_factory=lambda: secrets.token_hex(6))
     wake_dispatch: asyncio.Event = field(default_factory=asyncio.Event)
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    in_flight: SingleFlight = field(default_factory=SingleFlight)
 
     def lock(self, uuid: str) -> asyncio.Lock:
         return self.locks.setdefault(uuid, asyncio.Lock())

@@ -12,13 +12,14 @@ import time
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from redis.exceptions import RedisError
 
 from shared.options import parse_options_field, validate_options
 
 from .auth import AuthError
 from .downloads import DownloadCache, DownloadError, serve
-from .intake import IntakeError, choose_uuid, commit_task, init_task, read_fields, stage_part, upload_files
+from .intake import IntakeError, choose_uuid, commit_task, init_task, one_shot_files, read_fields, upload_files
 from .models import Stage, TaskRecord
 from .relay import RELAY, NotFound, Relay
 from .staging import valid_uuid
@@ -39,7 +40,11 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
         return await handler(request)
     except AuthError as exc:
         return error(str(exc), exc.status)
-    except (NotFound, IntakeError, DownloadError) as exc:
+    except IntakeError as exc:
+        if exc.close_connection:  # a stalled upload: answer, then free the connection at once
+            return await answer_and_close(request, error(str(exc)))
+        return error(str(exc))
+    except (NotFound, DownloadError) as exc:
         return error(str(exc))
     except UpstreamError as exc:
         return error(str(exc))
@@ -55,6 +60,15 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
         return error("Internal error in the relay; see its log", 500)
 
 
+async def answer_and_close(request: web.Request, response: web.Response) -> web.Response:
+    """Send `response`, then close the connection without waiting for the rest of the body (aiohttp
+    would otherwise keep reading a stalled client for its lingering time)."""
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()
+    return response
+
+
 async def form(request: web.Request) -> dict[str, str]:
     """A POST body as a dict, whether it came urlencoded, multipart or JSON."""
     if request.content_type == "application/json":
@@ -65,7 +79,11 @@ async def form(request: web.Request) -> dict[str, str]:
         if not isinstance(data, dict):
             raise IntakeError("Expected a JSON object")
         return {k: v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
-    return {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+    try:
+        posted = await request.post()
+    except (ValueError, LookupError, RuntimeError, HttpProcessingError) as exc:  # not a form body after all
+        raise IntakeError(f"Malformed form body: {exc}") from None
+    return {k: v for k, v in posted.items() if isinstance(v, str)}
 
 
 async def task_for(request: web.Request, uuid: str) -> tuple[Relay, TaskRecord]:
@@ -132,9 +150,7 @@ async def task_new_init(request: web.Request) -> web.Response:
 
 async def task_new_upload(request: web.Request) -> web.Response:
     relay, task = await uploading_task(request)
-    if not request.content_type.startswith("multipart/"):
-        raise IntakeError("Need at least 1 file.")
-    names = await upload_files(relay, task, await request.multipart())
+    names = await upload_files(relay, task, request)
     if not names:
         raise IntakeError("Need at least 1 file.")
     return web.json_response({"success": True})
@@ -159,14 +175,8 @@ async def task_new(request: web.Request) -> web.Response:
         raise IntakeError("Need at least 1 file or a zip file url.")
     task = TaskRecord(uuid=uuid, owner=owner)
     relay.staging.create(uuid)
-    fields: dict[str, str] = {}
     try:
-        reader = await request.multipart()
-        while (part := await reader.next()) is not None:
-            if part.filename is not None and part.name == "images":
-                await stage_part(relay, task, part, forward=False)
-            elif part.name:
-                fields[part.name] = (await part.read(decode=True)).decode("utf-8", "replace")
+        fields = await one_shot_files(relay, task, request)
         for key, value in read_fields(fields, relay).items():
             setattr(task, key, value)
         await relay.store.put_task(task)
@@ -179,10 +189,14 @@ async def task_new(request: web.Request) -> web.Response:
 
 
 # --- tasks ------------------------------------------------------------------------------------
-async def node_call(relay: Relay, task: TaskRecord, method: str, path: str, **kwargs: Any) -> Any:
+async def node_call(relay: Relay, task: TaskRecord, method: str, path: str, raw: bool = False,
+                    **kwargs: Any) -> Any:
+    """A request to the node holding `task`; with `raw`, the reply's bytes come along with its JSON."""
     handle = relay.registry.get(task.node_id)
     if handle is None:
         raise UpstreamError(f"the node that held {task.uuid} was removed from the relay")
+    if raw:
+        return await relay.upstream.call_raw(handle.record, method, path, **kwargs)
     return await relay.upstream.call(handle.record, method, path, **kwargs)
 
 
@@ -196,14 +210,14 @@ async def task_info(request: web.Request) -> web.Response:
         return web.json_response(data)
     query = {} if with_output is None else {"with_output": with_output}
     try:
-        data = await node_call(relay, task, "GET", f"/task/{task.uuid}/info", query=query)
-    except UpstreamError:
-        if task.last_info is None:
-            raise
-        data = task.last_info  # the node is away: say the last thing it said
+        body, data = await relay.in_flight.run(
+            ("info", task.uuid, with_output),
+            lambda: node_call(relay, task, "GET", f"/task/{task.uuid}/info", query=query, raw=True))
+    except UpstreamError:  # the node is away (failover may send the task elsewhere): never an error here
+        return web.json_response(task.last_info or relay.relay_side_info(task))  # its last word, or "queued"
     if isinstance(data, dict) and "error" not in data:
         await relay.record_info(task, data)
-    return web.json_response(data)
+    return web.Response(body=body, content_type="application/json")
 
 
 async def task_output(request: web.Request) -> web.Response:
@@ -277,7 +291,7 @@ async def task_restart(request: web.Request) -> web.Response:
             request.app[CACHE].drop(task.uuid)
             if new_options is not None:
                 task.options = new_options
-            task.ended_ms = None
+            task.ended_ms, task.last_info = None, None  # its old end is no longer what it says if the node goes
             await relay.store.put_task(task)
         return web.json_response(result)
     if task.stage in (Stage.CANCELED, Stage.FAILED):

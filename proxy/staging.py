@@ -12,13 +12,13 @@ import shutil
 import unicodedata
 from pathlib import Path
 
-UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[1-5][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.I)
+UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[1-5][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", re.I)
 _UNSAFE = re.compile(r"[^\w.\- ()+,@]")
 MARKERS = ".forwarded"
 
 
 def valid_uuid(text: str) -> bool:
-    return bool(UUID_RE.match(text or ""))
+    return bool(UUID_RE.fullmatch(text or ""))
 
 
 def safe_filename(name: str | None) -> str | None:
@@ -76,6 +76,16 @@ class Staging:
 
     def remove(self, uuid: str) -> None:
         shutil.rmtree(self.folder(uuid), ignore_errors=True)
+
+    def used_bytes(self, uuid: str) -> int:
+        """Bytes the task's inputs take on disk, files still being written included."""
+        total = 0
+        for path in self.folder(uuid).iterdir() if self.exists(uuid) else ():
+            try:
+                total += path.stat().st_size if path.is_file() else 0
+            except OSError:  # renamed or removed by a parallel upload meanwhile
+                pass
+        return total
 
     def total_bytes(self, uuid: str) -> int:
         return sum(p.stat().st_size for p in self.files(uuid))

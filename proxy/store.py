@@ -30,7 +30,7 @@ class Store(Protocol):
     async def get_user(self, username: str) -> UserRecord | None: ...
     async def user_by_token_hash(self, token_hash: str) -> UserRecord | None: ...
     async def reserve(self, node_id: str, uuid: str, memory_mb: int, free_slots: int,
-                      headroom_mb: int | None) -> bool: ...
+                      headroom_mb: int | None, info_asked_at: float | None = None) -> bool: ...
     async def commit_reservation(self, uuid: str, at: float) -> None: ...
     async def drop_reservation(self, uuid: str) -> None: ...
     async def settle_reservations(self, node_id: str, asked_at: float) -> None: ...
@@ -60,6 +60,7 @@ class SQLiteStore:
         self.path = Path(path)
         self.db: sqlite3.Connection | None = None
         self.held = Reservations()
+        self.settled: dict[str, float] = {}  # node id -> newest /info time that settled a reservation on it
         self.infos: dict[str, dict] = {}
 
     async def open(self) -> None:
@@ -124,7 +125,9 @@ class SQLiteStore:
         return UserRecord.from_json(json.loads(rows[0][0])) if rows else None
 
     async def reserve(self, node_id: str, uuid: str, memory_mb: int, free_slots: int,
-                      headroom_mb: int | None) -> bool:
+                      headroom_mb: int | None, info_asked_at: float | None = None) -> bool:
+        if info_asked_at is not None and self.settled.get(node_id, 0.0) > info_asked_at:
+            return False  # `free_slots` comes from older numbers than those that settled a reservation
         others = {u: v for u, v in self.held.held.get(node_id, {}).items() if u != uuid}
         if free_slots - len(others) <= 0:
             return False
@@ -140,7 +143,10 @@ class SQLiteStore:
         self.held.drop(uuid)
 
     async def settle_reservations(self, node_id: str, asked_at: float) -> None:
+        before = len(self.held.held.get(node_id, {}))
         self.held.settle(node_id, asked_at)
+        if len(self.held.held.get(node_id, {})) < before:
+            self.settled[node_id] = max(self.settled.get(node_id, 0.0), asked_at)
 
     async def reservations(self) -> dict[str, dict[str, tuple[int, float | None]]]:
         return {node: dict(tasks) for node, tasks in self.held.held.items()}

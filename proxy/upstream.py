@@ -37,10 +37,14 @@ class Upstream:
         self.session = session
         self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
 
-    async def call(self, node: NodeRecord, method: str, path: str, *, query: Mapping[str, Any] | None = None,
-                   data: Any = None, headers: Mapping[str, str] | None = None,
-                   timeout: aiohttp.ClientTimeout | None = None) -> Any:
+    async def call(self, node: NodeRecord, method: str, path: str, **kwargs: Any) -> Any:
         """One request whose answer is JSON; NodeODX's `{"error": ...}` is returned, not raised."""
+        return (await self.call_raw(node, method, path, **kwargs))[1]
+
+    async def call_raw(self, node: NodeRecord, method: str, path: str, *, query: Mapping[str, Any] | None = None,
+                       data: Any = None, headers: Mapping[str, str] | None = None,
+                       timeout: aiohttp.ClientTimeout | None = None) -> tuple[bytes, Any]:
+        """The answer's bytes and its JSON: a reply passed on unchanged need not be encoded again."""
         try:
             async with self.session.request(method, node_url(node, path, query), data=data,
                                             headers=headers, timeout=timeout or self.timeout) as resp:
@@ -48,11 +52,11 @@ class Upstream:
                 if resp.status >= 500:
                     raise UpstreamError(f"node {public_name(node)} answered HTTP {resp.status} to {path}")
                 try:
-                    return json.loads(body)
+                    return body, json.loads(body)
                 except ValueError:
                     raise UpstreamError(f"node {public_name(node)} answered {path} with something that is "
                                         f"not JSON (HTTP {resp.status})") from None
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:  # ValueError: a URL aiohttp cannot use
             raise UpstreamError(f"node {public_name(node)} is unreachable ({type(exc).__name__})") from None
 
     async def open_stream(self, node: NodeRecord, path: str, headers: Mapping[str, str] | None = None
@@ -60,7 +64,7 @@ class Upstream:
         """Start a download; the caller reads and releases the response."""
         try:
             resp = await self.session.get(node_url(node, path), headers=headers, timeout=self.timeout)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:  # ValueError: a URL aiohttp cannot use
             raise UpstreamError(f"node {public_name(node)} is unreachable ({type(exc).__name__})") from None
         if resp.status >= 400:
             resp.release()

@@ -27,7 +27,7 @@ async def call_client_webhook(session: aiohttp.ClientSession, task: TaskRecord, 
                 log.info("webhook called uuid=%s status=%d", task.uuid, resp.status)
                 if resp.status < 500:
                     return
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:  # ValueError: a URL aiohttp cannot use
             log.warning("webhook failed uuid=%s attempt=%d: %s", task.uuid, attempt + 1, type(exc).__name__)
         await asyncio.sleep(2 ** attempt)
 
@@ -46,7 +46,7 @@ async def task_ended(relay: Relay, task: TaskRecord, info: dict) -> None:
 async def receive(request: web.Request) -> web.Response:
     relay = request.app[RELAY]
     uuid = request.match_info["uuid"]
-    if not hmac.compare_digest(request.query.get("sig", ""), relay.sign(uuid)):
+    if not hmac.compare_digest(request.query.get("sig", "").encode(), relay.sign(uuid).encode()):
         return web.json_response({"error": "Invalid signature"}, status=403)
     task = await relay.store.get_task(uuid)
     try:

@@ -1,0 +1,318 @@
+"""The relay's API as an OpenAPI 3.0 document, served at `GET /openapi.json` (no token needed).
+
+Written by hand to match routes.py, admin.py and webhooks.py; tests/hostile checks that every route the
+application registers is described here and nothing else is, and fuzzes the relay from this document.
+
+Two habits of NodeODX shape it. Task-level errors are HTTP 200 with `{"error": "..."}`, so most NodeODX
+operations document 200 as "the result or an Error"; pyodx and WebODM depend on that. And form bodies
+come urlencoded or multipart as clients send them; the relay also takes the same fields as JSON.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from . import __version__
+from .relay import API_VERSION
+
+PATH = "/openapi.json"
+JSON = "application/json"
+FORMS = ("application/x-www-form-urlencoded", "multipart/form-data", JSON)
+
+Schema = dict[str, Any]
+
+
+def ref(name: str, kind: str = "schemas") -> Schema:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def json_body(schema: Schema, description: str) -> Schema:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def result_or_error(schema: Schema, description: str) -> Schema:
+    """HTTP 200 as NodeODX answers it: the result, or `{"error": ...}` for a task-level problem."""
+    return json_body({"oneOf": [schema, ref("Error")]}, description + ", or an Error (NodeODX answers task-level "
+                                                                      "errors as HTTP 200)")
+
+
+def form_body(properties: dict[str, Schema], required: tuple[str, ...] = ()) -> Schema:
+    schema: Schema = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    return {"required": bool(required), "content": {media: {"schema": schema} for media in FORMS}}
+
+
+def operation(summary: str, tag: str, responses: dict[str, Any], *, op_id: str, description: str = "",
+              parameters: list[Schema] | None = None, body: Schema | None = None,
+              security: list[dict[str, list]] | None = None, errors: tuple[str, ...] = ()) -> Schema:
+    """One operation; `errors` names the shared responses (Unauthorized, ...) it can also give."""
+    op: Schema = {"operationId": op_id, "summary": summary, "tags": [tag], "responses": dict(responses)}
+    if description:
+        op["description"] = description
+    if parameters:
+        op["parameters"] = parameters
+    if body:
+        op["requestBody"] = body
+    if security is not None:
+        op["security"] = security
+    for name in errors:
+        op["responses"][ERROR_RESPONSES[name]] = ref(name, "responses")
+    op["responses"]["503"] = ref("StoreUnavailable", "responses")
+    op["responses"]["500"] = ref("InternalError", "responses")
+    return op
+
+
+ERROR_RESPONSES = {"BadRequest": "400", "Unauthorized": "401", "Forbidden": "403", "NotFound": "404",
+                   "Conflict": "409", "PayloadTooLarge": "413"}
+AUTH = ("Unauthorized", "Forbidden")  # what a missing or wrong token causes
+FORM = AUTH + ("PayloadTooLarge",)  # and a form body over the relay's 16 MB (files are streamed instead)
+NO_TOKEN: list[dict[str, list]] = []
+ADMIN_SECURITY = [{"adminBearer": []}, {"adminQuery": []}]
+
+UUID_PARAM = {"name": "uuid", "in": "path", "required": True, "description": "The task's uuid",
+              "schema": {"type": "string"}}
+NODE_PARAM = {"name": "node_id", "in": "path", "required": True, "description": "A node id from GET /admin/nodes",
+              "schema": {"type": "string"}}
+SET_UUID = {"name": "set-uuid", "in": "header", "required": False,
+            "description": "Create the task under this uuid (lowercase or uppercase UUID) instead of a new one; "
+                           "refused when it is not a UUID or already in use",
+            "schema": {"type": "string"}}
+TASK_FIELDS: dict[str, Schema] = {
+    "name": {"type": "string", "description": "A name for the task"},
+    "options": {"type": "string", "description": 'Processing options as JSON: [{"name": "dsm", "value": true}, '
+                                                 '...] (checked against GET /options)'},
+    "webhook": {"type": "string", "description": "URL the relay POSTs the task's info to when it ends"},
+    "skipPostProcessing": {"type": "string", "description": "true to skip point-cloud tiles, COG and glTF"},
+    "outputs": {"type": "string", "description": "JSON list of paths to keep in all.zip"},
+    "dateCreated": {"type": "string", "description": "Creation time, milliseconds since the epoch"},
+}
+UUID_FIELD = {"uuid": {"type": "string", "description": "The task's uuid"}}
+FILES = {"type": "array", "items": {"type": "string", "format": "binary"},
+         "description": "One or more files: photos, and optionally gcp_list.txt, geo.txt, image_groups.txt"}
+
+
+def schemas() -> dict[str, Schema]:
+    status = {"type": "object", "required": ["code"], "properties": {
+        "code": {"type": "integer", "enum": [10, 20, 30, 40, 50],
+                 "description": "10 queued, 20 running, 30 failed, 40 completed, 50 canceled"},
+        "errorMessage": {"type": "string"}}}
+    return {
+        "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}},
+                  "description": "What went wrong, in words a person can act on"},
+        "Success": {"type": "object", "required": ["success"], "properties": {"success": {"type": "boolean"}}},
+        "Uuid": {"type": "object", "required": ["uuid"], "properties": {"uuid": {"type": "string"}}},
+        "Token": {"type": "object", "required": ["token"], "properties": {"token": {"type": "string"}}},
+        "Info": {"type": "object", "description": "The cluster summed over its online nodes (never made-up numbers)",
+                 "required": ["version", "taskQueueCount", "maxParallelTasks", "relay"], "properties": {
+                     "version": {"type": "string"}, "taskQueueCount": {"type": "integer"},
+                     "totalMemory": {"type": "integer"}, "availableMemory": {"type": "integer"},
+                     "cpuCores": {"type": "integer"}, "maxImages": {"type": "integer", "nullable": True},
+                     "maxParallelTasks": {"type": "integer"}, "engine": {"type": "string"},
+                     "engineVersion": {"type": "string"},
+                     "relay": {"type": "object", "description": "The relay's own counts", "properties": {
+                         "version": {"type": "string"}, "nodes": {"type": "integer"},
+                         "online": {"type": "integer"}, "offline": {"type": "integer"},
+                         "locked": {"type": "integer"}, "queued": {"type": "integer"}}}}},
+        "Option": {"type": "object", "required": ["name"], "properties": {
+            "name": {"type": "string"}, "type": {"type": "string"}, "value": {}, "domain": {},
+            "help": {"type": "string"}}},
+        "AuthInfo": {"type": "object", "required": ["message"], "properties": {
+            "message": {"type": "string"}, "loginUrl": {"type": "string", "nullable": True},
+            "registerUrl": {"type": "string", "nullable": True}}},
+        "TaskStatus": status,
+        "TaskInfo": {"type": "object", "required": ["uuid", "status"],
+                     "description": "The node's own task info (the relay's, while the task waits in its queue)",
+                     "properties": {
+                         "uuid": {"type": "string"}, "name": {"type": "string"},
+                         "dateCreated": {"type": "integer"}, "processingTime": {"type": "integer"},
+                         "status": ref("TaskStatus"), "options": {"type": "array", "items": {"type": "object"}},
+                         "imagesCount": {"type": "integer"}, "progress": {"type": "number"},
+                         "output": {"type": "array", "items": {"type": "string"}}}},
+        "Node": {"type": "object", "required": ["id", "url", "locked", "online"],
+                 "description": "A node as the admin API shows it: never its token", "properties": {
+                     "id": {"type": "string"}, "url": {"type": "string"}, "label": {"type": "string"},
+                     "locked": {"type": "boolean"}, "online": {"type": "boolean"},
+                     "failures": {"type": "integer"}, "hasToken": {"type": "boolean"},
+                     "info": {"type": "object", "nullable": True}, "lastError": {"type": "string"},
+                     "infoAge": {"type": "number", "nullable": True}}},
+        "NewNode": {"type": "object", "required": ["url"], "properties": {
+            "url": {"type": "string", "description": "http(s)://host:port[/prefix][?token=NODE_TOKEN]"},
+            "label": {"type": "string"}, "token": {"type": "string", "description": "the node's token"}}},
+    }
+
+
+def responses() -> dict[str, Schema]:
+    error = {JSON: {"schema": ref("Error")}}
+    return {
+        "BadRequest": {"description": "The request is malformed", "content": error},
+        "Unauthorized": {"description": "No token given where one is needed", "content": error},
+        "Forbidden": {"description": "Wrong token, or an action this credential may not do", "content": error},
+        "NotFound": {"description": "No such thing", "content": error},
+        "Conflict": {"description": "It exists already", "content": error},
+        "PayloadTooLarge": {"description": "A form body over 16 MB (file uploads are streamed instead, and "
+                                           "limited by --max-upload-mb)", "content": error},
+        "StoreUnavailable": {"description": "The relay's state store (Redis) is unreachable; retry shortly",
+                             "content": error},
+        "InternalError": {"description": "A bug in the relay (logged); never a traceback", "content": error},
+    }
+
+
+def paths() -> dict[str, Schema]:
+    token, form = {"errors": AUTH}, {"errors": FORM}
+    task_ops = "Tasks"
+    return {
+        "/info": {"get": operation("The cluster's capacity, NodeODX style", "Node", {
+            "200": json_body(ref("Info"), "Summed info of the online nodes")}, op_id="getInfo", **token)},
+        "/options": {"get": operation("Processing options every node accepts", "Node", {
+            "200": json_body({"type": "array", "items": ref("Option")}, "The options")},
+            op_id="getOptions", **token)},
+        "/auth/info": {"get": operation("How to get a token", "Auth", {
+            "200": json_body(ref("AuthInfo"), "Where to log in or register, if accounts are on")},
+            op_id="getAuthInfo", security=NO_TOKEN)},
+        "/auth/login": {"post": operation("Log in; a fresh token (the previous one stops working)", "Auth", {
+            "200": result_or_error(ref("Token"), "The new token")},
+            op_id="login", security=NO_TOKEN, errors=("Forbidden", "PayloadTooLarge"),
+            body=form_body({"username": {"type": "string"}, "password": {"type": "string"}}))},
+        "/auth/register": {"post": operation("Create an account (with --allow-registration)", "Auth", {
+            "200": result_or_error(ref("Token"), "The account's token")},
+            op_id="register", security=NO_TOKEN, errors=("BadRequest", "Forbidden", "Conflict", "PayloadTooLarge"),
+            body=form_body({"username": {"type": "string"}, "password": {"type": "string"}}))},
+        "/task/new/init": {"post": operation("Start a task whose files come in separate uploads", task_ops, {
+            "200": result_or_error(ref("Uuid"), "The new task's uuid")}, op_id="taskNewInit",
+            parameters=[SET_UUID], body=form_body(TASK_FIELDS), **form)},
+        "/task/new/upload/{uuid}": {"post": operation("Add files to a task started with init", task_ops, {
+            "200": result_or_error(ref("Success"), "The files are staged (and on their way to a node)")},
+            op_id="taskNewUpload", parameters=[UUID_PARAM],
+            description="Files are streamed to disk. Refused with an Error when the task's files would pass "
+                        "--max-upload-mb or its photos --max-images, or when the client sends nothing for "
+                        "--upload-timeout seconds (then the connection is closed); the partial file is removed.",
+            body={"required": True, "content": {"multipart/form-data": {"schema": {
+                "type": "object", "required": ["images"], "properties": {"images": FILES}}}}}, **token)},
+        "/task/new/commit/{uuid}": {"post": operation("Start processing the uploaded files", task_ops, {
+            "200": result_or_error(ref("Uuid"), "The task's uuid")}, op_id="taskNewCommit",
+            parameters=[UUID_PARAM], **token)},
+        "/task/new": {"post": operation("Create a task in one multipart request", task_ops, {
+            "200": result_or_error(ref("Uuid"), "The new task's uuid")}, op_id="taskNew", parameters=[SET_UUID],
+            description="Fields and files in one body; the same limits as uploads apply.",
+            body={"required": True, "content": {"multipart/form-data": {"schema": {
+                "type": "object", "required": ["images"], "properties": {**TASK_FIELDS, "images": FILES}}}}},
+            **token)},
+        "/task/list": {"get": operation("The tasks of this token", task_ops, {
+            "200": json_body({"type": "array", "items": ref("Uuid")}, "Their uuids")}, op_id="taskList", **token)},
+        "/task/{uuid}/info": {"get": operation("A task's status", task_ops, {
+            "200": result_or_error(ref("TaskInfo"), "The task's info")}, op_id="taskInfo", parameters=[
+                UUID_PARAM, {"name": "with_output", "in": "query", "required": False,
+                             "description": "Add console output from this line on", "schema": {"type": "integer"}}],
+            **token)},
+        "/task/{uuid}/output": {"get": operation("A task's console output", task_ops, {
+            "200": result_or_error({"type": "array", "items": {"type": "string"}}, "Lines from `line` on")},
+            op_id="taskOutput", parameters=[UUID_PARAM, {
+                "name": "line", "in": "query", "required": False, "description": "First line to send",
+                "schema": {"type": "integer"}}], **token)},
+        "/task/{uuid}/download/{asset}": {"get": operation("Download results, whole or one product", "Downloads", {
+            "200": {"description": "The file, typed by its name (application/zip, image/tiff, "
+                                   "application/json for ept.json, ...), or, as NodeODX answers, an Error as JSON",
+                    "content": {"*/*": {}}},
+            "206": {"description": "The byte range asked for with Range, typed as the whole file is",
+                    "content": {"*/*": {}}},
+            "304": {"description": "Not modified (If-None-Match / If-Modified-Since)"},
+            "404": {"description": "The path matches no route (an asset name with a line break in it)",
+                    "content": {JSON: {"schema": ref("Error")}}},
+            "412": {"description": "Precondition failed (If-Match / If-Unmodified-Since)"},
+            "416": {"description": "Range not satisfiable"}},
+            op_id="taskDownload",
+            description="`all.zip` streams from the node on the first plain request and is cached; a request "
+                        "with `Range` (or any later one) is answered from the cache, 206 for a range. Other "
+                        "names are products cut out of all.zip: orthophoto.tif, dsm.tif, dtm.tif, "
+                        "georeferenced_model.laz, ept.json and its tiles (ept-data/..., ept-hierarchy/..., "
+                        "ept-sources/..., also as ept/<tile>), report.pdf, shots.geojson, folders as zips "
+                        "(entwine_pointcloud.zip, orthophoto_tiles.zip, ...). `asset` may contain '/' for "
+                        "EPT tiles; any other name answers {\"error\": \"Invalid asset\"}.",
+            parameters=[UUID_PARAM, {"name": "asset", "in": "path", "required": True,
+                                     "description": "all.zip, a product name, or an EPT tile path",
+                                     "schema": {"type": "string"}},
+                        {"name": "Range", "in": "header", "required": False,
+                         "description": "bytes=START-END (answered 206 from the relay's cache)",
+                         "schema": {"type": "string"}}], **token)},
+        "/task/cancel": {"post": operation("Cancel a task", task_ops, {
+            "200": result_or_error(ref("Success"), "Done")}, op_id="taskCancel",
+            body=form_body(UUID_FIELD, ("uuid",)), **form)},
+        "/task/remove": {"post": operation("Remove a task and its results", task_ops, {
+            "200": result_or_error(ref("Success"), "Done")}, op_id="taskRemove",
+            body=form_body(UUID_FIELD, ("uuid",)), **form)},
+        "/task/restart": {"post": operation("Run a task again, optionally with new options", task_ops, {
+            "200": result_or_error(ref("Success"), "Done")}, op_id="taskRestart",
+            body=form_body({**UUID_FIELD, "options": TASK_FIELDS["options"]}, ("uuid",)), **form)},
+        "/_relay/webhook/{uuid}": {"post": operation("A node reports that a task ended (for nodes, not clients)",
+            "Nodes", {"200": json_body({"type": "object", "properties": {"ok": {"type": "boolean"}}}, "Recorded"),
+                      "400": ref("BadRequest", "responses"), "404": ref("NotFound", "responses")},
+            op_id="nodeWebhook", security=NO_TOKEN, errors=("Forbidden", "PayloadTooLarge"),
+            description="The relay gives each node a URL of its own with a signature; anything unsigned is "
+                        "refused with 403.",
+            parameters=[UUID_PARAM, {"name": "sig", "in": "query", "required": True,
+                                     "description": "The relay's signature of the uuid", "schema": {"type": "string"}}],
+            body={"required": True, "content": {JSON: {"schema": ref("TaskInfo")}}})},
+        "/admin/nodes": {
+            "get": operation("List nodes", "Admin", {
+                "200": json_body({"type": "array", "items": ref("Node")}, "Every node, without tokens")},
+                op_id="adminListNodes", security=ADMIN_SECURITY, errors=AUTH),
+            "post": operation("Add a node", "Admin", {
+                "201": json_body(ref("Node"), "The node, checked once"),
+                "400": ref("BadRequest", "responses"), "409": ref("Conflict", "responses")},
+                op_id="adminAddNode", security=ADMIN_SECURITY, errors=FORM,
+                body={"required": True, "content": {JSON: {"schema": ref("NewNode")}}})},
+        "/admin/nodes/{node_id}": {"delete": operation("Remove a node", "Admin", {
+            "200": json_body({"type": "object", "properties": {"removed": {"type": "string"}}}, "Removed"),
+            "404": ref("NotFound", "responses")}, op_id="adminRemoveNode", parameters=[NODE_PARAM],
+            security=ADMIN_SECURITY, errors=AUTH)},
+        "/admin/nodes/{node_id}/lock": {"post": operation("Give a node no new tasks (running ones finish)", "Admin", {
+            "200": json_body(ref("Node"), "The node"), "404": ref("NotFound", "responses")},
+            op_id="adminLockNode", parameters=[NODE_PARAM], security=ADMIN_SECURITY, errors=AUTH)},
+        "/admin/nodes/{node_id}/unlock": {"post": operation("Give a node tasks again", "Admin", {
+            "200": json_body(ref("Node"), "The node"), "404": ref("NotFound", "responses")},
+            op_id="adminUnlockNode", parameters=[NODE_PARAM], security=ADMIN_SECURITY, errors=AUTH)},
+        PATH: {"get": operation("This document", "Meta", {
+            "200": json_body({"type": "object"}, "The relay's API as OpenAPI 3.0")},
+            op_id="getOpenApi", security=NO_TOKEN)},
+    }
+
+
+def document() -> Schema:
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "ODX Relay", "version": __version__, "description": (
+            f"One NodeODX endpoint (API {API_VERSION}) in front of many NodeODX nodes, plus the relay's admin "
+            "API. NodeODX's conventions hold: the client's token travels as `?token=` (or as "
+            "`Authorization: Bearer`), and task-level errors are HTTP 200 with `{\"error\": \"...\"}`. "
+            "Authentication errors are 401 (no token) or 403 (wrong token) with a JSON error; the admin API "
+            "answers real HTTP codes. Every GET also answers HEAD.")},
+        "tags": [{"name": n} for n in ("Node", "Auth", "Tasks", "Downloads", "Admin", "Nodes", "Meta")],
+        "paths": paths(),
+        "components": {
+            "schemas": schemas(),
+            "responses": responses(),
+            "securitySchemes": {
+                "token": {"type": "apiKey", "in": "query", "name": "token",
+                          "description": "The relay's client token (--token) or an account's token; needed "
+                                         "when the relay runs with --token or --allow-registration"},
+                "bearerToken": {"type": "http", "scheme": "bearer", "description": "The same token as a header"},
+                "adminBearer": {"type": "http", "scheme": "bearer", "description": "The admin token (--admin-token)"},
+                "adminQuery": {"type": "apiKey", "in": "query", "name": "admin_token",
+                               "description": "The admin token as a query parameter, when no Authorization header"},
+            }},
+        "security": [{"token": []}, {"bearerToken": []}, {}],
+    }
+
+
+async def serve_document(request: web.Request) -> web.Response:
+    return web.json_response(request.app[DOCUMENT])
+
+
+DOCUMENT: web.AppKey[Schema] = web.AppKey("openapi")
+
+
+def add_openapi_route(app: web.Application) -> None:
+    app[DOCUMENT] = document()
+    app.router.add_get(PATH, serve_document)
