@@ -28,6 +28,7 @@ from .store import SQLiteStore, Store
 from .upstream import Upstream, UpstreamError
 
 log = logging.getLogger("odx_relay")
+CONFIG: web.AppKey[RelayConfig] = web.AppKey("config", RelayConfig)
 
 
 async def health_round(relay: Relay) -> None:
@@ -152,7 +153,7 @@ def redact(url: str) -> str:
 
 
 async def relay_context(app: web.Application):
-    config: RelayConfig = app["config"]
+    config = app[CONFIG]
     data = config.data_dir
     store = await open_store(config)
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256), auto_decompress=False)
@@ -186,7 +187,7 @@ async def relay_context(app: web.Application):
 
 def create_app(config: RelayConfig) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], client_max_size=16 * 1024 * 1024)
-    app["config"] = config
+    app[CONFIG] = config
     app.cleanup_ctx.append(relay_context)
     add_routes(app)
     add_admin_routes(app)

@@ -28,7 +28,7 @@ from .staging import safe_filename, valid_uuid
 from .upstream import UpstreamError
 
 log = logging.getLogger("odx_relay.intake")
-CHUNK = 256 * 1024
+CHUNK = 1024 * 1024
 MAX_FIELD = 1024 * 1024  # a text field of a multipart body (name, options, ...) is read into memory: cap it
 MB = 1024 * 1024
 
@@ -175,10 +175,10 @@ async def choose_uuid(request: web.Request, relay: Relay) -> str:
     return wanted.lower()
 
 
-def node_fields(task: TaskRecord, relay: Relay) -> dict[str, str]:
+def node_fields(task: TaskRecord, relay: Relay, node_id: str) -> dict[str, str]:
     """The init form sent to a node: the client's fields, with the relay's webhook in place of theirs."""
     fields = {"name": task.name, "options": json.dumps([{"name": k, "value": v} for k, v in task.options.items()]),
-              "dateCreated": str(task.created_ms), "webhook": relay.webhook_url(task.uuid)}
+              "dateCreated": str(task.created_ms), "webhook": relay.webhook_url(task.uuid, node_id)}
     if task.skip_post_processing:
         fields["skipPostProcessing"] = "true"
     if task.outputs:
@@ -191,7 +191,7 @@ async def node_init(relay: Relay, task: TaskRecord, node_id: str) -> None:
     handle = relay.registry.get(node_id)
     if handle is None:
         raise UpstreamError("node was removed")
-    form = aiohttp.FormData(node_fields(task, relay))
+    form = aiohttp.FormData(node_fields(task, relay, node_id))
     result = await relay.upstream.call(handle.record, "POST", "/task/new/init", data=form,
                                        headers={"set-uuid": task.uuid})
     if not (isinstance(result, dict) and result.get("uuid") == task.uuid):

@@ -251,8 +251,12 @@ def paths() -> dict[str, Schema]:
             op_id="nodeWebhook", security=NO_TOKEN, errors=("Forbidden", "PayloadTooLarge"),
             description="The relay gives each node a URL of its own with a signature; anything unsigned is "
                         "refused with 403.",
-            parameters=[UUID_PARAM, {"name": "sig", "in": "query", "required": True,
-                                     "description": "The relay's signature of the uuid", "schema": {"type": "string"}}],
+            parameters=[UUID_PARAM,
+                        {"name": "node", "in": "query", "required": True,
+                         "description": "The node the task was sent to", "schema": {"type": "string"}},
+                        {"name": "sig", "in": "query", "required": True,
+                         "description": "The relay's signature of the uuid and the node",
+                         "schema": {"type": "string"}}],
             body={"required": True, "content": {JSON: {"schema": ref("TaskInfo")}}})},
         "/admin/nodes": {
             "get": operation("List nodes", "Admin", {

@@ -58,11 +58,13 @@ class Relay:
     def needs(self, task: TaskRecord) -> TaskNeeds:
         return TaskNeeds(task.image_count, estimate_memory_mb(task.image_count, task.options, self.config.memory_table))
 
-    def webhook_url(self, uuid: str) -> str:
-        return f"{self.config.callback_base}/_relay/webhook/{uuid}?sig={self.sign(uuid)}"
+    def webhook_url(self, uuid: str, node_id: str) -> str:
+        """The URL a node calls when `uuid` ends there. It names the node, so a node the task was taken
+        from (failover) cannot speak for it any more."""
+        return f"{self.config.callback_base}/_relay/webhook/{uuid}?node={node_id}&sig={self.sign(uuid, node_id)}"
 
-    def sign(self, uuid: str) -> str:
-        return hmac.new(self.secret, uuid.encode(), hashlib.sha256).hexdigest()[:32]
+    def sign(self, uuid: str, node_id: str) -> str:
+        return hmac.new(self.secret, f"{uuid}:{node_id}".encode(), hashlib.sha256).hexdigest()[:32]
 
     async def owned_task(self, uuid: str, owner: str) -> TaskRecord:
         task = await self.store.get_task(uuid)

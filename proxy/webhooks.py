@@ -46,7 +46,8 @@ async def task_ended(relay: Relay, task: TaskRecord, info: dict) -> None:
 async def receive(request: web.Request) -> web.Response:
     relay = request.app[RELAY]
     uuid = request.match_info["uuid"]
-    if not hmac.compare_digest(request.query.get("sig", "").encode(), relay.sign(uuid).encode()):
+    node_id = request.query.get("node", "")
+    if not hmac.compare_digest(request.query.get("sig", "").encode(), relay.sign(uuid, node_id).encode()):
         return web.json_response({"error": "Invalid signature"}, status=403)
     task = await relay.store.get_task(uuid)
     try:
@@ -55,6 +56,9 @@ async def receive(request: web.Request) -> web.Response:
         return web.json_response({"error": "Expected the task's info as JSON"}, status=400)
     if task is None or not isinstance(info, dict) or info.get("uuid") != uuid:
         return web.json_response({"error": f"{uuid} not found"}, status=404)
+    if task.node_id != node_id:  # the task was moved off that node (failover): its word no longer counts
+        log.warning("webhook ignored uuid=%s from node=%s; the task is on node=%s", uuid, node_id, task.node_id)
+        return web.json_response({"ok": False})
     log.info("node webhook uuid=%s status=%s", uuid, (info.get("status") or {}).get("code"))
     await task_ended(relay, task, info)
     return web.json_response({"ok": True})

@@ -106,3 +106,23 @@ def test_forged_webhooks_are_refused(relay_factory, fast_node, sample_images: li
         assert response.status_code == 403
     assert task_info(relay, uuid)["status"]["code"] in (QUEUED, RUNNING)
     assert wait_status(relay, uuid)["status"]["code"] == COMPLETED
+
+
+def test_a_node_the_task_was_moved_from_cannot_speak_for_it(relay_factory, fast_node,
+                                                           sample_images: list[Path]) -> None:
+    """After failover a task lives on another node; a late webhook from the old one (even correctly
+    signed for that node) must not overwrite what the task's current node says."""
+    import hashlib
+    import hmac
+
+    node = fast_node(seconds_per_image=0.5)
+    relay = relay_factory([node])
+    uuid = submit(relay, sample_images[:3])
+    secret = bytes.fromhex((relay.data_dir / "relay.secret").read_text().strip())
+    old_node = "0ld0n0de"
+    sig = hmac.new(secret, f"{uuid}:{old_node}".encode(), hashlib.sha256).hexdigest()[:32]
+    late = {"uuid": uuid, "status": {"code": FAILED, "errorMessage": "old node"}}
+    response = requests.post(f"{relay.url}/_relay/webhook/{uuid}", params={"node": old_node, "sig": sig},
+                             json=late, timeout=10)
+    assert response.status_code == 200 and response.json() == {"ok": False}
+    assert wait_status(relay, uuid)["status"]["code"] == COMPLETED
