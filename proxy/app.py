@@ -63,11 +63,11 @@ async def fail_over(relay: Relay) -> None:
     now = time.time()
     gone = {h.record.id for h in relay.registry.handles.values()
             if not h.online and h.offline_since is not None and now - h.offline_since >= relay.config.failover_after}
-    gone |= {t.node_id for t in await relay.store.tasks_in(Stage.ON_NODE) if relay.registry.get(t.node_id) is None}
-    if not gone:
-        return
+    if not gone and not relay.registry.removed:
+        return  # the common case: no need to read every task each interval
+    relay.registry.removed = False
     for task in await relay.store.tasks_in(Stage.ON_NODE):
-        if task.node_id not in gone or task.ended_ms:
+        if (task.node_id not in gone and relay.registry.get(task.node_id) is not None) or task.ended_ms:
             continue
         lost_node = task.node_id
         await relay.registry.release(task.uuid)
@@ -85,11 +85,15 @@ async def fail_over(relay: Relay) -> None:
 
 
 async def drop_old_inputs(relay: Relay) -> None:
+    """Staged inputs of tasks that ended more than `--keep-inputs` ago. Walks the staging folder, which
+    holds only tasks still kept, rather than every task ever stored."""
     now_ms = time.time() * 1000
-    for task in await relay.store.tasks_in(Stage.ON_NODE, Stage.CANCELED, Stage.FAILED):
-        if task.ended_ms and now_ms - task.ended_ms > relay.config.keep_inputs * 1000 and relay.staging.exists(task.uuid):
-            relay.staging.remove(task.uuid)
-            log.info("staged inputs dropped uuid=%s", task.uuid)
+    for uuid in relay.staging.uuids():
+        task = await relay.store.get_task(uuid)
+        if (task is not None and task.stage != Stage.UPLOADING and task.ended_ms
+                and now_ms - task.ended_ms > relay.config.keep_inputs * 1000):
+            relay.staging.remove(uuid)
+            log.info("staged inputs dropped uuid=%s", uuid)
 
 
 async def release_idle_uploads(relay: Relay) -> None:

@@ -101,6 +101,7 @@ class NodeRegistry:
     upstream: Upstream
     offline_after: int = 3
     handles: dict[str, NodeHandle] = field(default_factory=dict)
+    removed: bool = True  # a node went away since tasks were last matched to nodes (and at start)
     last_assigned: dict[str, float] = field(default_factory=dict)
 
     async def load(self, configured: list[NodeRecord]) -> None:
@@ -121,6 +122,7 @@ class NodeRegistry:
         for node_id in list(self.handles):
             if node_id not in records:
                 del self.handles[node_id]
+                self.removed = True
         for node_id, record in records.items():
             if node_id in self.handles:
                 self.handles[node_id].record = record
@@ -143,6 +145,7 @@ class NodeRegistry:
 
     async def remove(self, node_id: str) -> None:
         self.handles.pop(node_id, None)
+        self.removed = True
         await self.store.delete_node(node_id)
         log.info("node removed id=%s", node_id)
 

@@ -46,8 +46,11 @@ class Staging:
         (folder / MARKERS).mkdir(parents=True, exist_ok=True)
         return folder
 
-    def exists(self, uuid: str) -> bool:
-        return self.folder(uuid).is_dir()
+    def uuids(self) -> list[str]:
+        """Every task that has a staging folder."""
+        if not self.root.is_dir():
+            return []
+        return [p.name for p in self.root.iterdir() if p.is_dir() and valid_uuid(p.name)]
 
     def files(self, uuid: str) -> list[Path]:
         folder = self.folder(uuid)
