@@ -44,9 +44,7 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
         if exc.close_connection:  # a stalled upload: answer, then free the connection at once
             return await answer_and_close(request, error(str(exc)))
         return error(str(exc))
-    except (NotFound, DownloadError) as exc:
-        return error(str(exc))
-    except UpstreamError as exc:
+    except (NotFound, DownloadError, UpstreamError) as exc:
         return error(str(exc))
     except RedisError as exc:
         log.warning("state store unreachable on %s %s: %s", request.method, request.path, type(exc).__name__)

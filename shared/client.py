@@ -82,6 +82,16 @@ class Node:
     def __repr__(self) -> str:
         return f"Node({self.url('/', with_token=False)!r})"
 
+    def close(self) -> None:
+        """Close the pooled connections (`with Node.from_url(...) as node:` does it for you)."""
+        self.session.close()
+
+    def __enter__(self) -> "Node":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def url(self, path: str, query: Mapping[str, Any] | None = None, *, with_token: bool = True) -> str:
         """Absolute URL for an API path; the token rides in the query, as NodeODX expects."""
         params = dict(query or {})

@@ -193,3 +193,12 @@ def test_uploads_stream_from_disk(node, tmp_path, sample_images):
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert done.is_set() and task.info().images_count == 3
     assert grown_mb < 40, f"client memory grew by {grown_mb:.0f} MB for a 64 MB upload"
+
+
+def test_node_closes_its_connections(devnode_factory):
+    url = devnode_factory(**FAST).url
+    with Node.from_url(url) as node:
+        assert node.info().engine == "odx"
+        pool = node.session.get_adapter(url).poolmanager
+        assert pool.pools
+    assert not pool.pools, "leaving the with-block closes the pooled connections"
