@@ -46,6 +46,9 @@ class Staging:
         (folder / MARKERS).mkdir(parents=True, exist_ok=True)
         return folder
 
+    def exists(self, uuid: str) -> bool:
+        return self.folder(uuid).is_dir()
+
     def uuids(self) -> list[str]:
         """Every task that has a staging folder."""
         if not self.root.is_dir():

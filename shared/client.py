@@ -330,21 +330,25 @@ def _expect_uuid(result: Any, where: str) -> str:
 
 
 class _Progress:
-    """Thread-safe byte counter that reports a percentage."""
+    """Thread-safe byte counter that reports a percentage, never going back: bytes of a failed
+    attempt are taken off the count, but the bar holds until the retry passes where it was."""
 
     def __init__(self, total: int, callback: ProgressCallback | None):
         self.total = max(total, 1)
         self.done = 0
+        self.reported = -1.0
         self.callback = callback
         self.lock = threading.Lock()
 
     def add(self, amount: int) -> None:
         if self.callback is None:
             return
-        with self.lock:
+        with self.lock:  # report under the lock too, so two threads cannot report out of order
             self.done += amount
             percent = min(100.0, 100.0 * self.done / self.total)
-        self.callback(percent)
+            if percent > self.reported:
+                self.reported = percent
+                self.callback(percent)
 
 
 class _Uploader:

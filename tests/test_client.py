@@ -202,3 +202,11 @@ def test_node_closes_its_connections(devnode_factory):
         pool = node.session.get_adapter(url).poolmanager
         assert pool.pools
     assert not pool.pools, "leaving the with-block closes the pooled connections"
+
+
+def test_upload_progress_never_goes_back_even_with_retries(devnode_factory, sample_images):
+    flaky = Node.from_url(devnode_factory(drop_uploads=0.5, **FAST).url)
+    seen: list[float] = []
+    flaky.create_task(sample_images, progress_callback=seen.append, parallel_uploads=4,
+                      max_retries=20, retry_timeout=0.01)
+    assert seen == sorted(seen) and seen[-1] == 100.0

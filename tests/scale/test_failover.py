@@ -71,7 +71,9 @@ def test_tasks_of_a_dead_node_are_sent_again_under_the_same_uuid(cluster_factory
     running, restarted, unseen = busy_node_then_killed(cluster, sample_images)
     seen = statuses_until_final(second, running)
     assert seen[0] == RUNNING and seen[-1] == COMPLETED
-    assert set(seen[1:-1]) <= {QUEUED, RUNNING} and seen[1:-1], seen  # back in a queue or running again
+    # back in a queue or running again: never an error (the QUEUED spell can be too short to be polled;
+    # that it really moved is checked on the spare node below)
+    assert set(seen[1:-1]) <= {QUEUED, RUNNING}, seen
     assert statuses_until_final(first, restarted)[-1] == COMPLETED
     assert statuses_until_final(second, unseen)[-1] == COMPLETED  # waiting, never an error, then done
     for uuid, images in ((running, 6), (restarted, 2), (unseen, 5)):
