@@ -72,11 +72,6 @@ class Staging:
         markers = self.folder(uuid) / MARKERS / node_id
         return {p.name for p in markers.iterdir()} if markers.is_dir() else set()
 
-    def clear_forwarded(self, uuid: str) -> None:
-        markers = self.folder(uuid) / MARKERS
-        shutil.rmtree(markers, ignore_errors=True)
-        markers.mkdir(parents=True, exist_ok=True)
-
     def partial(self, uuid: str, name: str) -> Path:
         return self.folder(uuid) / f".{name}.{os.getpid()}.{id(name)}.part"
 
