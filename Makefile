@@ -6,6 +6,7 @@ VENV        ?= .venv
 PY          := $(VENV)/bin/python
 APT_PACKAGES := python3-qgis qgis-providers qgis redis-server python3-venv python3-gdal gdal-bin
 STAMP       := $(VENV)/.installed
+NODEODX     := var/nodeodx
 export QT_QPA_PLATFORM := offscreen
 
 .PHONY: help setup test demo devnodes run package bench faults clean
@@ -13,7 +14,8 @@ export QT_QPA_PLATFORM := offscreen
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-setup: $(STAMP) ## Install apt packages, make .venv (with QGIS's Python) and install the project
+setup: $(STAMP) ## Install apt packages, make .venv (with QGIS's Python), install the project, build the real NodeODX
+	@bash scripts/build_nodeodx.sh $(NODEODX)
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh "$(VENV)" $(APT_PACKAGES)

@@ -10,6 +10,7 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from devnode.samples import make_samples  # noqa: E402  (after the Qt setting, which must come first)
+from tests.nodeodx import NodeODX, start_nodeodx  # noqa: E402
 from tests.servers import DevNode, ServerGroup, WebhookReceiver, start_devnode  # noqa: E402
 
 SAMPLE_COUNT = 6
@@ -38,6 +39,18 @@ def devnode_factory(servers: ServerGroup) -> Callable[..., DevNode]:
     def start(**flags: Any) -> DevNode:
         node = servers.start(start_devnode, **flags)
         assert isinstance(node, DevNode)
+        return node
+
+    return start
+
+
+@pytest.fixture
+def nodeodx_factory(servers: ServerGroup) -> Callable[..., NodeODX]:
+    """`nodeodx_factory(token="t", max_images=5)` starts a real NodeODX 2.3.1 (test mode) for this test only."""
+
+    def start(**flags: Any) -> NodeODX:
+        node = servers.start(start_nodeodx, **flags)
+        assert isinstance(node, NodeODX)
         return node
 
     return start

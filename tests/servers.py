@@ -102,11 +102,11 @@ def _ready(url: str) -> bool:
 
 def start_server(name: str, argv: list[str], port: int, log_path: Path, *, ready_path: str = "/info",
                  token: str = "", env: dict[str, str] | None = None, timeout: float = START_TIMEOUT,
-                 cls: type[ServerProcess] = ServerProcess, **extra: Any) -> ServerProcess:
+                 cls: type[ServerProcess] = ServerProcess, cwd: Path = REPO, **extra: Any) -> ServerProcess:
     """Run `argv` (a server told to listen on 127.0.0.1:`port`) and wait until `ready_path` answers 200."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log_file:
-        process = subprocess.Popen(argv, cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(argv, cwd=cwd, stdout=log_file, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     server = cls(name=name, url=f"http://127.0.0.1:{port}", port=port, process=process,
                  log_path=log_path, token=token, **extra)
