@@ -191,7 +191,8 @@ async def node_init(relay: Relay, task: TaskRecord, node_id: str) -> None:
     handle = relay.registry.get(node_id)
     if handle is None:
         raise UpstreamError("node was removed")
-    form = aiohttp.FormData(node_fields(task, relay, node_id))
+    # multipart, never url-encoded: NodeODX reads init fields with multer().none() and silently drops the rest
+    form = aiohttp.FormData(node_fields(task, relay, node_id), default_to_multipart=True)
     result = await relay.upstream.call(handle.record, "POST", "/task/new/init", data=form,
                                        headers={"set-uuid": task.uuid})
     if not (isinstance(result, dict) and result.get("uuid") == task.uuid):
