@@ -84,12 +84,18 @@ def _safe_paths(raw: Any) -> list[str]:
     return safe
 
 
+def _task_name(given: str | None) -> str | None:
+    """NodeODX's `name !== "" ? name : "Task of <date>"`: an empty name gets a default, a missing one
+    stays missing (its info then has no `name` at all, as after an init whose fields were ignored)."""
+    return f"Task of {_js_date(now_ms())}" if given == "" else given
+
+
 @dataclass
 class Task:
     """One task as NodeODX keeps it; `info()` is exactly its `/task/{uuid}/info` reply."""
 
     uuid: str
-    name: str
+    name: str | None
     options: list[dict]
     webhook: str | None = None
     skip_post_processing: bool = False
@@ -110,10 +116,9 @@ class Task:
     def from_form(cls, uuid: str, form: dict, options: list[dict], images_estimate: int) -> "Task":
         """A new task from the fields of `/task/new` or `/task/new/init`, as NodeODX reads them."""
         created = _parse_int(form.get("dateCreated"))
-        name = form.get("name") or ""
         return cls(
             uuid=uuid,
-            name=name or f"Task of {_js_date(now_ms())}",
+            name=_task_name(form.get("name")),
             options=options,
             webhook=form.get("webhook") or None,
             skip_post_processing=form.get("skipPostProcessing") in ("true", True),
@@ -143,9 +148,10 @@ class Task:
         processing_time = self.processing_time
         if self.status == TaskStatus.RUNNING and self.date_started:
             processing_time = now_ms() - self.date_started
-        return {
-            "uuid": self.uuid,
-            "name": self.name,
+        body: dict[str, Any] = {"uuid": self.uuid}
+        if self.name is not None:  # JSON.stringify leaves out NodeODX's undefined name
+            body["name"] = self.name
+        return body | {
             "dateCreated": self.date_created,
             "processingTime": processing_time,
             "status": status,
