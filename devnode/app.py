@@ -4,6 +4,11 @@ Handlers only parse, call the task manager and shape the reply. NodeODX's habits
 because clients depend on them: errors are HTTP 200 with `{"error": ...}` (also for a wrong token),
 cancel/remove/restart answer `{"success": false, "error": ...}`, only `all.zip` can be downloaded and
 `Range` is ignored (unless the node was started with `--range`), and every answer allows any origin.
+
+Bodies are parsed as strictly as NodeODX parses them, never more leniently, so that a client working
+against this node works against a real one: `/task/new/init`, `/task/new` and the uploads read
+multipart/form-data only (any other body opens the task with no fields at all), and
+cancel/remove/restart read url-encoded or JSON only (a multipart body has no `uuid`).
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import uuid as uuidlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import metadata
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 
@@ -26,7 +32,7 @@ from .config import API_VERSION, ENGINE, Config
 from .node_options import OptionsRefused, filter_options, load_options
 from .products import build_outputs
 from .tasks import TaskError, TaskManager
-from .uploads import UploadRefused, receive
+from .uploads import UploadRefused, read_upload
 
 log = logging.getLogger("devnode.app")
 
@@ -37,6 +43,10 @@ RANDOM = web.AppKey("random", random.Random)
 
 SET_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[1-5][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.I)
 DOWNLOAD_CHUNK = 256 * 1024
+#: body-parser's default `limit` for the url-encoded and JSON bodies of cancel/remove/restart.
+COMMAND_BODY_LIMIT = 100 * 1024
+URLENCODED = "application/x-www-form-urlencoded"
+JSON_TYPE = "application/json"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 routes = web.RouteTableDef()
@@ -154,26 +164,6 @@ def _assign_uuid(request: web.Request) -> str | web.Response:
     return error(f"Invalid set-uuid: {wanted}")
 
 
-async def _form(request: web.Request) -> dict[str, str]:
-    """A small form (urlencoded or multipart without files) or a JSON object, as plain strings."""
-    if request.content_type == "application/json":
-        try:
-            data = await request.json()
-        except json.JSONDecodeError:
-            return {}
-        return {k: v if isinstance(v, str) else json.dumps(v) for k, v in data.items()} \
-            if isinstance(data, dict) else {}
-    post = await request.post()
-    return {k: v for k, v in post.items() if isinstance(v, str)}
-
-
-async def _receive(request: web.Request, folder: Path) -> tuple[list[Path], dict[str, str]]:
-    """Files and fields of an upload; a body that is not multipart simply carries no files."""
-    if request.content_type != "multipart/form-data":
-        return [], await _form(request)
-    return await receive(await request.multipart(), folder)
-
-
 def _create(request: web.Request, task_uuid: str, form: dict) -> web.Response:
     try:
         request.app[MANAGER].create(task_uuid, form)
@@ -184,10 +174,15 @@ def _create(request: web.Request, task_uuid: str, form: dict) -> web.Response:
 
 @routes.post("/task/new/init")
 async def task_new_init(request: web.Request) -> web.Response:
+    """Open a staged upload. Fields come from form-data only: NodeODX reads init with `multer().none()`,
+    so a url-encoded or JSON init still opens a task, but one with no name, options or webhook."""
     task_uuid = _assign_uuid(request)
     if isinstance(task_uuid, web.Response):
         return task_uuid
-    form = await _form(request)
+    try:
+        _, form = await read_upload(request, None)
+    except UploadRefused as exc:
+        return error(str(exc))
     if form.get("options"):
         try:
             filter_options(request.app[OPTIONS], form["options"])
@@ -210,7 +205,7 @@ async def task_new_upload(request: web.Request) -> web.Response:
         log.info("task %s upload dropped on purpose (--drop-uploads)", task_uuid)
         return web.Response(status=500, text="Internal Server Error")
     try:
-        files, _ = await _receive(request, manager.staging.folder(task_uuid))
+        files, _ = await read_upload(request, manager.staging.folder(task_uuid))
     except UploadRefused as exc:
         return error(str(exc))
     if not files:
@@ -242,7 +237,7 @@ async def task_new(request: web.Request) -> web.Response:
         return task_uuid
     manager, config = request.app[MANAGER], request.app[CONFIG]
     try:
-        files, form = await _receive(request, manager.staging.folder(task_uuid))
+        files, form = await read_upload(request, manager.staging.folder(task_uuid))
     except UploadRefused as exc:
         manager.staging.discard(task_uuid)
         return error(str(exc))
@@ -314,14 +309,80 @@ async def _send_whole(request: web.Request, path: Path, headers: dict) -> web.St
     return response
 
 
-async def _command(request: web.Request,
-                   action: Callable[[TaskManager, dict[str, str]], Awaitable[None]]) -> web.Response:
-    """cancel/remove/restart: NodeODX wants a `uuid` field and answers `{"success": ...}`."""
-    form = await _form(request)
-    if not form.get("uuid"):
-        return error("uuid param missing.")
+class BodyRefused(ValueError):
+    """A command body body-parser cannot read; the message is the `error` NodeODX answers."""
+
+
+def _js_truthy(value: object) -> bool:
+    """JavaScript's truthiness, which NodeODX's `if (!req.body.uuid)` applies to a JSON value."""
+    if value is None or value is False or value == "":
+        return False
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value == value and value != 0  # NaN and 0 are falsy
+    return True
+
+
+def _strict_json(raw: bytes) -> dict[str, object]:
+    """body-parser's JSON in strict mode: an object or an array (whose fields are none), else an error.
+
+    The error's words are Python's, not V8's; what matters is that the command is refused, as there.
+    """
+    if not raw:
+        return {}
+    first = raw.lstrip(b" \t\r\n")[:1]
+    if first not in (b"{", b"["):
+        raise BodyRefused(f"Unexpected token {first.decode('latin-1')!r}: JSON body is not an object or an array")
     try:
-        await action(request.app[MANAGER], form)
+        data = json.loads(raw)
+    except ValueError as exc:  # JSONDecodeError, or UnicodeDecodeError for bytes that are not UTF-8
+        raise BodyRefused(f"{exc} in JSON") from None
+    return data if isinstance(data, dict) else {}
+
+
+async def _command_fields(request: web.Request) -> dict[str, object]:
+    """A cancel/remove/restart body as body-parser's urlencoded and json parsers read it.
+
+    Any other body (multipart above all) yields no fields, so NodeODX finds no `uuid`: accepting one here
+    would let a client pass that a real node answers with "uuid param missing.".
+    """
+    if request.content_type not in (URLENCODED, JSON_TYPE):
+        return {}
+    if (request.content_length or 0) > COMMAND_BODY_LIMIT:
+        raise BodyRefused("request entity too large")
+    raw = await request.read()
+    if len(raw) > COMMAND_BODY_LIMIT:
+        raise BodyRefused("request entity too large")
+    if request.content_type == JSON_TYPE:
+        return _strict_json(raw)
+    return _urlencoded(raw)
+
+
+def _urlencoded(raw: bytes) -> dict[str, object]:
+    """querystring.parse, as body-parser (`extended: false`) uses it: a repeated key gives an array,
+    which NodeODX then turns into text as JavaScript does, the values joined by commas."""
+    fields: dict[str, list[str]] = {}
+    for key, value in parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True):
+        fields.setdefault(key, []).append(value)
+    return {key: ",".join(values) for key, values in fields.items()}
+
+
+def _text(value: object) -> str:
+    """A JSON value as the string a form field would carry (options may come as a parsed list)."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+async def _command(request: web.Request,
+                   action: Callable[[TaskManager, str, str | None], Awaitable[None]]) -> web.Response:
+    """cancel/remove/restart: NodeODX wants a `uuid` field and answers `{"success": ...}`."""
+    try:
+        fields = await _command_fields(request)
+    except BodyRefused as exc:
+        return error(str(exc))
+    if not _js_truthy(fields.get("uuid")):
+        return error("uuid param missing.")
+    options = fields.get("options")
+    try:
+        await action(request.app[MANAGER], _text(fields["uuid"]), None if options is None else _text(options))
     except OptionsRefused as exc:
         return error(str(exc))
     except TaskError as exc:
@@ -331,17 +392,17 @@ async def _command(request: web.Request,
 
 @routes.post("/task/cancel")
 async def task_cancel(request: web.Request) -> web.Response:
-    return await _command(request, lambda manager, form: manager.cancel(form["uuid"]))
+    return await _command(request, lambda manager, uuid, _: manager.cancel(uuid))
 
 
 @routes.post("/task/remove")
 async def task_remove(request: web.Request) -> web.Response:
-    return await _command(request, lambda manager, form: manager.remove(form["uuid"]))
+    return await _command(request, lambda manager, uuid, _: manager.remove(uuid))
 
 
 @routes.post("/task/restart")
 async def task_restart(request: web.Request) -> web.Response:
-    return await _command(request, lambda manager, form: manager.restart(form["uuid"], form.get("options")))
+    return await _command(request, lambda manager, uuid, options: manager.restart(uuid, options))
 
 
 # ---- the application -----------------------------------------------------------------------------------

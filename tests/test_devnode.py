@@ -37,6 +37,11 @@ def post(node: DevNode, path: str, data: Any = None, json_body: Any = None, **kw
     return response.json()
 
 
+def form_data(**fields: Any) -> dict[str, tuple[None, str]]:
+    """Text fields sent as multipart/form-data, the only body NodeODX's `/task/new/init` reads."""
+    return {k: (None, v if isinstance(v, str) else json.dumps(v)) for k, v in fields.items()}
+
+
 def image_files(images: list[Path]) -> list[tuple[str, tuple[str, bytes, str]]]:
     return [("images", (p.name, p.read_bytes(), "image/jpeg")) for p in images]
 
@@ -44,8 +49,7 @@ def image_files(images: list[Path]) -> list[tuple[str, tuple[str, bytes, str]]]:
 def create_task(node: DevNode, images: list[Path], set_uuid: str | None = None, **fields: Any) -> str:
     """init, one upload per image, commit: what pyodx does; returns the uuid."""
     headers = {"set-uuid": set_uuid} if set_uuid else {}
-    form = {k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()}
-    reply = post(node, "/task/new/init", data=form, headers=headers)
+    reply = post(node, "/task/new/init", files=form_data(**fields), headers=headers)
     assert "uuid" in reply, reply
     for image in images:
         assert post(node, f"/task/new/upload/{reply['uuid']}", files=image_files([image])) == {"success": True}
@@ -161,7 +165,7 @@ def test_download_of_anything_but_all_zip_is_an_invalid_asset(fast_node: DevNode
 
 def test_invalid_option_values_are_refused_unknown_ones_dropped(node: DevNode, sample_images: list[Path]) -> None:
     bad = json.dumps([{"name": "pc-quality", "value": "extreme"}, {"name": "no-such-option", "value": 1}])
-    reply = post(node, "/task/new/init", data={"options": bad})
+    reply = post(node, "/task/new/init", files=form_data(options=bad))
     problems = json.loads(reply["error"])
     assert [p["name"] for p in problems] == ["pc-quality"] and "extreme" in problems[0]["error"]
     reply = post(node, "/task/new", data={"options": bad}, files=image_files(sample_images[:2]))
