@@ -1,0 +1,98 @@
+"""Where the relay intentionally differs from a real NodeODX 2.3.1 node: the one list.
+
+Everything else in the NodeODX API must be indistinguishable, and the conformance suite checks it. Each
+entry here is asserted by at least one test marked `@difference("<id>")`, and README.md's table "Where the
+relay differs from NodeODX" shows exactly these rows (test_conformance_differences.py checks both). To add
+or change a difference: edit it here, mark the test that shows it, and update the README row.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+
+@dataclass(frozen=True)
+class Difference:
+    id: str
+    what: str  # what a client sees, relay vs NodeODX
+    why: str
+
+
+DIFFERENCES: tuple[Difference, ...] = (
+    Difference(
+        "info-relay-key",
+        "`GET /info` has one more key, `relay`: the relay's version, its node counts (online, offline, locked) "
+        "and its own queue.",
+        "Operators and the plugin see the cluster's health in the call they already make; clients ignore "
+        "keys they do not know."),
+    Difference(
+        "info-cluster-totals",
+        "`GET /info` describes the cluster: `totalMemory`, `availableMemory`, `cpuCores`, `maxParallelTasks` "
+        "and `taskQueueCount` are sums over the online nodes (the queue count adds the relay's own queue), "
+        "`maxImages` is the largest node limit, `version` the lowest node version.",
+        "The relay is one node made of many: what it can take is what they can take together."),
+    Difference(
+        "auth-info-message",
+        "`GET /auth/info` says `Accounts are not enabled on this relay` (NodeODX: `Authentication not "
+        "available on this node`); with `--allow-registration`, `loginUrl` and `registerUrl` are set.",
+        "The relay has accounts of its own; the keys and their meaning are NodeODX's."),
+    Difference(
+        "token-errors-http-status",
+        "A missing relay token is answered HTTP 401, a wrong one HTTP 403, each with a JSON "
+        "`{\"error\": ...}`; NodeODX answers HTTP 200 with "
+        "`{\"error\": \"Invalid authentication token: token does not match.\"}`.",
+        "Balancers, proxies and monitoring see refused requests for what they are; pyodx reads both forms "
+        "as an error."),
+    Difference(
+        "lenient-bodies",
+        "The relay reads the fields of `/task/new/init` and of `/task/cancel`, `/task/remove`, "
+        "`/task/restart` whether url-encoded, multipart or JSON; NodeODX reads init fields only as multipart "
+        "(others are dropped silently: no name, default options, no webhook) and cancel/remove/restart only "
+        "url-encoded or JSON (multipart gets `uuid param missing.`).",
+        "A field a client sends is meant: dropping it silently would lose the task's name, options and "
+        "webhook."),
+    Difference(
+        "options-checked-early",
+        "Options are checked at `/task/new/init`, `/task/new` and `/task/restart`: an unknown option name "
+        "is an error that names it (NodeODX drops unknown options silently), and every option error is "
+        "worded by the relay (NodeODX's error is a JSON list in a string).",
+        "A mistyped option must not run a task with defaults for hours; the error says which option and "
+        "why."),
+    Difference(
+        "image-count-checked-early",
+        "`/task/new/commit` and `/task/new` refuse, with an error, a task of fewer than 2 images or of more "
+        "images than any node (or `--max-images`) takes; NodeODX accepts it and the task fails later "
+        "(status 30), or in test mode processes 1 image.",
+        "The limits are known when the upload ends: refusing then saves a node slot, the wait, and a "
+        "failure the client would only see later."),
+    Difference(
+        "range-206",
+        "`GET /task/{uuid}/download/all.zip` with a `Range` header is answered 206 with that part, and "
+        "plain downloads say `Accept-Ranges: bytes`; NodeODX ignores `Range` and always answers 200 with "
+        "the whole file.",
+        "Downloads can resume, and pyodx fetches large zips in parallel chunks when ranges are offered."),
+    Difference(
+        "single-assets",
+        "`GET /task/{uuid}/download/{asset}` serves single products by name (`orthophoto.tif`, `dsm.tif`, "
+        "`dtm.tif`, `georeferenced_model.laz`, ...; the catalogue in `shared/assets.py`); NodeODX answers "
+        "`{\"error\": \"Invalid asset\"}` for anything but `all.zip`.",
+        "The plugin and other clients fetch only what they load instead of the whole zip."),
+    Difference(
+        "zipurl-private-refused",
+        "`/task/new` with a `zipurl` on a private, loopback or link-local address is refused with an error "
+        "and the URL is never fetched, unless the operator allows it (`--allow-private-zipurl`); NodeODX "
+        "downloads any URL.",
+        "SSRF protection: the relay usually sits next to a private network that its clients must not "
+        "reach through it."),
+)
+
+BY_ID = {entry.id: entry for entry in DIFFERENCES}
+assert len(BY_ID) == len(DIFFERENCES), "difference ids must be unique"
+
+
+def difference(difference_id: str) -> pytest.MarkDecorator:
+    """Mark a test as the proof of one intended difference: `@difference("range-206")`."""
+    if difference_id not in BY_ID:
+        raise KeyError(f"no difference {difference_id!r} in tests/conformance/differences.py")
+    return pytest.mark.difference(difference_id)
