@@ -23,6 +23,7 @@ if str(REPO) not in sys.path:  # the server helpers live in tests/, beside this 
 from . import cycle, info_load, placement, stalls, upload  # noqa: E402
 from .context import Context  # noqa: E402
 from .report import Section, table  # noqa: E402
+from .stack import KINDS  # noqa: E402
 
 BENCHMARKS = {"cycle": cycle.run, "upload": upload.run, "info": info_load.run, "stalls": stalls.run,
               "placement": placement.run}
@@ -37,6 +38,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
     parser.add_argument("--cache", type=Path, default=REPO / "var" / "bench",
                         help="folder for inputs made once and reused (default var/bench)")
+    parser.add_argument("--nodes", default=",".join(KINDS),
+                        help="comma-separated node kinds the task cycle and the large upload run against, each "
+                        f"directly and through its own relay (default and all: {','.join(KINDS)}; nodeodx is a real "
+                        "NodeODX 2.3.1 in test mode, built by `make setup`)")
     parser.add_argument("--strict", action="store_true", help="exit with status 1 if any bar fails")
     return parser.parse_args(argv)
 
@@ -61,15 +66,19 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}", file=sys.stderr)
         return 2
+    kinds = tuple(n.strip() for n in args.nodes.split(",") if n.strip())
+    if not kinds or any(k not in KINDS for k in kinds):
+        print(f"--nodes: choose one or more of {', '.join(KINDS)}", file=sys.stderr)
+        return 2
     mode = "quick" if args.quick else "full"
     scratch = args.cache / "run"
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
-    ctx = Context(mode=mode, cache=args.cache, scratch=scratch)
+    ctx = Context(mode=mode, cache=args.cache, scratch=scratch, nodes=kinds)
     started = time.monotonic()
     sections = [run_one(name, ctx) for name in names]
     results = {
-        "mode": mode, "passed": all(s.passed for s in sections),
+        "mode": mode, "nodes": list(kinds), "passed": all(s.passed for s in sections),
         "seconds": round(time.monotonic() - started, 1),
         "machine": {"python": platform.python_version(), "platform": platform.platform(),
                     "cpus": os.cpu_count()},

@@ -1,7 +1,9 @@
 """Results: each benchmark is a `Section` of measured values and `Bar`s; printed as a table, saved as JSON.
 
 A bar compares one ratio or count with the issue's limit; absolute times are reported beside it for
-the reader but never decide PASS or FAIL.
+the reader but never decide PASS or FAIL. Rows and bars name the kind of node behind the relay
+(`devnode`, `NodeODX`) where the benchmark runs against one; "relay / direct" is then the relay in
+front of that node against that same node asked directly.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ class Bar:
     op: str
     limit: float
     unit: str = "x"
+    node: str = ""  # the kind of node behind the relay, "" when none (the placement simulation)
 
     @property
     def passed(self) -> bool:
@@ -40,6 +43,7 @@ class Row:
     relay: float | None
     direct: float | None = None
     unit: str = ""
+    node: str = ""  # the kind of node behind the relay ("direct" is that node), "" when none
 
     @property
     def ratio(self) -> float | None:
@@ -101,21 +105,21 @@ def _num(value: float | None, unit: str = "") -> str:
 def table(sections: list[Section]) -> str:
     """The human-readable report: measurements first, then every bar with PASS or FAIL."""
     lines = []
-    head = f"{'benchmark':<11} {'metric':<36} {'relay':>14} {'direct':>14} {'ratio':>8}"
+    head = f"{'benchmark':<11} {'node':<8} {'metric':<36} {'relay':>14} {'direct':>14} {'ratio':>8}"
     lines += [head, "-" * len(head)]
     for section in sections:
         if section.error:
             lines.append(f"{section.key:<11} ERROR: {section.error}")
         for row in section.rows:
-            lines.append(f"{section.key:<11} {row.metric:<36} {_num(row.relay, row.unit):>14} "
+            lines.append(f"{section.key:<11} {row.node:<8} {row.metric:<36} {_num(row.relay, row.unit):>14} "
                          f"{_num(row.direct, row.unit):>14} {_num(row.ratio, 'x'):>8}")
     lines.append("")
-    head = f"{'benchmark':<11} {'bar':<48} {'value':>10} {'limit':>10}  result"
+    head = f"{'benchmark':<11} {'node':<8} {'bar':<48} {'value':>10} {'limit':>10}  result"
     lines += [head, "-" * len(head)]
     for section in sections:
         for bar in section.bars:
-            lines.append(f"{section.key:<11} {bar.name:<48} {_num(bar.value, bar.unit):>10} "
+            lines.append(f"{section.key:<11} {bar.node:<8} {bar.name:<48} {_num(bar.value, bar.unit):>10} "
                          f"{bar.op + ' ' + _num(bar.limit, bar.unit):>10}  {'PASS' if bar.passed else 'FAIL'}")
         if section.error:
-            lines.append(f"{section.key:<11} {'(did not run to the end)':<48} {'':>10} {'':>10}  FAIL")
+            lines.append(f"{section.key:<11} {'':<8} {'(did not run to the end)':<48} {'':>10} {'':>10}  FAIL")
     return "\n".join(lines)

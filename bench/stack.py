@@ -1,52 +1,93 @@
-"""What the server benchmarks share: a development node with a relay in front of it, input files made
-once, a peak-RSS sampler, and interleaved repetitions.
+"""What the server benchmarks share: a node with a relay in front of it, input files made once, a
+peak-RSS sampler, and interleaved repetitions.
 
-The relay and the node are the real programs, started by the same helpers the tests use, on free
-127.0.0.1 ports; `stack()` stops both whatever happens. Measuring the relay against the very node it
-fronts, in alternating order, makes load from anything else on the machine fall on both sides alike.
+A node is of one of two kinds: the development node (`odx-devnode`) or a real NodeODX 2.3.1 in test
+mode (built by `make setup` under var/nodeodx). The relay and the node are the real programs, started by
+the same helpers the tests use, on free 127.0.0.1 ports; `stack()` stops both whatever happens, and
+`stacks()` runs one stack per node kind side by side. Measuring the relay against the very node it
+fronts, in alternating order, makes load from anything else on the machine fall on every side alike.
 """
 from __future__ import annotations
 
 import os
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import psutil
 
 from devnode.samples import make_samples
+from tests import nodeodx
 from tests.relay_servers import Relay, start_relay
-from tests.servers import DevNode, start_devnode
+from tests.servers import ServerProcess, start_devnode
 
 MB = 1024 * 1024
+#: node kinds, as `--nodes` names them, and as the table shows them
+KINDS = {"devnode": "devnode", "nodeodx": "NodeODX"}
+SIDES = ("relay", "direct")
+
+
+def kind_problem(kind: str) -> str:
+    """Why nodes of `kind` cannot be started here ("" when they can)."""
+    if kind == "nodeodx" and not nodeodx.available():
+        return f"real NodeODX not measured: it is not built in {nodeodx.BUILD} (run `make setup`)"
+    return ""
+
+
+def start_node(kind: str, workdir: Path, flags: Mapping[str, Any]) -> ServerProcess:
+    if kind == "devnode":
+        return start_devnode(workdir, **flags)
+    if kind == "nodeodx":
+        return nodeodx.start_nodeodx(workdir, **flags)
+    raise ValueError(f"unknown node kind {kind!r}; choose from {', '.join(KINDS)}")
 
 
 @dataclass
 class Stack:
-    node: DevNode
+    node: ServerProcess
     relay: Relay
+    kind: str = "devnode"
+
+    @property
+    def label(self) -> str:
+        return KINDS[self.kind]
 
     def url(self, target: str) -> str:
         """`target` is "relay" or "direct"."""
         return self.relay.url if target == "relay" else self.node.url
 
+    def pid(self, target: str) -> int:
+        """The process that receives what is sent to `target`."""
+        return (self.relay if target == "relay" else self.node).process.pid
+
 
 @contextmanager
-def stack(workdir: Path, node_flags: dict[str, Any], relay_flags: dict[str, Any] | None = None) -> Iterator[Stack]:
-    """One development node and one relay in front of it, both stopped on the way out."""
+def stack(workdir: Path, node_flags: Mapping[str, Any], relay_flags: dict[str, Any] | None = None,
+          kind: str = "devnode") -> Iterator[Stack]:
+    """One node of `kind` and one relay in front of it, both stopped on the way out."""
     workdir.mkdir(parents=True, exist_ok=True)
-    node = start_devnode(workdir, **node_flags)
+    node = start_node(kind, workdir, node_flags)
     try:
         relay = start_relay(workdir, [node.url], **(relay_flags or {}))
         try:
-            yield Stack(node, relay)
+            yield Stack(node, relay, kind)
         finally:
             relay.stop()
     finally:
         node.stop()
+
+
+@contextmanager
+def stacks(workdir: Path, node_flags: Mapping[str, Mapping[str, Any]], kinds: tuple[str, ...],
+           relay_flags: dict[str, Any] | None = None) -> Iterator[dict[str, Stack]]:
+    """One stack (a node and its relay) per kind in `kinds`, side by side, all stopped on the way out.
+    `node_flags` holds each kind's node flags (the two kinds' flags have different names)."""
+    with ExitStack() as started:
+        yield {kind: started.enter_context(stack(workdir / kind, node_flags[kind], relay_flags, kind))
+               for kind in kinds}
 
 
 def samples(root: Path, count: int) -> list[Path]:
@@ -137,6 +178,18 @@ def interleaved(repetitions: int, run: Callable[[str], float]) -> dict[str, list
         order = ("relay", "direct") if rep % 2 == 0 else ("direct", "relay")
         for target in order:
             results[target].append(run(target))
+    return results
+
+
+def interleaved_stacks(repetitions: int, kinds: tuple[str, ...], run: Callable[[str, str], float]
+                       ) -> dict[str, dict[str, list[float]]]:
+    """`run(kind, side)` for every kind and side (relay, direct), `repetitions` times each, forwards then
+    backwards in turn (ABBA over all of them): {kind: {"relay": [...], "direct": [...]}}."""
+    targets = [(kind, side) for kind in kinds for side in SIDES]
+    results: dict[str, dict[str, list[float]]] = {kind: {side: [] for side in SIDES} for kind in kinds}
+    for rep in range(repetitions):
+        for kind, side in (targets if rep % 2 == 0 else targets[::-1]):
+            results[kind][side].append(run(kind, side))
     return results
 
 

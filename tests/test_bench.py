@@ -1,6 +1,8 @@
 """The benchmark harness end to end, at its smallest (`python -m bench --quick`): it starts and stops
-its servers, runs every benchmark and writes a JSON report with every section. Ratios in quick mode
-are too noisy to judge, so the bars are checked for shape here, not for PASS."""
+its servers, runs every benchmark and writes a JSON report with every section. The task cycle and the
+large upload run against both kinds of node (the development node and a real NodeODX), each directly
+and through a relay. Ratios in quick mode are too noisy to judge, so the bars are checked for shape
+here, not for PASS."""
 from __future__ import annotations
 
 import json
@@ -11,6 +13,8 @@ from pathlib import Path
 from tests.servers import REPO
 
 SECTIONS = {"cycle", "upload", "info", "stalls", "placement"}
+NODE_KINDS = {"devnode", "NodeODX"}  # as rows and bars name them
+CYCLE_STEPS = {"init", "upload, each photo", "commit", "info poll, each", "download all.zip (whole)"}
 
 
 def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
@@ -27,5 +31,19 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
         for bar in section["bars"]:
             assert {"name", "value", "op", "limit", "passed"} <= set(bar), (name, bar)
     assert report["benchmarks"]["placement"]["passed"], "the simulation is deterministic: its bars must pass"
+    assert report["nodes"] == ["devnode", "nodeodx"]
+    for name in ("cycle", "upload"):  # relay vs direct on each kind of node, in the same run
+        section = report["benchmarks"][name]
+        assert {row["node"] for row in section["rows"]} == NODE_KINDS, name
+        assert {bar["node"] for bar in section["bars"]} == NODE_KINDS, name
+        for kind in NODE_KINDS:
+            rows = [row for row in section["rows"] if row["node"] == kind]
+            assert all(row["relay"] > 0 and row["direct"] > 0 and row["ratio"] > 0 for row in rows), (name, rows)
+    cycle = report["benchmarks"]["cycle"]
+    for kind in NODE_KINDS:  # where the time goes, step by step, for each kind of node
+        steps = {row["metric"].removeprefix("step: ") for row in cycle["rows"] if row["node"] == kind}
+        assert CYCLE_STEPS <= steps, (kind, steps)
+        assert [b["name"] for b in cycle["bars"] if b["node"] == kind] == ["cycle: relay / direct (ratio of medians)"]
     assert "result" in run.stdout and "benchmark" in run.stdout  # the table was printed
+    assert "NodeODX" in run.stdout and "devnode" in run.stdout
     assert not (tmp_path / "run").exists(), "the servers' scratch folder is removed after a clean run"
