@@ -58,7 +58,8 @@ def upload_one(session: requests.Session, url: str, uuid: str, path: Path) -> tu
 
 def one_task(url: str, photos: list[Path]) -> list[tuple[float, str]]:
     with requests.Session() as session:
-        uuid = session.post(f"{url}/task/new/init", data={"name": "bench stalls"}, timeout=30).json()["uuid"]
+        # form-data: NodeODX reads init with multer().none() and drops url-encoded fields
+        uuid = session.post(f"{url}/task/new/init", files={"name": (None, "bench stalls")}, timeout=30).json()["uuid"]
         with ThreadPoolExecutor(UPLOADS_PER_TASK_AT_ONCE) as pool:
             results = list(pool.map(lambda p: upload_one(session, url, uuid, p), photos))
         session.post(f"{url}/task/new/commit/{uuid}", timeout=30).raise_for_status()
