@@ -27,7 +27,7 @@ ADMIN_TOKEN = "conformance-admin-token"
 CHECK_INTERVAL = 0.3
 # The relay's operator flag that lets `zipurl` reach private and loopback addresses (SSRF protection is on
 # by default). One place to change if the relay names it otherwise.
-ZIPURL_PRIVATE_FLAG = "allow_private_zipurl"
+ZIPURL_PRIVATE_FLAG = "zipurl_allow_private"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -82,12 +82,31 @@ def slow_cluster(conformance_servers: ServerGroup) -> Cluster:
     return start_cluster(conformance_servers, test_seconds=4)
 
 
+@pytest.fixture(scope="session")
+def done_task(cluster: Cluster, sample_images: list[Path]) -> tuple[str, str]:
+    """A completed task on each side (direct, relay), with a name and 4 photos; tests only read it."""
+    uuids = cluster.both(lambda side: side.submit(sample_images[:4], {"name": "Conformance: done"}))
+    cluster.each(Side.wait, uuids)
+    return uuids
+
+
+def start_pair(group: ServerGroup, *, test_seconds: float, relay_flags: dict[str, Any] | None = None,
+               **node_flags: Any) -> Cluster:
+    """One NodeODX, reached directly and through a relay in front of it alone (for node flags such as
+    `max_images`: a whole cluster would cost two more nodes for nothing)."""
+    node = group.start(start_nodeodx, token=NODE_TOKEN, test_seconds=test_seconds, **node_flags)
+    relay = group.add(start_relay(group.tmp_path, [f"{node.url}?token={NODE_TOKEN}"], token=RELAY_TOKEN,
+                                  check_interval=CHECK_INTERVAL, **(relay_flags or {})))
+    return Cluster(direct=Side("direct", node, NODE_TOKEN), relay=Side("relay", relay, RELAY_TOKEN),
+                   relay_server=relay, nodes=[node], node_token=NODE_TOKEN)
+
+
 @pytest.fixture
-def own_cluster(servers: ServerGroup):
-    """`own_cluster(test_seconds=1, max_images=3, relay_flags={...})`: a cluster for this test only."""
+def own_pair(servers: ServerGroup):
+    """`own_pair(max_images=3)`: a NodeODX and a relay in front of it, for this test only."""
 
     def start(test_seconds: float = 1, **flags: Any) -> Cluster:
-        return start_cluster(servers, test_seconds=test_seconds, **flags)
+        return start_pair(servers, test_seconds=test_seconds, **flags)
 
     return start
 

@@ -81,7 +81,7 @@ DIFFERENCES: tuple[Difference, ...] = (
     Difference(
         "zipurl-private-refused",
         "`/task/new` with a `zipurl` on a private, loopback or link-local address is refused with an error "
-        "and the URL is never fetched, unless the operator allows it (`--allow-private-zipurl`); NodeODX "
+        "and the URL is never fetched, unless the operator allows it (`--zipurl-allow-private`); NodeODX "
         "downloads any URL.",
         "SSRF protection: the relay usually sits next to a private network that its clients must not "
         "reach through it."),

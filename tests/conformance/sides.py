@@ -237,3 +237,23 @@ class ZipServer:
 
 def pretty(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)[:1500]
+
+
+class Mismatches:
+    """Collects every difference a long scenario finds before failing, so one run reports them all."""
+
+    def __init__(self) -> None:
+        self.found: list[str] = []
+
+    def same(self, what: str, direct: Any, relay: Any) -> None:
+        if relay != direct:
+            self.found.append(f"{what}: direct {pretty(direct)}, relay {pretty(relay)}")
+
+    def same_info(self, what: str, direct: dict, relay: dict) -> None:
+        try:
+            assert_same_info(direct, relay)
+        except AssertionError as exc:
+            self.found.append(f"{what}: {exc}")
+
+    def check(self) -> None:
+        assert not self.found, "\n".join(self.found)

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.conformance.sides import (COMPLETED, Cluster, Side, answer, assert_same_info, image_parts, json_of,
-                                     media_type, multipart, pretty, zip_names)
+from tests.conformance.sides import (COMPLETED, Cluster, Mismatches, Side, answer, assert_same_info, image_parts,
+                                     json_of, media_type, multipart, pretty, zip_names)
 from tests.servers import WebhookReceiver
 
 CREATED = 1700000000000
@@ -59,14 +59,6 @@ def variant_tasks(cluster: Cluster, sample_images: list[Path]) -> dict[str, tupl
     """Every variant's task on both sides, all submitted up front so that they run side by side."""
     return {name: cluster.both(lambda side: start_variant(side, fields, sample_images[:3]))
             for name, fields in VARIANTS.items()}
-
-
-@pytest.fixture(scope="module")
-def done_task(cluster: Cluster, sample_images: list[Path]) -> tuple[str, str]:
-    """A completed task on each side, with default fields and 4 photos."""
-    uuids = cluster.both(lambda side: side.submit(sample_images[:4], {"name": "Conformance: done"}))
-    cluster.each(Side.wait, uuids)
-    return uuids
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
@@ -196,8 +188,10 @@ def test_upload_and_commit_answers(cluster: Cluster, sample_images: list[Path]) 
         return seen
 
     direct, relay = cluster.both(steps)
+    seen = Mismatches()
     for (what, expected), (_, got) in zip(direct, relay):
-        assert got == expected, f"{what}: direct {expected}, relay {got}"
+        seen.same(what, expected, got)
+    seen.check()
 
 
 def test_one_shot_task_new(cluster: Cluster, sample_images: list[Path]) -> None:
