@@ -25,6 +25,7 @@ from .routes import CACHE, add_routes, errors_middleware
 from .staging import Staging
 from .redis_store import RedisStore
 from .store import SQLiteStore, Store
+from .task_end import ENDED, end_here, learn_info, status_code
 from .upstream import Upstream, UpstreamError
 
 log = logging.getLogger("odx_relay")
@@ -41,7 +42,7 @@ async def health_round(relay: Relay) -> None:
         await fail_over(relay)
         await recover(relay)  # sends cut short by a replica that died (and may not come back)
         await drop_old_inputs(relay)
-        await release_idle_uploads(relay)
+        await expire_idle_uploads(relay)
     else:
         await relay.registry.sync()
     if {h.record.id for h in relay.registry.online()} - was_online:
@@ -76,12 +77,11 @@ async def fail_over(relay: Relay) -> None:
             relay.wake_dispatch.set()
             log.warning("failover uuid=%s: node %s offline, task queued again from its staged inputs",
                         task.uuid, lost_node)
+            await relay.store.put_task(task)
         else:
-            task.stage, task.ended_ms = Stage.FAILED, int(now * 1000)
-            task.error = (f"The node running this task ({lost_node}) went offline and the relay no longer "
-                          f"keeps the task's inputs, so it cannot be sent elsewhere. Create the task again.")
-            log.warning("failover impossible uuid=%s: inputs not kept", task.uuid)
-        await relay.store.put_task(task)
+            await end_here(relay, task, Stage.FAILED,
+                           f"The node running this task ({lost_node}) went offline and the relay no longer "
+                           f"keeps the task's inputs, so it cannot be sent elsewhere. Create the task again.")
 
 
 async def drop_old_inputs(relay: Relay) -> None:
@@ -96,32 +96,26 @@ async def drop_old_inputs(relay: Relay) -> None:
             log.info("staged inputs dropped uuid=%s", uuid)
 
 
-async def release_idle_uploads(relay: Relay) -> None:
-    """An init reserves a free slot on the node it forwards to; if its client goes silent (gave up,
-    crashed) for `upload_idle` seconds, give the slot back, or the node would look busy for ever. The
-    same for a slot whose init never got as far as recording its task (the relay or Redis died)."""
+async def expire_idle_uploads(relay: Relay) -> None:
+    """Uploads that were never committed and have been silent for `--upload-idle` seconds: their client gave
+    up or crashed. Forget the task and its staged files, as NodeODX cleans up old uploads (it holds no node
+    slot: only committed work counts against a node's capacity)."""
     idle_before = time.time() - relay.config.upload_idle
-    uncommitted = {uuid for tasks in (await relay.store.reservations()).values()
-                   for uuid, (_, committed_at) in tasks.items() if committed_at is None}
-    for uuid in uncommitted:
-        task = await relay.store.get_task(uuid)
-        if task is not None and task.stage != Stage.UPLOADING:
-            continue  # being sent from the relay's queue: not an upload
-        folder = relay.staging.folder(uuid)
+    for task in await relay.store.tasks_in(Stage.UPLOADING):
+        folder = relay.staging.folder(task.uuid)
         try:  # the folder changes with each file; a file being written is a hidden `.part`
             last = max([folder.stat().st_mtime] + [p.stat().st_mtime for p in folder.glob(".*.part")])
         except OSError:
-            last = 0.0
-        if last < idle_before:
-            await relay.registry.release(uuid)
-            relay.wake_dispatch.set()
-            log.info("upload idle, node slot released uuid=%s node=%s", uuid,
-                     task.forward_node_id if task else "(its init never finished)")
+            last = task.created_ms / 1000
+        if last < idle_before and not relay.lock(task.uuid).locked():
+            relay.staging.remove(task.uuid)
+            await relay.store.delete_task(task.uuid)
+            log.info("upload expired uuid=%s: nothing received for %g s and never committed", task.uuid,
+                     relay.config.upload_idle)
 
 
 async def catch_up(relay: Relay) -> None:
     """After a restart, learn the ends that happened while the relay was down (webhooks it missed)."""
-    from .webhooks import task_ended
     for task in await relay.store.tasks_in(Stage.ON_NODE):
         handle = relay.registry.get(task.node_id)
         if task.ended_ms or handle is None:
@@ -130,9 +124,8 @@ async def catch_up(relay: Relay) -> None:
             info = await relay.upstream.call(handle.record, "GET", f"/task/{task.uuid}/info")
         except UpstreamError:
             continue
-        code = (info.get("status") or {}).get("code") if isinstance(info, dict) else None
-        if code in (30, 40, 50):
-            await task_ended(relay, task, info)
+        if isinstance(info, dict) and status_code(info) in ENDED:
+            await learn_info(relay, task, info)
 
 
 async def open_store(config: RelayConfig) -> Store:

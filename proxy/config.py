@@ -33,10 +33,13 @@ class RelayConfig:
     offline_after: int = 3
     node_timeout: float = 30.0
     keep_inputs: float = 24 * 3600.0
-    upload_idle: float = 600.0
+    upload_idle: float = 3600.0
     max_upload_mb: float = 0.0
     max_images: int = 0
     upload_timeout: float = 60.0
+    zipurl_max_mb: float = 10240.0
+    zipurl_timeout: float = 1800.0
+    zipurl_allow_private: bool = False
     memory_table: tuple = DEFAULT_TABLE
     log_level: str = "INFO"
 
@@ -98,9 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds to wait for a node to connect or send data (default 30)")
     p.add_argument("--keep-inputs", type=float, default=float(_env("keep-inputs", 86400)),
                    help="seconds to keep a task's staged inputs after it ends (default 86400)")
-    p.add_argument("--upload-idle", type=float, default=float(_env("upload-idle", 600)),
-                   help="seconds an upload may stay silent before the node slot chosen at its init is "
-                        "given back to other tasks (default 600)")
+    p.add_argument("--upload-idle", type=float, default=float(_env("upload-idle", 3600)),
+                   help="seconds an upload that was never committed may stay silent before it expires: its "
+                        "task and staged files are removed (default 3600)")
     p.add_argument("--max-upload-mb", type=float, default=float(_env("max-upload-mb", 0)),
                    help="most megabytes one task's files may take, all files together (default 0: no limit); "
                         "an upload past it is refused and its partial file removed")
@@ -109,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upload-timeout", type=float, default=float(_env("upload-timeout", 60)),
                    help="seconds an upload may send nothing before it is dropped, its partial file removed and "
                         "its connection closed (default 60)")
+    p.add_argument("--zipurl-max-mb", type=float, default=float(_env("zipurl-max-mb", 10240)),
+                   help="largest zip a task's zipurl may point to, and what it may extract to (default 10240; "
+                        "--max-upload-mb applies too when smaller)")
+    p.add_argument("--zipurl-timeout", type=float, default=float(_env("zipurl-timeout", 1800)),
+                   help="seconds a zipurl download may take in all (default 1800)")
+    p.add_argument("--zipurl-allow-private", action="store_true", default=_truthy(_env("zipurl-allow-private")),
+                   help="let zipurl fetch from loopback, private and link-local addresses (default off: public only)")
     p.add_argument("--memory-table", default=_env("memory-table", ""),
                    help="memory model as images:GB,... (default: WebODM's hardware table)")
     p.add_argument("--log-level", default=_env("log-level", "INFO"), help="DEBUG, INFO, WARNING (default INFO)")
@@ -126,6 +136,7 @@ def parse_config(argv: list[str] | None = None) -> RelayConfig:
         allow_registration=args.allow_registration, check_interval=args.check_interval,
         offline_after=args.offline_after, node_timeout=args.node_timeout, keep_inputs=args.keep_inputs,
         upload_idle=args.upload_idle, max_upload_mb=args.max_upload_mb, max_images=args.max_images,
-        upload_timeout=args.upload_timeout,
+        upload_timeout=args.upload_timeout, zipurl_max_mb=args.zipurl_max_mb, zipurl_timeout=args.zipurl_timeout,
+        zipurl_allow_private=args.zipurl_allow_private,
         memory_table=parse_table(args.memory_table) if args.memory_table else DEFAULT_TABLE,
         log_level=args.log_level)

@@ -18,8 +18,8 @@ from .intake import mark_on_node, node_init, send_missing_files
 from .models import Stage, TaskRecord
 from .relay import Relay
 from .scheduler import Outcome, place
+from .task_end import end_here
 from .upstream import UpstreamError
-from .webhooks import call_client_webhook
 
 log = logging.getLogger("odx_relay.dispatch")
 DISPATCH_LEASE_SECONDS = 30.0
@@ -45,13 +45,8 @@ async def dispatch_once(relay: Relay, excluded: dict[str, set[str]]) -> int:
     for task in await relay.store.tasks_in(Stage.QUEUED):
         states = [s for s in await relay.registry.states() if s.id not in excluded.get(task.uuid, set())]
         decision = place(relay.needs(task), states, relay.registry.last_assigned)
-        if decision.outcome == Outcome.REFUSE:
-            task.stage, task.error = Stage.FAILED, decision.reason
-            task.ended_ms = int(time.time() * 1000)
-            await relay.store.put_task(task)
-            log.warning("task failed uuid=%s: %s", task.uuid, decision.reason)
-            if task.webhook:  # it ended here, never to reach a node: the client hears it from the relay
-                asyncio.ensure_future(call_client_webhook(relay.upstream.session, task, relay.relay_side_info(task)))
+        if decision.outcome == Outcome.REFUSE:  # it ends here, never to reach a node
+            await end_here(relay, task, Stage.FAILED, decision.reason)
             continue
         if decision.outcome == Outcome.WAIT:
             continue

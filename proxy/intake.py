@@ -8,10 +8,13 @@ queue and the dispatcher sends it from the staging folder. Staged inputs stay un
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import logging
 import time
 import uuid as uuidlib
+from collections import Counter
 from typing import Any, AsyncIterator
 
 import aiohttp
@@ -23,7 +26,7 @@ from shared.options import MIN_IMAGES, option_is_true, parse_options_field, vali
 
 from .models import Stage, TaskRecord
 from .relay import Relay
-from .scheduler import Outcome, TaskNeeds, place, refusal
+from .scheduler import TaskNeeds, forward_target, refusal
 from .staging import safe_filename, valid_uuid
 from .upstream import UpstreamError
 
@@ -200,19 +203,22 @@ async def node_init(relay: Relay, task: TaskRecord, node_id: str) -> None:
 
 
 async def init_task(relay: Relay, uuid: str, owner: str, fields: dict[str, Any]) -> TaskRecord:
-    """Create the record and staging folder; reserve a free node now if there is one."""
+    """Create the record and staging folder, and open the task on the node that fits best now, so that its
+    files can be forwarded as they arrive. No slot is held: as on NodeODX, only committed work counts
+    against a node's capacity, so abandoned uploads never keep other tasks waiting."""
     task = TaskRecord(uuid=uuid, owner=owner, **fields)
     relay.staging.create(uuid)
-    decision = place(TaskNeeds(None, 0), await relay.registry.states(), relay.registry.last_assigned)
-    if decision.outcome == Outcome.PLACE and await relay.registry.reserve(decision.node_id, uuid, 0):
+    heading = Counter(t.forward_node_id for t in await relay.store.tasks_in(Stage.UPLOADING) if t.forward_node_id)
+    task.forward_node_id = forward_target(await relay.registry.states(), heading, relay.registry.last_assigned)
+    await relay.store.put_task(task)  # before the node answers, so that parallel inits count it as heading there
+    if task.forward_node_id is not None:
+        relay.registry.last_assigned[task.forward_node_id] = time.monotonic()  # the next init tries another
         try:
-            await node_init(relay, task, decision.node_id)
-            task.forward_node_id = decision.node_id
-            relay.registry.last_assigned[decision.node_id] = time.monotonic()
+            await node_init(relay, task, task.forward_node_id)
         except UpstreamError as exc:
-            await relay.registry.release(uuid)
-            log.warning("init forward failed uuid=%s node=%s: %s", uuid, decision.node_id, exc)
-    await relay.store.put_task(task)
+            log.warning("init forward failed uuid=%s node=%s: %s", uuid, task.forward_node_id, exc)
+            task.forward_node_id = None
+            await relay.store.put_task(task)
     log.info("task init uuid=%s forward_node=%s", uuid, task.forward_node_id)
     return task
 
@@ -265,12 +271,30 @@ async def stage_part(relay: Relay, task: TaskRecord, body: Body, part: BodyPartR
 async def upload_files(relay: Relay, task: TaskRecord, request: web.Request) -> list[str]:
     body = Body.of(relay, request)
     names = []
-    while (part := await body.next_part()) is not None:
-        if part.name == "images" and part.filename is not None:
-            names.append(await stage_part(relay, task, body, part, forward=task.forward_node_id is not None))
-        else:
-            await body.skip(part)
+    async with keep_alive(relay, task.uuid):
+        while (part := await body.next_part()) is not None:
+            if part.name == "images" and part.filename is not None:
+                names.append(await stage_part(relay, task, body, part, forward=task.forward_node_id is not None))
+            else:
+                await body.skip(part)
     return names
+
+
+@contextlib.asynccontextmanager
+async def keep_alive(relay: Relay, uuid: str) -> AsyncIterator[None]:
+    """While an upload request lasts, touch its staging folder now and then, so that no replica's
+    housekeeping takes it for abandoned (`--upload-idle`) while bytes wait on a slow node."""
+    async def touch() -> None:
+        while True:
+            await asyncio.sleep(max(0.5, relay.config.upload_idle / 3))
+            with contextlib.suppress(OSError):
+                os.utime(relay.staging.folder(uuid))
+
+    toucher = asyncio.ensure_future(touch())
+    try:
+        yield
+    finally:
+        toucher.cancel()
 
 
 async def one_shot_files(relay: Relay, task: TaskRecord, request: web.Request) -> dict[str, str]:
@@ -313,14 +337,18 @@ async def commit_task(relay: Relay, task: TaskRecord) -> None:
 
 
 async def commit_on_forward_node(relay: Relay, task: TaskRecord, needs: TaskNeeds) -> bool:
+    """Commit where the files already went, if that node still takes the task now: a slot is reserved
+    first (atomically, across replicas), so commits racing for its last slot never overbook it."""
     handle = relay.registry.get(task.forward_node_id)
     if handle is None or not handle.online:
         return False
-    state = next(s for s in await relay.registry.states() if s.id == handle.record.id)
-    fits = ((state.max_images is None or task.image_count <= state.max_images)
-            and (state.headroom_mb is None or needs.memory_mb <= state.headroom_mb))
-    if not fits:
-        log.info("forward node no longer fits uuid=%s node=%s", task.uuid, handle.record.id)
+    state = handle.state()
+    if state.max_images is not None and task.image_count > state.max_images:
+        log.info("forward node does not take %d images uuid=%s node=%s", task.image_count, task.uuid,
+                 handle.record.id)
+        return False
+    if not await relay.registry.reserve(handle.record.id, task.uuid, needs.memory_mb):
+        log.info("forward node has no room now uuid=%s node=%s", task.uuid, handle.record.id)
         return False
     try:
         await send_missing_files(relay, task, handle.record)

@@ -36,6 +36,8 @@ class TaskRecord:
     last_info: dict[str, Any] | None = None
     error: str = ""
     ended_ms: int | None = None
+    runs: int = 0             # restarts so far: each run ends (and is announced to the client) once
+    notified_run: int = -1    # the run whose end the client's webhook was called for
 
     def to_json(self) -> dict:
         data = asdict(self)

@@ -19,6 +19,8 @@ from .relay import API_VERSION
 PATH = "/openapi.json"
 JSON = "application/json"
 FORMS = ("application/x-www-form-urlencoded", "multipart/form-data", JSON)
+MULTIPART = ("multipart/form-data",)            # /task/new/init reads nothing else, as NodeODX (multer)
+COMMAND_BODIES = ("application/x-www-form-urlencoded", JSON)  # cancel/remove/restart, as NodeODX
 
 Schema = dict[str, Any]
 
@@ -33,15 +35,15 @@ def json_body(schema: Schema, description: str) -> Schema:
 
 def result_or_error(schema: Schema, description: str) -> Schema:
     """HTTP 200 as NodeODX answers it: the result, or `{"error": ...}` for a task-level problem."""
-    return json_body({"oneOf": [schema, ref("Error")]}, description + ", or an Error (NodeODX answers task-level "
+    return json_body({"anyOf": [schema, ref("Error")]}, description + ", or an Error (NodeODX answers task-level "
                                                                       "errors as HTTP 200)")
 
 
-def form_body(properties: dict[str, Schema], required: tuple[str, ...] = ()) -> Schema:
+def form_body(properties: dict[str, Schema], required: tuple[str, ...] = (), media: tuple[str, ...] = FORMS) -> Schema:
     schema: Schema = {"type": "object", "properties": properties}
     if required:
         schema["required"] = list(required)
-    return {"required": bool(required), "content": {media: {"schema": schema} for media in FORMS}}
+    return {"required": bool(required), "content": {kind: {"schema": schema} for kind in media}}
 
 
 def operation(summary: str, tag: str, responses: dict[str, Any], *, op_id: str, description: str = "",
@@ -101,7 +103,8 @@ def schemas() -> dict[str, Schema]:
     return {
         "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}},
                   "description": "What went wrong, in words a person can act on"},
-        "Success": {"type": "object", "required": ["success"], "properties": {"success": {"type": "boolean"}}},
+        "Success": {"type": "object", "required": ["success"], "properties": {
+            "success": {"type": "boolean"}, "error": {"type": "string", "description": "Why, when success is false"}}},
         "Uuid": {"type": "object", "required": ["uuid"], "properties": {"uuid": {"type": "string"}}},
         "Token": {"type": "object", "required": ["token"], "properties": {"token": {"type": "string"}}},
         "Info": {"type": "object", "description": "The cluster summed over its online nodes (never made-up numbers)",
@@ -181,7 +184,7 @@ def paths() -> dict[str, Schema]:
             body=form_body({"username": {"type": "string"}, "password": {"type": "string"}}))},
         "/task/new/init": {"post": operation("Start a task whose files come in separate uploads", task_ops, {
             "200": result_or_error(ref("Uuid"), "The new task's uuid")}, op_id="taskNewInit",
-            parameters=[SET_UUID], body=form_body(TASK_FIELDS), **form)},
+            parameters=[SET_UUID], body=form_body(TASK_FIELDS, media=MULTIPART), **form)},
         "/task/new/upload/{uuid}": {"post": operation("Add files to a task started with init", task_ops, {
             "200": result_or_error(ref("Success"), "The files are staged (and on their way to a node)")},
             op_id="taskNewUpload", parameters=[UUID_PARAM],
@@ -195,9 +198,11 @@ def paths() -> dict[str, Schema]:
             parameters=[UUID_PARAM], **token)},
         "/task/new": {"post": operation("Create a task in one multipart request", task_ops, {
             "200": result_or_error(ref("Uuid"), "The new task's uuid")}, op_id="taskNew", parameters=[SET_UUID],
-            description="Fields and files in one body; the same limits as uploads apply.",
+            description="Fields and files (or a zipurl) in one body; the same limits as uploads apply.",
             body={"required": True, "content": {"multipart/form-data": {"schema": {
-                "type": "object", "required": ["images"], "properties": {**TASK_FIELDS, "images": FILES}}}}},
+                "type": "object", "properties": {**TASK_FIELDS, "images": FILES, "zipurl": {
+                    "type": "string", "description": "http(s) URL of a zip of the photos, fetched by the relay "
+                                                     "(public addresses only unless the operator allows others)"}}}}}},
             **token)},
         "/task/list": {"get": operation("The tasks of this token", task_ops, {
             "200": json_body({"type": "array", "items": ref("Uuid")}, "Their uuids")}, op_id="taskList", **token)},
@@ -238,13 +243,13 @@ def paths() -> dict[str, Schema]:
                          "schema": {"type": "string"}}], **token)},
         "/task/cancel": {"post": operation("Cancel a task", task_ops, {
             "200": result_or_error(ref("Success"), "Done")}, op_id="taskCancel",
-            body=form_body(UUID_FIELD, ("uuid",)), **form)},
+            body=form_body(UUID_FIELD, ("uuid",), COMMAND_BODIES), **form)},
         "/task/remove": {"post": operation("Remove a task and its results", task_ops, {
             "200": result_or_error(ref("Success"), "Done")}, op_id="taskRemove",
-            body=form_body(UUID_FIELD, ("uuid",)), **form)},
+            body=form_body(UUID_FIELD, ("uuid",), COMMAND_BODIES), **form)},
         "/task/restart": {"post": operation("Run a task again, optionally with new options", task_ops, {
             "200": result_or_error(ref("Success"), "Done")}, op_id="taskRestart",
-            body=form_body({**UUID_FIELD, "options": TASK_FIELDS["options"]}, ("uuid",)), **form)},
+            body=form_body({**UUID_FIELD, "options": TASK_FIELDS["options"]}, ("uuid",), COMMAND_BODIES), **form)},
         "/_relay/webhook/{uuid}": {"post": operation("A node reports that a task ended (for nodes, not clients)",
             "Nodes", {"200": json_body({"type": "object", "properties": {"ok": {"type": "boolean"}}}, "Recorded"),
                       "400": ref("BadRequest", "responses"), "404": ref("NotFound", "responses")},

@@ -10,6 +10,7 @@ Keys (prefix `odx:` by default):
   nodeinfo:<node id>     the node's last health-check result, JSON, shared by replicas
   lease:<name>           who runs a job (health round, one dispatch): SET NX PX, extended by its holder
   settled:<node id>      the newest /info time that settled a reservation on the node
+  once:<uuid>            hash of things done exactly once for the task (its client webhook per run)
 A reservation is taken by a Lua script that checks the node's free slots and memory and writes in one
 step, so two replicas placing at the same instant never overbook a node. A replica whose numbers for
 the node are older than `settled` is refused too: its queue count may not show a task whose reservation
@@ -121,7 +122,7 @@ class RedisStore:
     async def delete_task(self, uuid: str) -> None:
         task = await self.get_task(uuid)
         pipe = self.r.pipeline(transaction=True)
-        pipe.delete(self.k("task", uuid))
+        pipe.delete(self.k("task", uuid), self.k("once", uuid))
         for stage in Stage:
             pipe.zrem(self.k("stage", stage.value), uuid)
         if task is not None:
@@ -216,6 +217,10 @@ class RedisStore:
         """True if `holder` may run job `name` for the next `seconds` (once per interval across replicas);
         a holder asking again extends its lease, so it keeps the job while it lives."""
         return bool(await self._lease(keys=[self.k("lease", name)], args=[holder, max(1, int(seconds * 1000))]))
+
+    async def claim_once(self, uuid: str, what: str) -> bool:
+        """True for the first caller only, across replicas (HSETNX), until the task is deleted."""
+        return bool(await self.r.hsetnx(self.k("once", uuid), what, int(time.time())))
 
     async def shared_secret(self) -> bytes:
         """One webhook-signing key for every replica: the first to start makes it."""

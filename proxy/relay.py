@@ -11,7 +11,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Coroutine
 
 from aiohttp import web
 
@@ -51,6 +51,13 @@ class Relay:
     wake_dispatch: asyncio.Event = field(default_factory=asyncio.Event)
     locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     in_flight: SingleFlight = field(default_factory=SingleFlight)
+    background: set[asyncio.Task] = field(default_factory=set)
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run `work` in the background, held until it is done (a bare future may be collected mid-way)."""
+        job = asyncio.ensure_future(work)
+        self.background.add(job)
+        job.add_done_callback(self.background.discard)
 
     def lock(self, uuid: str) -> asyncio.Lock:
         return self.locks.setdefault(uuid, asyncio.Lock())
@@ -95,8 +102,9 @@ class Relay:
             lines.append(f"ODX Relay: {task.error}")
         return lines
 
-    async def record_info(self, task: TaskRecord, info: dict[str, Any]) -> None:
-        """Remember a node's task info; write only when the status changes (info polls stay cheap)."""
+    async def record_info(self, task: TaskRecord, info: dict[str, Any]) -> bool:
+        """Remember a node's task info; write only when the status changes (info polls stay cheap).
+        True if it changed."""
         old = (task.last_info or {}).get("status", {})
         new = info.get("status", {})
         if isinstance(new, dict) and (not isinstance(old, dict) or old.get("code") != new.get("code")):
@@ -108,6 +116,8 @@ class Relay:
                 task.ended_ms = None
             await self.store.put_task(task)
             log.info("task status uuid=%s node=%s status=%s", task.uuid, task.node_id, code)
+            return True
+        return False
 
     def public_info(self, queued: int) -> dict[str, Any]:
         """`/info` summed over online nodes: what the cluster really has, never made-up numbers."""

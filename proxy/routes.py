@@ -24,10 +24,19 @@ from .models import Stage, TaskRecord
 from .relay import RELAY, NotFound, Relay
 from .staging import valid_uuid
 from .upstream import UpstreamError
+from .task_end import learn_info
 from .webhooks import receive
+from .zipurl import ZipUrlError, stage_zipurl
 
 log = logging.getLogger("odx_relay.routes")
 CACHE: web.AppKey[DownloadCache] = web.AppKey("cache")
+
+
+COMMAND_BODIES = ("application/x-www-form-urlencoded", "application/json")  # what NodeODX reads for commands
+
+
+class CommandFailed(Exception):
+    """A task command (cancel, remove, restart) that could not be done: NodeODX says `"success": false`."""
 
 
 def error(message: str, status: int = 200) -> web.Response:
@@ -46,6 +55,8 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
         return error(str(exc))
     except (NotFound, DownloadError, UpstreamError) as exc:
         return error(str(exc))
+    except CommandFailed as exc:
+        return web.json_response({"success": False, "error": str(exc)})
     except RedisError as exc:
         log.warning("state store unreachable on %s %s: %s", request.method, request.path, type(exc).__name__)
         return error("The relay's state store (Redis) is unreachable; nothing was lost, try again shortly", 503)
@@ -82,6 +93,16 @@ async def form(request: web.Request) -> dict[str, str]:
     except (ValueError, LookupError, RuntimeError, HttpProcessingError) as exc:  # not a form body after all
         raise IntakeError(f"Malformed form body: {exc}") from None
     return {k: v for k, v in posted.items() if isinstance(v, str)}
+
+
+async def init_form(request: web.Request) -> dict[str, str]:
+    """`/task/new/init`'s fields, read from multipart/form-data only, as NodeODX reads them (multer): a body
+    of another kind opens a task with no name and default options there, and the same here, so that a
+    client that works through the relay works against a node too."""
+    if request.content_type != "multipart/form-data":
+        await request.read()
+        return {}
+    return await form(request)
 
 
 async def task_for(request: web.Request, uuid: str) -> tuple[Relay, TaskRecord]:
@@ -140,7 +161,7 @@ async def auth_register(request: web.Request) -> web.Response:
 async def task_new_init(request: web.Request) -> web.Response:
     relay = request.app[RELAY]
     owner = await relay.auth.identify(request)
-    fields = read_fields(await form(request), relay)
+    fields = read_fields(await init_form(request), relay)
     uuid = await choose_uuid(request, relay)
     await init_task(relay, uuid, owner, fields)
     return web.json_response({"uuid": uuid})
@@ -165,7 +186,7 @@ async def task_new_commit(request: web.Request) -> web.Response:
 
 
 async def task_new(request: web.Request) -> web.Response:
-    """The one-shot form: fields and images in one multipart body, staged, then committed."""
+    """The one-shot form: fields and images (or a `zipurl`) in one multipart body, staged, then committed."""
     relay = request.app[RELAY]
     owner = await relay.auth.identify(request)
     uuid = await choose_uuid(request, relay)
@@ -175,8 +196,15 @@ async def task_new(request: web.Request) -> web.Response:
     relay.staging.create(uuid)
     try:
         fields = await one_shot_files(relay, task, request)
+        if not relay.staging.files(uuid) and not fields.get("zipurl"):
+            raise IntakeError("Need at least 1 file or a zip file url.")
         for key, value in read_fields(fields, relay).items():
             setattr(task, key, value)
+        if fields.get("zipurl"):
+            try:
+                await stage_zipurl(relay, task, fields["zipurl"])
+            except ZipUrlError as exc:
+                raise IntakeError(str(exc)) from None
         await relay.store.put_task(task)
         await commit_task(relay, task)
     except Exception:
@@ -214,7 +242,7 @@ async def task_info(request: web.Request) -> web.Response:
     except UpstreamError:  # the node is away (failover may send the task elsewhere): never an error here
         return web.json_response(task.last_info or relay.relay_side_info(task))  # its last word, or "queued"
     if isinstance(data, dict) and "error" not in data:
-        await relay.record_info(task, data)
+        await learn_info(relay, task, data)
     return web.Response(body=body, content_type="application/json")
 
 
@@ -240,8 +268,21 @@ async def task_list(request: web.Request) -> web.Response:
     return web.json_response([{"uuid": t.uuid} for t in tasks if t.stage != Stage.UPLOADING])
 
 
+async def command_target(request: web.Request) -> tuple[Relay, TaskRecord, dict[str, str]]:
+    """The task a cancel/remove/restart names, answered as NodeODX answers: a missing uuid is an error,
+    an unknown one (or another owner's) is `{"success": false, "error": ...}`."""
+    data = await form(request) if request.content_type in COMMAND_BODIES else {}
+    if not data.get("uuid"):
+        raise IntakeError("uuid param missing.")
+    try:
+        relay, task = await task_for(request, data["uuid"])
+    except NotFound as exc:
+        raise CommandFailed(str(exc)) from None
+    return relay, task, data
+
+
 async def task_cancel(request: web.Request) -> web.Response:
-    relay, task = await task_for(request, (await form(request)).get("uuid", ""))
+    relay, task, _ = await command_target(request)
     if task.stage == Stage.ON_NODE:
         return web.json_response(await node_call(relay, task, "POST", "/task/cancel", data={"uuid": task.uuid}))
     if task.stage in (Stage.QUEUED, Stage.DISPATCHING):
@@ -252,7 +293,7 @@ async def task_cancel(request: web.Request) -> web.Response:
 
 
 async def task_remove(request: web.Request) -> web.Response:
-    relay, task = await task_for(request, (await form(request)).get("uuid", ""))
+    relay, task, _ = await command_target(request)
     if task.stage == Stage.ON_NODE:
         try:
             result = await node_call(relay, task, "POST", "/task/remove", data={"uuid": task.uuid})
@@ -269,8 +310,7 @@ async def task_remove(request: web.Request) -> web.Response:
 
 
 async def task_restart(request: web.Request) -> web.Response:
-    data = await form(request)
-    relay, task = await task_for(request, data.get("uuid", ""))
+    relay, task, data = await command_target(request)
     new_options = None
     if data.get("options"):
         try:
@@ -280,27 +320,36 @@ async def task_restart(request: web.Request) -> web.Response:
         problems = validate_options(relay.registry.options(), new_options) if relay.registry.options() else []
         if problems:
             raise IntakeError("Invalid option " + "; ".join(str(p) for p in problems))
-    if task.stage == Stage.ON_NODE:
-        payload = {"uuid": task.uuid}
-        if data.get("options"):
-            payload["options"] = data["options"]
-        result = await node_call(relay, task, "POST", "/task/restart", data=payload)
-        if isinstance(result, dict) and result.get("success"):
-            request.app[CACHE].drop(task.uuid)
-            if new_options is not None:
-                task.options = new_options
-            task.ended_ms, task.last_info = None, None  # its old end is no longer what it says if the node goes
-            await relay.store.put_task(task)
-        return web.json_response(result)
-    if task.stage in (Stage.CANCELED, Stage.FAILED):
-        if not relay.staging.files(task.uuid):
+    async with relay.lock(task.uuid):  # a send from the relay's queue finishes first: then the node decides
+        task = await relay.store.get_task(task.uuid) or task
+        if task.stage == Stage.ON_NODE:
+            return web.json_response(await restart_on_node(request, relay, task, data, new_options))
+        if task.stage in (Stage.CANCELED, Stage.FAILED) and not relay.staging.files(task.uuid):
             raise IntakeError("Cannot restart: the relay no longer keeps this task's inputs")
-        task.stage, task.error, task.ended_ms, task.node_id = Stage.QUEUED, "", None, None
-        if new_options is not None:
+        if task.stage in (Stage.CANCELED, Stage.FAILED):
+            task.stage, task.error, task.ended_ms, task.node_id = Stage.QUEUED, "", None, None
+            task.runs += 1
+        if new_options is not None:  # a task still in the relay's queue is sent with its new options
             task.options = new_options
         await relay.store.put_task(task)
         relay.wake_dispatch.set()
     return web.json_response({"success": True})
+
+
+async def restart_on_node(request: web.Request, relay: Relay, task: TaskRecord, data: dict[str, str],
+                          new_options: dict[str, Any] | None) -> Any:
+    payload = {"uuid": task.uuid}
+    if data.get("options"):
+        payload["options"] = data["options"]
+    result = await node_call(relay, task, "POST", "/task/restart", data=payload)
+    if isinstance(result, dict) and result.get("success"):
+        request.app[CACHE].drop(task.uuid)
+        if new_options is not None:
+            task.options = new_options
+        task.ended_ms, task.last_info = None, None  # its old end is no longer what it says if the node goes
+        task.runs += 1  # its next end is announced to the client again, as NodeODX does
+        await relay.store.put_task(task)
+    return result
 
 
 def _int(text: str) -> int:

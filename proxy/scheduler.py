@@ -108,6 +108,25 @@ def place(needs: TaskNeeds, nodes: Sequence[NodeState],
     return Decision(Outcome.PLACE, node_id=best.id)
 
 
+def forward_target(nodes: Sequence[NodeState], uploads_open: Mapping[str, int],
+                   last_assigned: Mapping[str, float] | None = None) -> str | None:
+    """The node an upload's files should stream to while they arrive (None: stage them only).
+
+    Nothing is held: an upload that is never committed costs a node nothing, as on NodeODX. So that
+    parallel uploads spread out all the same, those already heading to a node count against its free
+    slots when choosing among the nodes that have a free slot now."""
+    last = last_assigned or {}
+
+    def room(node: NodeState) -> int:
+        return node.free_slots - uploads_open.get(node.id, 0)
+
+    candidates = [n for n in nodes if n.online and not n.locked and n.free_slots > 0]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda n: (-room(n) / max(n.slots, 1), n.queue + n.reserved_tasks,
+                                          last.get(n.id, 0.0), n.id)).id
+
+
 @dataclass
 class Reservations:
     """In-flight placements per node, counted against it until its own queue count shows them.

@@ -38,6 +38,7 @@ class Store(Protocol):
     async def put_node_info(self, node_id: str, state: dict) -> None: ...
     async def node_infos(self) -> dict[str, dict]: ...
     async def lease(self, name: str, holder: str, seconds: float) -> bool: ...
+    async def claim_once(self, uuid: str, what: str) -> bool: ...
     async def shared_secret(self) -> bytes: ...
 
 
@@ -47,6 +48,7 @@ CREATE INDEX IF NOT EXISTS tasks_owner ON tasks(owner);
 CREATE INDEX IF NOT EXISTS tasks_stage ON tasks(stage);
 CREATE TABLE IF NOT EXISTS nodes (id TEXT PRIMARY KEY, data TEXT);
 CREATE TABLE IF NOT EXISTS users (username TEXT PRIMARY KEY, token_hash TEXT UNIQUE, data TEXT);
+CREATE TABLE IF NOT EXISTS once (uuid TEXT, what TEXT, PRIMARY KEY (uuid, what));
 """
 
 
@@ -89,6 +91,7 @@ class SQLiteStore:
 
     async def delete_task(self, uuid: str) -> None:
         self._rows("DELETE FROM tasks WHERE uuid = ?", uuid)
+        self._rows("DELETE FROM once WHERE uuid = ?", uuid)
 
     async def list_tasks(self, owner: str | None = None) -> list[TaskRecord]:
         if owner is None:
@@ -159,6 +162,11 @@ class SQLiteStore:
 
     async def lease(self, name: str, holder: str, seconds: float) -> bool:
         return True
+
+    async def claim_once(self, uuid: str, what: str) -> bool:
+        """True for the first caller only, ever (until the task is deleted): for things done exactly once."""
+        assert self.db is not None, "store is not open"
+        return self.db.execute("INSERT OR IGNORE INTO once VALUES (?, ?)", (uuid, what)).rowcount == 1
 
     async def shared_secret(self) -> bytes:
         """The key that signs webhook URLs given to nodes; kept beside the database across restarts."""

@@ -1,46 +1,20 @@
-"""Webhooks: nodes tell the relay when a task ends; the relay tells the task's own webhook.
+"""The webhook nodes call when a task ends: checked, then handed to `task_end` like any other news of an end.
 
 The relay gives each node a signed URL of its own (`/_relay/webhook/{uuid}?sig=...`) instead of the
 client's, so it learns of every end without polling each task, and only nodes it sent the task to can
-report on it. The client's webhook is then called with the node's task info, as NodeODX would.
+report on it. The client's webhook is then called (once) with the node's task info, as NodeODX would.
 """
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 
-import aiohttp
 from aiohttp import web
 
-from .models import TaskRecord
-from .relay import RELAY, Relay
+from .relay import RELAY
+from .task_end import learn_info
 
 log = logging.getLogger("odx_relay.webhooks")
-ATTEMPTS = 3
-
-
-async def call_client_webhook(session: aiohttp.ClientSession, task: TaskRecord, info: dict) -> None:
-    for attempt in range(ATTEMPTS):
-        try:
-            async with session.post(task.webhook, json=info, timeout=aiohttp.ClientTimeout(total=15)) as resp:
-                log.info("webhook called uuid=%s status=%d", task.uuid, resp.status)
-                if resp.status < 500:
-                    return
-        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:  # ValueError: a URL aiohttp cannot use
-            log.warning("webhook failed uuid=%s attempt=%d: %s", task.uuid, attempt + 1, type(exc).__name__)
-        await asyncio.sleep(2 ** attempt)
-
-
-async def task_ended(relay: Relay, task: TaskRecord, info: dict) -> None:
-    """A node says the task ended: record it, free the node's slot, call the client."""
-    await relay.record_info(task, info)
-    handle = relay.registry.get(task.node_id)
-    if handle is not None:
-        await relay.registry.check(handle)
-    relay.wake_dispatch.set()
-    if task.webhook:
-        asyncio.ensure_future(call_client_webhook(relay.upstream.session, task, info))
 
 
 async def receive(request: web.Request) -> web.Response:
@@ -60,5 +34,5 @@ async def receive(request: web.Request) -> web.Response:
         log.warning("webhook ignored uuid=%s from node=%s; the task is on node=%s", uuid, node_id, task.node_id)
         return web.json_response({"ok": False})
     log.info("node webhook uuid=%s status=%s", uuid, (info.get("status") or {}).get("code"))
-    await task_ended(relay, task, info)
+    await learn_info(relay, task, info)
     return web.json_response({"ok": True})

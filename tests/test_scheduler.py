@@ -211,3 +211,16 @@ def test_place_is_pure() -> None:
     last = {"a": 1.0}
     first = place(needs(20), nodes, last)
     assert place(needs(20), nodes, last) == first and nodes == copy and last == {"a": 1.0}
+
+
+def test_forward_target_counts_uploads_heading_to_a_node_but_holds_nothing() -> None:
+    from proxy.scheduler import forward_target
+    a, b = NodeState("a", slots=2), NodeState("b", slots=2)
+    assert forward_target([a, b], {}) == "a"
+    assert forward_target([a, b], {"a": 1}) == "b"            # a has one upload on its way already
+    assert forward_target([a, b], {"a": 2, "b": 1}) == "b"
+    assert forward_target([a, b], {"a": 3, "b": 2}) == "b"     # uploads that may never commit hold nothing
+    busy = NodeState("c", slots=1, queue=1)
+    assert forward_target([busy], {}) is None
+    assert forward_target([NodeState("d", locked=True), NodeState("e", online=False)], {}) is None
+    assert forward_target([a, b], {}, {"a": 5.0, "b": 1.0}) == "b"  # tie: the one given work longest ago

@@ -74,3 +74,13 @@ def test_reservations_never_overbook(store):
     assert set(run(s.reservations())["n1"]) == {"t2"}
     run(s.drop_reservation("t2"))
     assert not run(s.reservations()).get("n1")
+
+
+def test_claim_once_is_true_for_the_first_caller_only_until_the_task_is_deleted(store):
+    run, s = store
+    run(s.put_task(TaskRecord(uuid="c", owner="alice")))
+    assert run(s.claim_once("c", "webhook:0")) is True
+    assert run(s.claim_once("c", "webhook:0")) is False
+    assert run(s.claim_once("c", "webhook:1")) is True  # another run of the same task
+    run(s.delete_task("c"))
+    assert run(s.claim_once("c", "webhook:0")) is True

@@ -51,9 +51,14 @@ def post_json(server: Any, path: str, data: Any = None, token: str | None = None
     return response.json()
 
 
+def form_data(fields: dict[str, str] | None) -> dict[str, tuple[None, str]]:
+    """Text fields for `requests.post(files=...)`: multipart/form-data, the only init body NodeODX reads."""
+    return {name: (None, value) for name, value in (fields or {}).items()}
+
+
 def init_task(server: Any, fields: dict[str, str] | None = None, headers: dict[str, str] | None = None,
               token: str | None = None) -> dict:
-    return post_json(server, "/task/new/init", data=fields or {}, headers=headers, token=token)
+    return post_json(server, "/task/new/init", files=form_data(fields), headers=headers, token=token)
 
 
 def upload(server: Any, uuid: str, images: list[Path], token: str | None = None) -> dict:

@@ -50,8 +50,7 @@ def cluster(module_servers: ServerGroup) -> Cluster:
     options_file.write_text(json.dumps(options))
     b = module_servers.add(start_devnode(tmp, slots=2, max_images=80, memory_gb=8, options_file=options_file,
                                          **FAST))
-    relay = module_servers.add(start_relay(tmp, [f"{a.url}?token={NODE_A_TOKEN}", b.url], check_interval=0.3,
-                                              upload_idle=2))
+    relay = module_servers.add(start_relay(tmp, [f"{a.url}?token={NODE_A_TOKEN}", b.url], check_interval=0.3))
     assert isinstance(relay, Relay) and isinstance(a, DevNode) and isinstance(b, DevNode)
     return Cluster(relay, a, b)
 

@@ -123,7 +123,7 @@ def test_node_tokens_never_appear_in_replies_or_the_log(relay_factory, fast_node
         return keep(requests.post(relay.url + path, timeout=30, **kwargs))
 
     files = [("images", (p.name, p.read_bytes(), "image/jpeg")) for p in sample_images[:3]]
-    uuid = post("/task/new/init", data={"name": "leak?"}).json()["uuid"]
+    uuid = post("/task/new/init", files={"name": (None, "leak?")}).json()["uuid"]
     post(f"/task/new/upload/{uuid}", files=files)
     post(f"/task/new/commit/{uuid}")
     wait_for(lambda: get(f"/task/{uuid}/info").json()["status"]["code"] == COMPLETED, what="completion")

@@ -37,7 +37,7 @@ from tests.servers import DevNode, ServerGroup, ServerProcess, free_port, start_
 QUEUED, RUNNING, FAILED, COMPLETED, CANCELED = 10, 20, 30, 40, 50
 FINAL = (FAILED, COMPLETED, CANCELED)
 #: What the relay and the nodes are told in every scale test: short intervals, so faults show in seconds.
-RELAY_FLAGS = {"check_interval": 0.3, "offline_after": 2, "failover_after": 1.5, "upload_idle": 5,
+RELAY_FLAGS = {"check_interval": 0.3, "offline_after": 2, "failover_after": 1.5, "upload_idle": 120,
                "node_timeout": 5}
 NODE_FLAGS = {"seconds_per_image": 0.05}
 
@@ -316,7 +316,8 @@ class Client:
         outcome = outcome or Outcome()
         outcome.images_sent = len(images)
         for _ in range(attempts):
-            result = self.call("POST", "/task/new/init", data=fields or {})
+            form = {k: (None, v) for k, v in (fields or {}).items()}
+            result = self.call("POST", "/task/new/init", files=lambda: form)
             if "uuid" not in result:
                 outcome.error = f"init refused: {result.get('error')}"
                 return outcome

@@ -1,0 +1,73 @@
+"""A task's end, however the relay hears of it, and the client's webhook called exactly once per run.
+
+The relay learns that a task ended from the node's webhook, from a client polling its info, from the
+catch-up after a restart, or it ends the task itself (refused in its queue, lost with its node). Every
+one of those paths comes here, and the store's `claim_once` lets exactly one of them, on one replica,
+call the client, as a NodeODX node calls it once when a task ends (again after a restart).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import aiohttp
+
+from shared.types import TaskStatus
+
+from .models import Stage, TaskRecord
+from .relay import Relay
+
+log = logging.getLogger("odx_relay.task_end")
+ENDED = (TaskStatus.FAILED, TaskStatus.COMPLETED, TaskStatus.CANCELED)
+ATTEMPTS = 3
+
+
+def status_code(info: Any) -> int | None:
+    status = info.get("status") if isinstance(info, dict) else None
+    return status.get("code") if isinstance(status, dict) else None
+
+
+async def learn_info(relay: Relay, task: TaskRecord, info: dict[str, Any]) -> None:
+    """A node's word on a task it holds: remembered; on an end, the node's slot is freed and the client told."""
+    changed = await relay.record_info(task, info)
+    if status_code(info) not in ENDED:
+        return
+    if changed:
+        handle = relay.registry.get(task.node_id)
+        if handle is not None:
+            await relay.registry.check(handle)  # its slot is free now: the queue need not wait for the next round
+        relay.wake_dispatch.set()
+    await notify_client(relay, task, info)
+
+
+async def end_here(relay: Relay, task: TaskRecord, stage: Stage, error: str = "") -> None:
+    """End a task that no node holds (refused in the relay's queue, lost with its node)."""
+    task.stage, task.error, task.ended_ms = stage, error, int(time.time() * 1000)
+    await relay.store.put_task(task)
+    log.warning("task %s uuid=%s: %s", stage.value, task.uuid, error)
+    await notify_client(relay, task, relay.relay_side_info(task))
+
+
+async def notify_client(relay: Relay, task: TaskRecord, info: dict[str, Any]) -> None:
+    """Call the task's webhook, unless this run's end was announced already (by any path or replica)."""
+    if not task.webhook or task.notified_run == task.runs:
+        return
+    if await relay.store.claim_once(task.uuid, f"webhook:{task.runs}"):
+        relay.spawn(call_client_webhook(relay.upstream.session, task.uuid, task.webhook, info))
+    task.notified_run = task.runs
+    await relay.store.put_task(task)
+
+
+async def call_client_webhook(session: aiohttp.ClientSession, uuid: str, url: str, info: dict) -> None:
+    """POST the task's info as NodeODX does; retried a few times while the receiver fails or is away."""
+    for attempt in range(ATTEMPTS):
+        try:
+            async with session.post(url, json=info, timeout=aiohttp.ClientTimeout(total=15)) as resp:
+                log.info("webhook called uuid=%s status=%d", uuid, resp.status)
+                if resp.status < 500:
+                    return
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:  # ValueError: a URL aiohttp cannot use
+            log.warning("webhook failed uuid=%s attempt=%d: %s", uuid, attempt + 1, type(exc).__name__)
+        await asyncio.sleep(2 ** attempt)
