@@ -9,13 +9,15 @@ development node, ~0.2 s on NodeODX in test mode).
 Each request's own latency is recorded too (from sending it to its answer's headers, `requests`'
 `elapsed`), by step: the client's check (`/options`, `/info`), init, each upload, commit, each info
 poll, and the download of all.zip (whole, wall clock). So the table says where the relay's extra time
-goes, not only how much there is.
+goes, not only how much there is. So does the CPU each cycle costs the relay and the node (with the
+node's child processes): unlike times, CPU seconds hardly move with the machine's other load.
 Bar, for each kind of node: median through the relay <= 1.10 x median direct.
 """
 from __future__ import annotations
 
 import os
 import re
+from contextlib import nullcontext
 from pathlib import Path
 
 import requests
@@ -24,7 +26,7 @@ from shared import Node
 
 from .context import Context
 from .report import Bar, Row, Section, median
-from .stack import SIDES, clock, interleaved_stacks, kind_problem, samples, stacks
+from .stack import SIDES, CPUTime, clock, interleaved_stacks, kind_problem, samples, stacks
 
 REPETITIONS = {"full": 24, "quick": 3}
 PHOTOS = 3
@@ -86,8 +88,15 @@ def run(ctx: Context) -> Section:
         for kind in kinds:  # warm-up: first connections, first cache dirs, the node's first task
             for side in SIDES:
                 one_cycle(servers[kind].url(side), photos, ctx.scratch)
-        times = interleaved_stacks(REPETITIONS[ctx.mode], kinds, lambda kind, side: one_cycle(
-            servers[kind].url(side), photos, ctx.scratch, steps[kind][side]))
+        relay_cpu = {kind: CPUTime(servers[kind].pid("relay")) for kind in kinds}
+        node_cpu = {kind: {side: CPUTime(servers[kind].pid("direct"), children=True) for side in SIDES}
+                    for kind in kinds}
+
+        def measure(kind: str, side: str) -> float:
+            with relay_cpu[kind] if side == "relay" else nullcontext(), node_cpu[kind][side]:
+                return one_cycle(servers[kind].url(side), photos, ctx.scratch, steps[kind][side])
+
+        times = interleaved_stacks(REPETITIONS[ctx.mode], kinds, measure)
         labels = {kind: servers[kind].label for kind in kinds}
     for kind in kinds:
         label, took, step = labels[kind], times[kind], steps[kind]
@@ -97,6 +106,11 @@ def run(ctx: Context) -> Section:
         for name, metric, unit in STEP_ROWS:
             section.rows.append(Row(metric, median(step["relay"].get(name, ())) * 1000,
                                     median(step["direct"].get(name, ())) * 1000, unit, label))
+        reps = REPETITIONS[ctx.mode]
+        section.rows.append(Row("CPU per cycle: relay process", relay_cpu[kind].seconds * 1000 / reps, None, "ms",
+                                label))
+        section.rows.append(Row("CPU per cycle: node and its children", node_cpu[kind]["relay"].seconds * 1000 / reps,
+                                node_cpu[kind]["direct"].seconds * 1000 / reps, "ms", label))
         section.bars.append(Bar("cycle: relay / direct (ratio of medians)", relay / direct, "<=", 1.10, node=label))
     section.error = "; ".join(problems)
     section.details = {

@@ -121,5 +121,6 @@ def table(sections: list[Section]) -> str:
             lines.append(f"{section.key:<11} {bar.node:<8} {bar.name:<48} {_num(bar.value, bar.unit):>10} "
                          f"{bar.op + ' ' + _num(bar.limit, bar.unit):>10}  {'PASS' if bar.passed else 'FAIL'}")
         if section.error:
-            lines.append(f"{section.key:<11} {'':<8} {'(did not run to the end)':<48} {'':>10} {'':>10}  FAIL")
+            lines.append(f"{section.key:<11} {'':<8} {'(not everything ran: see its ERROR above)':<48} "
+                         f"{'':>10} {'':>10}  FAIL")
     return "\n".join(lines)

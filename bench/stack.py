@@ -151,16 +151,20 @@ class PeakRSS:
 
 
 class CPUTime:
-    """CPU seconds (user + system) a process spends inside `with` blocks, summed over all of them."""
+    """CPU seconds (user + system) a process spends inside `with` blocks, summed over all of them; with
+    `children`, those of its child processes that ended meanwhile too (NodeODX runs `lscpu` and `free`
+    for each /info, and its test-mode processing in child processes)."""
 
-    def __init__(self, pid: int):
+    def __init__(self, pid: int, children: bool = False):
         self.process = psutil.Process(pid)
+        self.children = children
         self.seconds = 0.0
         self._start = 0.0
 
     def _now(self) -> float:
         times = self.process.cpu_times()
-        return times.user + times.system
+        own = times.user + times.system
+        return own + times.children_user + times.children_system if self.children else own
 
     def __enter__(self) -> "CPUTime":
         self._start = self._now()
