@@ -4,30 +4,26 @@ A cluster is one NodeODX node reached directly, and a relay (`python -m proxy`) 
 nodes, all configured alike: the direct node has 2 slots, the relay's nodes 1 each, so both sides offer
 2 slots. Node tokens differ from the relay's token, so a test also shows that the relay swaps them.
 
-Clusters are shared by the whole suite (tests make tasks of their own and never depend on another test's
-tasks): `cluster` finishes tasks in about a second, `slow_cluster` keeps them running a few seconds, long
-enough to cancel or restart them while they run or wait.
+Clusters are shared by the whole suite (tests make tasks of their own and never change another test's
+tasks): `cluster` finishes tasks in about a second, `slow_cluster` keeps them running long enough to cancel
+or restart them while they run or wait.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from tests.conformance.sides import Cluster, Side, ZipServer
+from tests.conformance.sides import (ADMIN_TOKEN, CHECK_INTERVAL, NODE_TOKEN, RELAY_TOKEN, Cluster, Side, ZipServer,
+                                     json_of)
 from tests.nodeodx import available, start_nodeodx
 from tests.relay_servers import Relay, start_relay
-from tests.servers import ServerGroup
+from tests.servers import ServerGroup, free_port
 
-NODE_TOKEN = "conformance-node-token"
-RELAY_TOKEN = "conformance-relay-token"
-ADMIN_TOKEN = "conformance-admin-token"
-CHECK_INTERVAL = 0.3
-# The relay's operator flag that lets `zipurl` reach private and loopback addresses (SSRF protection is on
-# by default). One place to change if the relay names it otherwise.
-ZIPURL_PRIVATE_FLAG = "zipurl_allow_private"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -42,23 +38,54 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(skip)
 
 
+_PORTS_GIVEN: set[int] = set()
+_PORTS_LOCK = threading.Lock()
+
+
+def unique_port() -> int:
+    """A free port never handed out before in this session. Servers here start side by side, each told
+    its port before it binds it: two must never be told the same one (the loser of such a race exits, and
+    the winner answers its readiness check in its place)."""
+    with _PORTS_LOCK:
+        while (port := free_port()) in _PORTS_GIVEN:
+            pass
+        _PORTS_GIVEN.add(port)
+        return port
+
+
 def start_cluster(group: ServerGroup, *, test_seconds: float, relay_flags: dict[str, Any] | None = None,
                   **node_flags: Any) -> Cluster:
-    """A direct NodeODX (2 slots) and a relay in front of two NodeODX (1 slot each); all stopped by `group`."""
+    """A direct NodeODX (2 slots) and a relay in front of two NodeODX (1 slot each); all stopped by `group`.
+
+    The four start at the same time (the relay is told the nodes' ports in advance and finds them online
+    at its next check); returns once the relay sees both nodes online."""
     flags = {"token": NODE_TOKEN, "test_seconds": test_seconds, **node_flags}
-    with ThreadPoolExecutor(3) as pool:  # NodeODX takes about a second to start: start the three together
-        futures = [pool.submit(start_nodeodx, group.tmp_path, parallel_queue_processing=slots, **flags)
-                   for slots in (2, 1, 1)]
-        nodes = [future.result() for future in futures]
-    for node in nodes:
-        group.add(node)
-    direct, behind = nodes[0], nodes[1:]
-    relay = group.add(start_relay(group.tmp_path, [f"{n.url}?token={NODE_TOKEN}" for n in behind],
-                                  token=RELAY_TOKEN, admin_token=ADMIN_TOKEN, check_interval=CHECK_INTERVAL,
-                                  **(relay_flags or {})))
-    assert isinstance(relay, Relay)
-    return Cluster(direct=Side("direct", direct, NODE_TOKEN), relay=Side("relay", relay, RELAY_TOKEN),
-                   relay_server=relay, nodes=list(behind), node_token=NODE_TOKEN)
+    ports = [unique_port() for _ in range(3)]
+    with ThreadPoolExecutor(4) as pool:
+        nodes = [pool.submit(lambda port, slots: group.add(start_nodeodx(group.tmp_path, port=port,
+                                                                         parallel_queue_processing=slots, **flags)),
+                             port, slots) for port, slots in zip(ports, (2, 1, 1))]
+        relay = pool.submit(lambda: group.add(start_relay(
+            group.tmp_path, port=unique_port(), nodes=[f"http://127.0.0.1:{port}?token={NODE_TOKEN}" for port in ports[1:]], token=RELAY_TOKEN,
+            admin_token=ADMIN_TOKEN, check_interval=CHECK_INTERVAL, **(relay_flags or {}))))
+        direct, *behind = [future.result() for future in nodes]
+        relay_server = relay.result()
+    assert isinstance(relay_server, Relay)
+    cluster = Cluster(direct=Side("direct", direct, NODE_TOKEN), relay=Side("relay", relay_server, RELAY_TOKEN),
+                      relay_server=relay_server, nodes=behind, node_token=NODE_TOKEN)
+    deadline = time.monotonic() + 20
+    while json_of(cluster.relay.get("/info"))["relay"]["online"] < len(behind):
+        assert time.monotonic() < deadline, f"the relay did not see its nodes online:\n{relay_server.log()[-2000:]}"
+        time.sleep(0.1)
+    time.sleep(0.5)  # a node that lost its port to another exits at once
+    for server in (direct, *behind, relay_server):
+        assert server.running, f"{server.name} exited:\n{server.log()[-2000:]}"
+    return cluster
+
+
+# Tasks in `cluster` end about a second after commit; in `slow_cluster` they run for 2 seconds: time to
+# cancel, restart or queue behind them.
+TEST_SECONDS = {"cluster": 1, "slow_cluster": 2}
 
 
 @pytest.fixture(scope="session")
@@ -71,15 +98,23 @@ def conformance_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
 
 
 @pytest.fixture(scope="session")
-def cluster(conformance_servers: ServerGroup) -> Cluster:
-    """Tasks end about a second after commit."""
-    return start_cluster(conformance_servers, test_seconds=1)
+def cluster_starts(conformance_servers: ServerGroup, request: pytest.FixtureRequest) -> Iterator[dict[str, Future]]:
+    """The clusters this session's tests use, started one after the other in the background, so the slow
+    one comes up while the first tests run on the other."""
+    wanted = [name for name in TEST_SECONDS if any(name in item.fixturenames for item in request.session.items)]
+    with ThreadPoolExecutor(1) as pool:
+        yield {name: pool.submit(start_cluster, conformance_servers, test_seconds=TEST_SECONDS[name])
+               for name in wanted}
 
 
 @pytest.fixture(scope="session")
-def slow_cluster(conformance_servers: ServerGroup) -> Cluster:
-    """Tasks run for 4 seconds: time to cancel, restart or queue behind them."""
-    return start_cluster(conformance_servers, test_seconds=4)
+def cluster(cluster_starts: dict[str, Future]) -> Cluster:
+    return cluster_starts["cluster"].result()
+
+
+@pytest.fixture(scope="session")
+def slow_cluster(cluster_starts: dict[str, Future]) -> Cluster:
+    return cluster_starts["slow_cluster"].result()
 
 
 @pytest.fixture(scope="session")
@@ -94,9 +129,9 @@ def start_pair(group: ServerGroup, *, test_seconds: float, relay_flags: dict[str
                **node_flags: Any) -> Cluster:
     """One NodeODX, reached directly and through a relay in front of it alone (for node flags such as
     `max_images`: a whole cluster would cost two more nodes for nothing)."""
-    node = group.start(start_nodeodx, token=NODE_TOKEN, test_seconds=test_seconds, **node_flags)
-    relay = group.add(start_relay(group.tmp_path, [f"{node.url}?token={NODE_TOKEN}"], token=RELAY_TOKEN,
-                                  check_interval=CHECK_INTERVAL, **(relay_flags or {})))
+    node = group.start(start_nodeodx, port=unique_port(), token=NODE_TOKEN, test_seconds=test_seconds, **node_flags)
+    relay = group.add(start_relay(group.tmp_path, [f"{node.url}?token={NODE_TOKEN}"], port=unique_port(),
+                                  token=RELAY_TOKEN, check_interval=CHECK_INTERVAL, **(relay_flags or {})))
     return Cluster(direct=Side("direct", node, NODE_TOKEN), relay=Side("relay", relay, RELAY_TOKEN),
                    relay_server=relay, nodes=[node], node_token=NODE_TOKEN)
 
@@ -107,6 +142,19 @@ def own_pair(servers: ServerGroup):
 
     def start(test_seconds: float = 1, **flags: Any) -> Cluster:
         return start_pair(servers, test_seconds=test_seconds, **flags)
+
+    return start
+
+
+@pytest.fixture
+def another_relay(servers: ServerGroup, cluster: Cluster):
+    """`another_relay(zipurl_allow_private=True)`: one more relay in front of `cluster`'s nodes, with other
+    flags, for this test only (nodes do not mind two relays)."""
+
+    def start(**flags: Any) -> Side:
+        relay = servers.add(start_relay(servers.tmp_path, [f"{n.url}?token={NODE_TOKEN}" for n in cluster.nodes],
+                                        port=unique_port(), token=RELAY_TOKEN, check_interval=CHECK_INTERVAL, **flags))
+        return Side("relay", relay, RELAY_TOKEN)
 
     return start
 

@@ -45,14 +45,6 @@ DIFFERENCES: tuple[Difference, ...] = (
         "Balancers, proxies and monitoring see refused requests for what they are; pyodx reads both forms "
         "as an error."),
     Difference(
-        "lenient-bodies",
-        "The relay reads the fields of `/task/new/init` and of `/task/cancel`, `/task/remove`, "
-        "`/task/restart` whether url-encoded, multipart or JSON; NodeODX reads init fields only as multipart "
-        "(others are dropped silently: no name, default options, no webhook) and cancel/remove/restart only "
-        "url-encoded or JSON (multipart gets `uuid param missing.`).",
-        "A field a client sends is meant: dropping it silently would lose the task's name, options and "
-        "webhook."),
-    Difference(
         "options-checked-early",
         "Options are checked at `/task/new/init`, `/task/new` and `/task/restart`: an unknown option name "
         "is an error that names it (NodeODX drops unknown options silently), and every option error is "

@@ -26,6 +26,14 @@ import requests
 
 from tests.servers import ServerProcess
 
+NODE_TOKEN = "conformance-node-token"
+RELAY_TOKEN = "conformance-relay-token"
+ADMIN_TOKEN = "conformance-admin-token"
+CHECK_INTERVAL = 0.3  # the relay's node checks, in seconds
+# The relay's operator flag that lets `zipurl` reach private and loopback addresses (SSRF protection is on
+# by default): `--zipurl-allow-private`.
+ZIPURL_PRIVATE_FLAG = "zipurl_allow_private"
+
 QUEUED, RUNNING, FAILED, COMPLETED, CANCELED = 10, 20, 30, 40, 50
 FINAL = (FAILED, COMPLETED, CANCELED)
 INFO_KEYS = {"uuid", "name", "dateCreated", "processingTime", "status", "options", "imagesCount", "progress"}
@@ -137,10 +145,12 @@ def json_of(response: requests.Response) -> Any:
 
 def answer(response: requests.Response) -> tuple[int, str, Any]:
     """(status, media type, JSON body or the first bytes of the body): what a client can tell apart."""
-    try:
-        body: Any = response.json()
-    except ValueError:
-        body = response.content[:200]
+    body: Any = response.content[:200]
+    if media_type(response) == "application/json":  # never decode a zip as text: guessing its charset takes seconds
+        try:
+            body = response.json()
+        except ValueError:
+            pass
     return response.status_code, media_type(response), body
 
 

@@ -11,12 +11,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conformance.conftest import CHECK_INTERVAL, RELAY_TOKEN, ZIPURL_PRIVATE_FLAG
 from tests.conformance.differences import BY_ID, DIFFERENCES, difference
-from tests.conformance.sides import (COMPLETED, FAILED, TOKEN_ERROR, Cluster, Side, answer, json_of, multipart,
+from tests.conformance.sides import (ZIPURL_PRIVATE_FLAG, COMPLETED, FAILED, TOKEN_ERROR, Cluster, Side, answer, json_of, multipart,
                                      option_map)
-from tests.relay_servers import start_relay
-from tests.servers import REPO, ServerGroup
+from tests.servers import REPO
 
 HERE = Path(__file__).parent
 README = REPO / "README.md"
@@ -90,14 +88,11 @@ def test_info_numbers_are_the_cluster_totals(cluster: Cluster) -> None:
 
 
 @difference("auth-info-message")
-def test_auth_info_message_and_accounts(cluster: Cluster, servers: ServerGroup) -> None:
+def test_auth_info_message_and_accounts(cluster: Cluster, another_relay) -> None:
     direct, relay = cluster.both(lambda side: json_of(side.get("/auth/info", token="")))
     assert direct["message"] == "Authentication not available on this node"
     assert relay["message"] == "Accounts are not enabled on this relay"
-    with_accounts = servers.add(start_relay(servers.tmp_path, [f"{n.url}?token={cluster.node_token}" for n in cluster.nodes],
-                                            token=RELAY_TOKEN, allow_registration=True,
-                                            check_interval=CHECK_INTERVAL))
-    accounts = json_of(requests.get(f"{with_accounts.url}/auth/info", timeout=30))
+    accounts = json_of(another_relay(allow_registration=True).get("/auth/info", token=""))
     assert set(accounts) == set(direct)
     assert (accounts["loginUrl"], accounts["registerUrl"]) == ("/auth/login", "/auth/register")
 
@@ -115,47 +110,35 @@ TOKEN_CALLS = [
 ]
 
 
+@pytest.fixture(scope="module")
+def token_target(cluster: Cluster, sample_images: list[Path]) -> tuple[str, str]:
+    """A completed task per side that the token tests aim at (and must leave as it is)."""
+    uuids = cluster.both(lambda side: side.submit(sample_images[:3], {"name": "token target"}))
+    cluster.each(Side.wait, uuids)
+    return uuids
+
+
 @difference("token-errors-http-status")
 @pytest.mark.parametrize("method,path,kwargs", TOKEN_CALLS, ids=[f"{m} {p}" for m, p, _ in TOKEN_CALLS])
-def test_token_errors(cluster: Cluster, done_task: tuple[str, str], method: str, path: str, kwargs: dict) -> None:
+def test_token_errors(cluster: Cluster, token_target: tuple[str, str], method: str, path: str, kwargs: dict) -> None:
     def call(side: Side, uuid: str, token: str) -> tuple:
         body = {k: ({f: v.format(uuid=uuid) for f, v in v.items()} if k == "data" else v) for k, v in kwargs.items()}
         return answer(requests.request(method, side.url(path.format(uuid=uuid), token=token), timeout=30, **body))
 
     for token, relay_status in (("", 401), ("wrong-token", 403)):
-        direct, relay = cluster.each(lambda side, uuid: call(side, uuid, token), done_task)
+        direct, relay = cluster.each(lambda side, uuid: call(side, uuid, token), token_target)
         assert direct == (200, "application/json", {"error": TOKEN_ERROR}), (token, direct)
         assert relay[:2] == (relay_status, "application/json"), (token, relay)
         assert set(relay[2]) == {"error"} and isinstance(relay[2]["error"], str), (token, relay)
-    node_token = call(cluster.relay, done_task[1], cluster.node_token)  # a node's token is no relay token
+    node_token = call(cluster.relay, token_target[1], cluster.node_token)  # a node's token is no relay token
     assert node_token[:2] == (403, "application/json") and set(node_token[2]) == {"error"}, node_token
-    infos = cluster.each(Side.info, done_task)  # nothing was done to the task
+    infos = cluster.each(Side.info, token_target)  # nothing was done to the task
     assert [info["status"]["code"] for info in infos] == [COMPLETED, COMPLETED]
 
 
-@difference("lenient-bodies")
-def test_lenient_bodies(cluster: Cluster, sample_images: list[Path]) -> None:
-    options = json.dumps([{"name": "orthophoto-resolution", "value": 11}])
-
-    def url_encoded(side: Side) -> dict:
-        uuid = json_of(side.post("/task/new/init", data={"name": "url-encoded", "options": options}))["uuid"]
-        assert side.upload(uuid, sample_images[:3]) == {"success": True}
-        assert side.commit(uuid) == {"uuid": uuid}
-        return side.wait(uuid)
-
-    direct, relay = cluster.both(url_encoded)
-    assert "orthophoto-resolution" not in option_map(direct["options"]) and "name" not in direct  # dropped
-    assert option_map(relay["options"])["orthophoto-resolution"] == 11 and relay["name"] == "url-encoded"
-
-    uuids = cluster.both(lambda side: side.submit(sample_images[:3], {"name": "cancel me in multipart"}))
-    direct, relay = cluster.each(lambda side, uuid: json_of(side.post("/task/cancel", files=multipart({"uuid": uuid}))), uuids)
-    assert direct == {"error": "uuid param missing."}
-    assert relay == {"success": True}
-    cluster.each(Side.wait, uuids)
-
-
 @difference("options-checked-early")
-def test_options_checked_early(cluster: Cluster, done_task: tuple[str, str], sample_images: list[Path]) -> None:
+def test_options_checked_early(cluster: Cluster, sample_images: list[Path]) -> None:
+    to_restart = cluster.both(lambda side: side.submit(sample_images[:3], {"name": "restart with an unknown option"}))
     unknown = json.dumps([{"name": "no-such-option", "value": True}, {"name": "dsm", "value": True}])
     direct, relay = cluster.both(lambda side: side.init({"name": "unknown option", "options": unknown}))
     assert "uuid" in direct
@@ -165,11 +148,12 @@ def test_options_checked_early(cluster: Cluster, done_task: tuple[str, str], sam
     options = option_map(cluster.direct.wait(direct["uuid"])["options"])
     assert options["dsm"] is True and "no-such-option" not in options  # dropped silently
 
+    cluster.each(Side.wait, to_restart)
     direct, relay = cluster.each(lambda side, uuid: side.task_post("/task/restart", {"uuid": uuid, "options": unknown}),
-                                 done_task)
+                                 to_restart)
     assert direct == {"success": True}
     assert set(relay) == {"error"} and "no-such-option" in relay["error"]
-    cluster.direct.wait(done_task[0])
+    assert "no-such-option" not in option_map(cluster.direct.wait(to_restart[0])["options"])
 
     invalid = json.dumps([{"name": "feature-quality", "value": "nonsense"}])
     direct, relay = cluster.both(lambda side: side.init({"name": "invalid value", "options": invalid}))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conformance.sides import (CANCELED, COMPLETED, QUEUED, RUNNING, Cluster, Mismatches, Side, answer,
-                                     assert_same_info, json_of, option_map)
+                                     assert_same_info, json_of, multipart, option_map)
 
 NEW_OPTIONS = [{"name": "dsm", "value": True}, {"name": "orthophoto-resolution", "value": 12}]
 CALLS = ("/task/cancel", "/task/remove", "/task/restart")
@@ -33,6 +33,20 @@ def test_missing_unknown_and_bad_uuids(cluster: Cluster, as_json: bool) -> None:
             direct, relay = cluster.both(lambda side: answer(side.post(path, **({"json": body} if as_json else {"data": body}))))
             assert direct == (200, "application/json", expected), (path, body, direct)
             assert relay == direct, f"POST {path} {body}: direct {direct}, relay {relay}"
+
+
+def test_multipart_bodies_are_not_read(cluster: Cluster, sample_images: list[Path]) -> None:
+    """NodeODX reads cancel/remove/restart bodies url-encoded or JSON only: a multipart uuid is no uuid."""
+    uuids = cluster.both(lambda side: side.submit(sample_images[:3], {"name": "multipart commands"}))
+    cluster.each(Side.wait, uuids)
+    seen = Mismatches()
+    for path in CALLS:
+        direct, relay = cluster.each(lambda side, uuid: answer(side.post(path, files=multipart({"uuid": uuid}))), uuids)
+        assert direct == (200, "application/json", {"error": "uuid param missing."}), (path, direct)
+        seen.same(f"POST {path} (multipart uuid of a completed task)", direct, relay)
+    infos = cluster.each(Side.info, uuids)  # nothing was done to the task
+    seen.same("the task's info after them", infos[0].get("status"), infos[1].get("status"))
+    seen.check()
 
 
 def test_cancel_then_restart_with_and_without_options(slow_cluster: Cluster, sample_images: list[Path]) -> None:

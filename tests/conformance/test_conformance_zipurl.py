@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import time
 
-from tests.conformance.conftest import CHECK_INTERVAL, RELAY_TOKEN, ZIPURL_PRIVATE_FLAG
 from tests.conformance.differences import difference
-from tests.conformance.sides import (COMPLETED, Cluster, Side, ZipServer, answer, assert_same_info, both, json_of,
+from tests.conformance.sides import (ZIPURL_PRIVATE_FLAG, COMPLETED, Cluster, Side, ZipServer, answer, assert_same_info, both, json_of,
                                      multipart, zip_names)
-from tests.relay_servers import start_relay
-from tests.servers import ServerGroup
 
 FIELDS = {"name": "Conformance: zipurl", "options": '[{"name": "dsm", "value": true}]'}
 
@@ -35,11 +32,9 @@ def test_zipurl_on_loopback_refused_by_the_relay_by_default(cluster: Cluster, zi
 
 
 def test_zipurl_through_relay_with_private_addresses_allowed(cluster: Cluster, zip_server: ZipServer,
-                                                             servers: ServerGroup) -> None:
+                                                             another_relay) -> None:
     """Through a relay started with the operator flag ZIPURL_PRIVATE_FLAG, zipurl works as on NodeODX."""
-    allowing = servers.add(start_relay(servers.tmp_path, [f"{n.url}?token={cluster.node_token}" for n in cluster.nodes],
-                                       token=RELAY_TOKEN, check_interval=CHECK_INTERVAL, **{ZIPURL_PRIVATE_FLAG: True}))
-    relay_side = Side("relay", allowing, RELAY_TOKEN)
+    relay_side = another_relay(**{ZIPURL_PRIVATE_FLAG: True})
     direct, relay = both(cluster.direct, relay_side, lambda side: zipurl_task(side, zip_server.url))
     assert set(direct[2]) == {"uuid"}, direct
     assert relay[:2] == direct[:2] and set(relay[2]) == {"uuid"}, relay
