@@ -24,7 +24,7 @@ def test_info_keys_types_and_values(cluster: Cluster) -> None:
 def test_info_counts_queued_and_running_tasks(cluster: Cluster, sample_images: list[Path]) -> None:
     uuids = cluster.both(lambda side: side.submit(sample_images[:3]))
     busy = cluster.both(lambda side: json_of(side.get("/info"))["taskQueueCount"])
-    assert busy == (1, 1)
+    assert busy == (1, 1), f"taskQueueCount right after a commit: direct {busy[0]}, relay {busy[1]}"
     cluster.each(Side.wait, uuids)
     assert cluster.both(lambda side: side.idle()["taskQueueCount"]) == (0, 0)
 
