@@ -24,6 +24,8 @@ from .models import TaskRecord
 from .relay import Relay
 from .upstream import UpstreamError
 
+ZIP_DISPOSITION = f"attachment; filename={ALL_ZIP}"  # exactly as NodeODX sends it
+
 log = logging.getLogger("odx_relay.downloads")
 CHUNK = 256 * 1024
 EPT_TILE = re.compile(r"^(ept-data|ept-hierarchy|ept-sources)/[0-9A-Za-z_\-]+(\.[0-9A-Za-z]+){1,2}$")
@@ -94,7 +96,7 @@ async def stream_zip(request: web.Request, relay: Relay, cache: DownloadCache, t
     """Pass all.zip through to the client chunk by chunk, filling the cache on the way."""
     resp = await open_node_zip(relay, task)
     out = web.StreamResponse(headers={"Content-Type": "application/zip", "Accept-Ranges": "bytes",
-                                      "Content-Disposition": f'attachment; filename="{ALL_ZIP}"'})
+                                      "Content-Disposition": ZIP_DISPOSITION})
     if resp.content_length is not None:
         out.content_length = resp.content_length
     path = cache.zip_path(task.uuid)
@@ -159,7 +161,8 @@ def resolve(name: str) -> tuple[str, str, bool] | None:
 async def serve(request: web.Request, relay: Relay, cache: DownloadCache, task: TaskRecord, name: str) -> web.StreamResponse:
     if name == ALL_ZIP:
         if cache.zip_path(task.uuid).exists() or request.headers.get("Range"):
-            return web.FileResponse(await cache.ensure(relay, task), headers={"Content-Type": "application/zip"})
+            return web.FileResponse(await cache.ensure(relay, task), headers={
+                "Content-Type": "application/zip", "Content-Disposition": ZIP_DISPOSITION})
         return await stream_zip(request, relay, cache, task)
     resolved = resolve(name)
     if resolved is None:

@@ -11,10 +11,12 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import logging
 import time
 import uuid as uuidlib
 from collections import Counter
+from datetime import datetime, timezone
 from typing import Any, AsyncIterator
 
 import aiohttp
@@ -22,7 +24,7 @@ from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from shared.client import count_images
-from shared.options import MIN_IMAGES, option_is_true, parse_options_field, validate_options
+from shared.options import MIN_IMAGES, parse_options_field, validate_options
 
 from .models import Stage, TaskRecord
 from .relay import Relay
@@ -37,9 +39,13 @@ MB = 1024 * 1024
 
 
 class IntakeError(Exception):
-    """Answered to the client as NodeODX does: HTTP 200 with {"error": message}."""
+    """Answered to the client as NodeODX does: HTTP 200 with {"error": message} (and `extra` keys)."""
 
     close_connection = False
+
+    def __init__(self, message: str, **extra: object):
+        super().__init__(message)
+        self.extra = extra
 
 
 class UploadStalled(IntakeError):
@@ -64,7 +70,7 @@ class Body:
     @classmethod
     def of(cls, relay: Relay, request: web.Request) -> "Body":
         if not request.content_type.startswith("multipart/"):
-            raise IntakeError("Need at least 1 file.")
+            raise IntakeError("Need at least 1 file.", noRetry=True)
         try:
             return cls(relay, MultipartReader(request.headers, request.content))
         except (ValueError, KeyError) as exc:
@@ -139,17 +145,31 @@ class FileReader:
             yield chunk
 
 
-def read_fields(fields: dict[str, str], relay: Relay) -> dict[str, Any]:
-    """The init fields, checked: options parse and validate against what the nodes accept."""
+def read_options(raw: str | None, relay: Relay) -> dict[str, Any]:
+    """The `options` field of init or restart, checked against what every online node accepts. NodeODX drops
+    what it cannot use without a word; the relay says so at once (an intended difference)."""
+    if raw is not None and raw.strip().startswith("{"):  # NodeODX ignores an object: refused here, not lost
+        raise IntakeError('Invalid options: expected a JSON list of {"name": ..., "value": ...} objects')
     try:
-        options = parse_options_field(fields.get("options"))
+        options = parse_options_field(raw)
     except ValueError as exc:
         raise IntakeError(f"Invalid options: {exc}") from None
     available = relay.registry.options()
-    if available:
-        problems = validate_options(available, options)
-        if problems:
-            raise IntakeError("Invalid option " + "; ".join(str(p) for p in problems))
+    problems = validate_options(available, options) if available else []
+    if problems:
+        raise IntakeError("Invalid option " + "; ".join(str(p) for p in problems))
+    return options
+
+
+def js_parse_int(text: str | None) -> int | None:
+    """JavaScript's parseInt, as NodeODX reads `dateCreated`: the leading whole number, or None."""
+    match = re.match(r"\s*([+-]?\d+)", text or "")
+    return int(match.group(1)) if match else None
+
+
+def read_fields(fields: dict[str, str], relay: Relay) -> dict[str, Any]:
+    """The init fields, read as NodeODX reads them; options checked early."""
+    options = read_options(fields.get("options"), relay)
     outputs = None
     if fields.get("outputs"):
         try:
@@ -157,15 +177,14 @@ def read_fields(fields: dict[str, str], relay: Relay) -> dict[str, Any]:
             assert isinstance(outputs, list) and all(isinstance(o, str) for o in outputs)
         except (ValueError, AssertionError):
             raise IntakeError("Invalid outputs: expected a JSON list of paths") from None
-    created = fields.get("dateCreated")
-    try:
-        created_ms: int | None = int(float(created)) if created else int(time.time() * 1000)
-    except (ValueError, OverflowError):
-        created_ms = None
-    if created_ms is None or abs(created_ms) >= 2 ** 53:  # JavaScript's safe integers, as NodeODX; the store's too
-        raise IntakeError(f"Invalid dateCreated: {created!r}")
-    return {"name": fields.get("name") or "", "options": options, "webhook": fields.get("webhook") or "",
-            "skip_post_processing": option_is_true(fields.get("skipPostProcessing", "false")),
+    created_ms = js_parse_int(fields.get("dateCreated"))
+    if created_ms is None or abs(created_ms) >= 2 ** 53:  # not a number (NodeODX takes the time now), or unsafe
+        created_ms = int(time.time() * 1000)
+    name = fields.get("name")  # no field, no name (as on NodeODX); an empty one gets NodeODX's default
+    if name == "":
+        name = "Task of " + datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return {"name": name, "options": options, "webhook": fields.get("webhook") or "",
+            "skip_post_processing": fields.get("skipPostProcessing") == "true",  # NodeODX takes no other spelling
             "outputs": outputs, "created_ms": created_ms}
 
 
@@ -173,15 +192,17 @@ async def choose_uuid(request: web.Request, relay: Relay) -> str:
     wanted = request.headers.get("set-uuid")
     if wanted is None:
         return str(uuidlib.uuid4())
-    if not valid_uuid(wanted) or await relay.store.get_task(wanted.lower()) is not None:
+    if not valid_uuid(wanted) or await relay.store.get_task(wanted) is not None:
         raise IntakeError(f"Invalid set-uuid: {wanted}")
-    return wanted.lower()
+    return wanted  # its case kept: NodeODX keeps it, and finds a task by the exact string
 
 
 def node_fields(task: TaskRecord, relay: Relay, node_id: str) -> dict[str, str]:
     """The init form sent to a node: the client's fields, with the relay's webhook in place of theirs."""
-    fields = {"name": task.name, "options": json.dumps([{"name": k, "value": v} for k, v in task.options.items()]),
+    fields = {"options": json.dumps([{"name": k, "value": v} for k, v in task.options.items()]),
               "dateCreated": str(task.created_ms), "webhook": relay.webhook_url(task.uuid, node_id)}
+    if task.name is not None:
+        fields["name"] = task.name
     if task.skip_post_processing:
         fields["skipPostProcessing"] = "true"
     if task.outputs:
@@ -315,7 +336,8 @@ async def commit_task(relay: Relay, task: TaskRecord) -> None:
     """Count, check limits, then commit on the forward node or put the task in the relay's queue."""
     files = relay.staging.files(task.uuid)
     task.image_count = count_images(files)
-    if not files:
+    if not files:  # NodeODX drops such an upload: a later call on its uuid finds nothing
+        await forget(relay, task)
         raise IntakeError("Need at least 1 file.")
     needs = relay.needs(task)
     reason = refusal(needs, await relay.registry.states())

@@ -22,7 +22,7 @@ class Stage(str, Enum):
 class TaskRecord:
     uuid: str
     owner: str = ""
-    name: str = ""
+    name: str | None = None   # None: the client sent no name field (NodeODX then shows no name either)
     created_ms: int = field(default_factory=lambda: int(time.time() * 1000))
     stage: Stage = Stage.UPLOADING
     node_id: str | None = None

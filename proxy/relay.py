@@ -32,6 +32,7 @@ from .upstream import Upstream
 log = logging.getLogger("odx_relay")
 RELAY: web.AppKey["Relay"] = web.AppKey("relay")
 API_VERSION = "2.2.1"
+POST_PROCESSING = ("pc-ept", "cog", "gltf")  # what NodeODX adds to every task's options unless skipPostProcessing
 
 
 class NotFound(Exception):
@@ -80,27 +81,33 @@ class Relay:
         return task
 
     def relay_side_info(self, task: TaskRecord) -> dict[str, Any]:
-        """NodeODX's task info for a task that no node holds (queued, canceled or failed here)."""
+        """NodeODX's task info for a task that no node holds (queued, canceled or failed here), shaped as a
+        node shapes it for a task it has not started: no processing time yet, its post-processing options."""
         code = {Stage.CANCELED: TaskStatus.CANCELED, Stage.FAILED: TaskStatus.FAILED}.get(
             task.stage, TaskStatus.QUEUED)
         status: dict[str, Any] = {"code": int(code)}
         if task.error:
             status["errorMessage"] = task.error
-        return {"uuid": task.uuid, "name": task.name, "dateCreated": task.created_ms, "processingTime": 0,
-                "status": status, "options": [{"name": k, "value": v} for k, v in task.options.items()],
-                "imagesCount": task.image_count, "progress": 0}
+        info: dict[str, Any] = {"uuid": task.uuid}
+        if task.name is not None:
+            info["name"] = task.name
+        return {**info, "dateCreated": task.created_ms, "processingTime": -1, "status": status,
+                "options": self.options_on_node(task), "imagesCount": task.image_count, "progress": 0}
+
+    def options_on_node(self, task: TaskRecord) -> list[dict[str, Any]]:
+        """The task's options as a node lists them: NodeODX adds pc-ept, cog and gltf (where it has them)
+        unless the task skips post-processing."""
+        options = [{"name": k, "value": v} for k, v in task.options.items()]
+        if not task.skip_post_processing:
+            known = {o["name"] for o in self.registry.options()}
+            options += [{"name": name, "value": True} for name in POST_PROCESSING
+                        if name in known and name not in task.options]
+        return options
 
     def relay_side_output(self, task: TaskRecord) -> list[str]:
-        needs = self.needs(task)
-        lines = [f"ODX Relay: task received with {task.image_count} images "
-                 f"(estimated memory {needs.memory_mb / 1024:.1f} GB)."]
-        if task.stage in (Stage.QUEUED, Stage.DISPATCHING):
-            lines.append("ODX Relay: waiting in the relay's queue for a node with a free slot and enough memory.")
-        if task.stage == Stage.CANCELED:
-            lines.append("ODX Relay: canceled before it reached a node.")
-        if task.error:
-            lines.append(f"ODX Relay: {task.error}")
-        return lines
+        """Console output of a task no node holds: none while it waits (a node's own output then starts at
+        line 0, where a client following the lines expects it), the reason when the relay failed it."""
+        return [f"ODX Relay: {task.error}"] if task.stage == Stage.FAILED and task.error else []
 
     async def record_info(self, task: TaskRecord, info: dict[str, Any]) -> bool:
         """Remember a node's task info; write only when the status changes (info polls stay cheap).
@@ -119,8 +126,9 @@ class Relay:
             return True
         return False
 
-    def public_info(self, queued: int) -> dict[str, Any]:
-        """`/info` summed over online nodes: what the cluster really has, never made-up numbers."""
+    def public_info(self, queued: int, sent: int) -> dict[str, Any]:
+        """`/info` summed over online nodes: what the cluster really has, never made-up numbers. `queued`
+        tasks wait in the relay; `sent` were committed to a node whose last /info does not count them yet."""
         online = [h for h in self.registry.handles.values() if h.online and h.info]
         infos = [h.info for h in online]
         limits = [i.get("maxImages") for i in infos]
@@ -130,7 +138,7 @@ class Relay:
         handles = list(self.registry.handles.values())
         return {
             "version": versions[0] if versions else API_VERSION,
-            "taskQueueCount": sum(int(i.get("taskQueueCount") or 0) for i in infos) + queued,
+            "taskQueueCount": sum(int(i.get("taskQueueCount") or 0) for i in infos) + queued + sent,
             "totalMemory": sum(int(i.get("totalMemory") or 0) for i in infos),
             "availableMemory": sum(int(i.get("availableMemory") or 0) for i in infos),
             "cpuCores": sum(int(i.get("cpuCores") or 0) for i in infos),

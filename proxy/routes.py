@@ -15,11 +15,10 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from redis.exceptions import RedisError
 
-from shared.options import parse_options_field, validate_options
-
 from .auth import AuthError
-from .downloads import DownloadCache, DownloadError, serve
-from .intake import IntakeError, choose_uuid, commit_task, init_task, one_shot_files, read_fields, upload_files
+from .downloads import ALL_ZIP, DownloadCache, DownloadError, resolve, serve
+from .intake import (IntakeError, choose_uuid, commit_task, init_task, one_shot_files, read_fields, read_options,
+                     upload_files)
 from .models import Stage, TaskRecord
 from .relay import RELAY, NotFound, Relay
 from .staging import valid_uuid
@@ -39,8 +38,8 @@ class CommandFailed(Exception):
     """A task command (cancel, remove, restart) that could not be done: NodeODX says `"success": false`."""
 
 
-def error(message: str, status: int = 200) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+def error(message: str, status: int = 200, **extra: object) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=status)
 
 
 @web.middleware
@@ -51,8 +50,8 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
         return error(str(exc), exc.status)
     except IntakeError as exc:
         if exc.close_connection:  # a stalled upload: answer, then free the connection at once
-            return await answer_and_close(request, error(str(exc)))
-        return error(str(exc))
+            return await answer_and_close(request, error(str(exc), **exc.extra))
+        return error(str(exc), **exc.extra)
     except (NotFound, DownloadError, UpstreamError) as exc:
         return error(str(exc))
     except CommandFailed as exc:
@@ -110,13 +109,13 @@ async def task_for(request: web.Request, uuid: str) -> tuple[Relay, TaskRecord]:
     owner = await relay.auth.identify(request)
     if not valid_uuid(uuid):
         raise NotFound(f"{uuid} not found")
-    return relay, await relay.owned_task(uuid.lower(), owner)
+    return relay, await relay.owned_task(uuid, owner)
 
 
 async def uploading_task(request: web.Request) -> tuple[Relay, TaskRecord]:
     relay = request.app[RELAY]
     owner = await relay.auth.identify(request)
-    uuid = request.match_info["uuid"].lower()
+    uuid = request.match_info["uuid"]
     task = await relay.store.get_task(uuid) if valid_uuid(uuid) else None
     if task is None or task.owner != owner or task.stage != Stage.UPLOADING:
         raise IntakeError("Invalid uuid (not found)")
@@ -127,7 +126,9 @@ async def uploading_task(request: web.Request) -> tuple[Relay, TaskRecord]:
 async def info(request: web.Request) -> web.Response:
     relay = request.app[RELAY]
     await relay.auth.identify(request)
-    return web.json_response(relay.public_info(len(await relay.store.tasks_in(Stage.QUEUED))))
+    online = {h.record.id for h in relay.registry.online() if h.info}
+    sent = sum(s.reserved_tasks for s in await relay.registry.states() if s.id in online)
+    return web.json_response(relay.public_info(len(await relay.store.tasks_in(Stage.QUEUED)), sent))
 
 
 async def options(request: web.Request) -> web.Response:
@@ -171,7 +172,7 @@ async def task_new_upload(request: web.Request) -> web.Response:
     relay, task = await uploading_task(request)
     names = await upload_files(relay, task, request)
     if not names:
-        raise IntakeError("Need at least 1 file.")
+        raise IntakeError("Need at least 1 file.", noRetry=True)  # pyodx's upload loop reads noRetry
     return web.json_response({"success": True})
 
 
@@ -256,8 +257,9 @@ async def task_output(request: web.Request) -> web.Response:
 
 async def task_download(request: web.Request) -> web.StreamResponse:
     relay, task = await task_for(request, request.match_info["uuid"])
-    if task.stage != Stage.ON_NODE:
-        raise DownloadError("Task is not ready for download")
+    if task.stage != Stage.ON_NODE:  # answered as NodeODX answers for a task whose results are not there yet
+        name = request.match_info["asset"]
+        raise DownloadError("Asset not ready" if name == ALL_ZIP or resolve(name) else "Invalid asset")
     return await serve(request, relay, request.app[CACHE], task, request.match_info["asset"])
 
 
@@ -311,15 +313,7 @@ async def task_remove(request: web.Request) -> web.Response:
 
 async def task_restart(request: web.Request) -> web.Response:
     relay, task, data = await command_target(request)
-    new_options = None
-    if data.get("options"):
-        try:
-            new_options = parse_options_field(data["options"])
-        except ValueError as exc:
-            raise IntakeError(f"Invalid options: {exc}") from None
-        problems = validate_options(relay.registry.options(), new_options) if relay.registry.options() else []
-        if problems:
-            raise IntakeError("Invalid option " + "; ".join(str(p) for p in problems))
+    new_options = read_options(data["options"], relay) if data.get("options") else None
     async with relay.lock(task.uuid):  # a send from the relay's queue finishes first: then the node decides
         task = await relay.store.get_task(task.uuid) or task
         if task.stage == Stage.ON_NODE:

@@ -12,7 +12,7 @@ import shutil
 import unicodedata
 from pathlib import Path
 
-UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[1-5][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", re.I)
+UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[1-7][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", re.I)  # NodeODX's
 _UNSAFE = re.compile(r"[^\w.\- ()+,@]")
 MARKERS = ".forwarded"
 
@@ -39,7 +39,7 @@ class Staging:
     def folder(self, uuid: str) -> Path:
         if not valid_uuid(uuid):
             raise ValueError(f"not a task uuid: {uuid!r}")
-        return self.root / uuid.lower()
+        return self.root / uuid
 
     def create(self, uuid: str) -> Path:
         folder = self.folder(uuid)

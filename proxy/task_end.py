@@ -35,9 +35,7 @@ async def learn_info(relay: Relay, task: TaskRecord, info: dict[str, Any]) -> No
     if status_code(info) not in ENDED:
         return
     if changed:
-        handle = relay.registry.get(task.node_id)
-        if handle is not None:
-            await relay.registry.check(handle)  # its slot is free now: the queue need not wait for the next round
+        await relay.registry.task_left(task.node_id, task.uuid)  # its slot is free now: the queue need not wait
         relay.wake_dispatch.set()
     await notify_client(relay, task, info)
 

@@ -47,10 +47,17 @@ DIFFERENCES: tuple[Difference, ...] = (
     Difference(
         "options-checked-early",
         "Options are checked at `/task/new/init`, `/task/new` and `/task/restart`: an unknown option name "
-        "is an error that names it (NodeODX drops unknown options silently), and every option error is "
-        "worded by the relay (NodeODX's error is a JSON list in a string).",
+        "is an error that names it (NodeODX drops unknown options silently), so are `options` that are not a "
+        "JSON list (NodeODX ignores them), and every option error is worded by the relay (NodeODX's error is "
+        "a JSON list in a string).",
         "A mistyped option must not run a task with defaults for hours; the error says which option and "
         "why."),
+    Difference(
+        "restart-in-relay-queue",
+        "`/task/restart` of a task that waits in the relay's own queue (status 10, on no node yet) answers "
+        "`{\"success\": true}` and the task is sent with the new `options`; NodeODX refuses to restart a "
+        "queued task (`Task cannot be restarted`), as the relay does once the task is queued on a node.",
+        "Until a node holds the task nothing has started, so its options can still change at no cost."),
     Difference(
         "image-count-checked-early",
         "`/task/new/commit` and `/task/new` refuse, with an error, a task of fewer than 2 images or of more "

@@ -160,6 +160,11 @@ def test_options_checked_early(cluster: Cluster, sample_images: list[Path]) -> N
     assert json.loads(direct["error"]) == [{"name": "feature-quality", "error": "Invalid value nonsense (not in enum)"}]
     assert "feature-quality" in relay["error"]
 
+    as_object = json.dumps({"dsm": True})  # NodeODX ignores options that are not a list, without a word
+    direct, relay = cluster.both(lambda side: side.init({"name": "options as an object", "options": as_object}))
+    assert "uuid" in direct
+    assert relay == {"error": 'Invalid options: expected a JSON list of {"name": ..., "value": ...} objects'}
+
 
 @difference("image-count-checked-early")
 def test_one_image_is_refused_at_commit(cluster: Cluster, sample_images: list[Path]) -> None:

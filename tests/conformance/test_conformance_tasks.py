@@ -33,7 +33,6 @@ VARIANTS: dict[str, dict[str, str]] = {
         "skip-post-processing-false": {"skipPostProcessing": "false"},
         "skip-post-processing-1": {"skipPostProcessing": "1"},
         "options-empty-list": {"options": "[]"},
-        "options-as-object": {"options": json.dumps({"dsm": True})},
         "date-created-float": {"dateCreated": f"{CREATED}.9"},
         "date-created-not-a-number": {"dateCreated": "yesterday"},
         "outputs": {"outputs": json.dumps([ORTHOPHOTO])},
