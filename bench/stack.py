@@ -20,9 +20,10 @@ from typing import Any, Callable, Iterator, Mapping
 import psutil
 
 from devnode.samples import make_samples
-from tests import nodeodx
-from tests.relay_servers import Relay, start_relay
-from tests.servers import ServerProcess, start_devnode
+from testkit import nodeodx
+from testkit.devnode import start_devnode
+from testkit.relay import Relay, start_relay
+from testkit.servers import ServerProcess
 
 MB = 1024 * 1024
 #: node kinds, as `--nodes` names them, and as the table shows them

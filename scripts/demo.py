@@ -17,8 +17,8 @@ from osgeo import gdal, osr
 from devnode.samples import SAMPLE_LATITUDE, SAMPLE_LONGITUDE, make_samples
 from shared import Node
 from shared.assets import Product, asset_for
-from tests.relay_servers import start_relay
-from tests.servers import start_devnode
+from testkit.devnode import start_devnode
+from testkit.relay import start_relay
 
 OUT = Path("var/demo")
 

@@ -35,8 +35,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import requests  # noqa: E402
 
 from devnode.samples import make_samples  # noqa: E402
-from tests.scale.cluster import Client, Cluster, Outcome, start_cluster  # noqa: E402
-from tests.servers import ServerGroup  # noqa: E402
+from testkit.cluster import Client, Cluster, Outcome, start_cluster  # noqa: E402
+from testkit.servers import ServerGroup  # noqa: E402
 
 Fault = Callable[[Cluster, threading.Event], None]
 

@@ -10,8 +10,9 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from devnode.samples import make_samples  # noqa: E402  (after the Qt setting, which must come first)
-from tests.nodeodx import NodeODX, start_nodeodx  # noqa: E402
-from tests.servers import DevNode, ServerGroup, WebhookReceiver, start_devnode  # noqa: E402
+from testkit.devnode import DevNode, start_devnode  # noqa: E402
+from testkit.nodeodx import NodeODX, start_nodeodx  # noqa: E402
+from testkit.servers import ServerGroup, WebhookReceiver  # noqa: E402
 
 SAMPLE_COUNT = 6
 

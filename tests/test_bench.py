@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.servers import REPO
+from testkit.servers import REPO
 
 SECTIONS = {"cycle", "upload", "info", "stalls", "placement"}
 NODE_KINDS = {"devnode", "NodeODX"}  # as rows and bars name them

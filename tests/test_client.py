@@ -174,7 +174,7 @@ def test_tokens(devnode_factory, sample_images):
 
 
 def test_unreachable_and_missing_files(tmp_path):
-    from tests.servers import free_port
+    from testkit.servers import free_port
     with pytest.raises(NodeConnectionError, match="cannot reach"):
         Node("127.0.0.1", free_port(), timeout=2).info()
     with pytest.raises(NodeResponseError, match="file not found"):

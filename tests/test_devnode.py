@@ -17,7 +17,8 @@ import requests
 
 from devnode.__main__ import build_parser, env_name
 from shared.types import TaskStatus
-from tests.servers import DevNode, ServerGroup, WebhookReceiver, start_devnode
+from testkit.devnode import DevNode, start_devnode
+from testkit.servers import ServerGroup, WebhookReceiver
 
 QUEUED, RUNNING, FAILED, COMPLETED, CANCELED = (int(s) for s in TaskStatus)
 ENDED = (FAILED, COMPLETED, CANCELED)

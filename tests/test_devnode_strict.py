@@ -19,8 +19,9 @@ import pytest
 import requests
 
 from shared.types import TaskStatus
-from tests.nodeodx import NodeODX, available
-from tests.servers import DevNode, ServerProcess, WebhookReceiver
+from testkit.devnode import DevNode
+from testkit.nodeodx import NodeODX, available
+from testkit.servers import ServerProcess, WebhookReceiver
 
 pytestmark = pytest.mark.skipif(not available(), reason="NodeODX is not built (make setup builds it)")
 

@@ -8,7 +8,7 @@ import pytest
 from proxy.models import NodeRecord, Stage, TaskRecord, UserRecord
 from proxy.redis_store import RedisStore
 from proxy.store import SQLiteStore
-from tests.relay_servers import start_redis
+from testkit.relay import start_redis
 
 
 @pytest.fixture(scope="module")

@@ -18,11 +18,11 @@ from typing import Any, Iterator
 
 import pytest
 
+from testkit.nodeodx import available, start_nodeodx
+from testkit.relay import Relay, start_relay
+from testkit.servers import ServerGroup, free_port
 from tests.conformance.sides import (ADMIN_TOKEN, CHECK_INTERVAL, NODE_TOKEN, RELAY_TOKEN, Cluster, Side, ZipServer,
                                      json_of)
-from tests.nodeodx import available, start_nodeodx
-from tests.relay_servers import Relay, start_relay
-from tests.servers import ServerGroup, free_port
 
 
 

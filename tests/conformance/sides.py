@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 
 import requests
 
-from tests.servers import ServerProcess
+from testkit.servers import ServerProcess
 
 NODE_TOKEN = "conformance-node-token"
 RELAY_TOKEN = "conformance-relay-token"

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from testkit.servers import REPO
 from tests.conformance.differences import BY_ID, DIFFERENCES, difference
 from tests.conformance.sides import (ZIPURL_PRIVATE_FLAG, COMPLETED, FAILED, TOKEN_ERROR, Cluster, Side, answer, json_of, multipart,
                                      option_map)
-from tests.servers import REPO
 
 HERE = Path(__file__).parent
 README = REPO / "README.md"

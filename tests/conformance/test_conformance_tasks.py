@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from testkit.servers import WebhookReceiver
 from tests.conformance.sides import (COMPLETED, Cluster, Mismatches, Side, answer, assert_same_info, image_parts,
                                      json_of, media_type, multipart, option_map, pretty, zip_names)
-from tests.servers import WebhookReceiver
 
 CREATED = 1700000000000
 OPTIONS = json.dumps([{"name": "dsm", "value": True}, {"name": "orthophoto-resolution", "value": "7.5"},

@@ -6,9 +6,10 @@ from typing import Iterator
 
 import pytest
 
+from testkit.devnode import DevNode, start_devnode
+from testkit.relay import Relay, start_relay
+from testkit.servers import ServerGroup
 from tests.hostile.hostile_helpers import ADMIN_TOKEN, CLIENT_TOKEN, Hostile
-from tests.relay_servers import Relay, start_relay
-from tests.servers import DevNode, ServerGroup, start_devnode
 
 LIMITS = {"max_upload_mb": 1.0, "max_images": 4, "upload_timeout": 1.5}
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.relay_servers import Relay
-from tests.servers import DevNode
+from testkit.devnode import DevNode
+from testkit.relay import Relay
 
 CLIENT_TOKEN = "hostile-client-token-7d1"
 ADMIN_TOKEN = "hostile-admin-token-0b9"

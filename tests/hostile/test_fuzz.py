@@ -19,10 +19,11 @@ import pytest
 import requests
 
 from proxy.openapi import document
+from testkit.devnode import start_devnode
+from testkit.relay import Relay, start_relay
+from testkit.servers import ServerGroup
 from tests.hostile.hostile_helpers import ADMIN_TOKEN, CLIENT_TOKEN
 from tests.relay.relay_helpers import COMPLETED, admin_nodes, init_task, submit, wait_status
-from tests.relay_servers import Relay, start_relay
-from tests.servers import ServerGroup, start_devnode
 
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st  # noqa: E402

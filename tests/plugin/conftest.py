@@ -10,7 +10,8 @@ import pytest
 from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingFeedback, QgsProject
 from qgis.PyQt.QtCore import Qt
 
-from tests.servers import DevNode, ServerGroup, start_devnode
+from testkit.devnode import DevNode, start_devnode
+from testkit.servers import ServerGroup
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE_ZIP = REPO / "tests" / "fixtures" / "nodeodx-test-all.zip"

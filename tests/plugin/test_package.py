@@ -13,8 +13,8 @@ import pytest
 from qgis.core import QgsRasterLayer
 
 from scripts import demo_qgis, package
+from testkit.servers import free_port
 from tests.plugin.conftest import FAST
-from tests.servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

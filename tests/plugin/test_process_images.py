@@ -13,8 +13,8 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, Qgs
 from devnode.samples import SAMPLE_EPSG, SAMPLE_LATITUDE, SAMPLE_LONGITUDE
 from qgis_plugin.deps import shared
 from scripts.demo_qgis import painted_share, render_png
+from testkit.servers import free_port
 from tests.plugin.conftest import FAST, FIXTURE_ZIP, RecordingFeedback, layers_to_load, run_algorithm
-from tests.servers import free_port
 
 pytestmark = pytest.mark.usefixtures("odx_provider", "fast_polls")
 

@@ -9,10 +9,10 @@ import pytest
 import requests
 
 from qgis_plugin.deps import shared
-from tests.nodeodx import start_nodeodx
+from testkit.nodeodx import start_nodeodx
+from testkit.relay import start_relay
+from testkit.servers import ServerGroup
 from tests.plugin.conftest import layers_to_load, run_algorithm
-from tests.relay_servers import start_relay
-from tests.servers import ServerGroup
 
 pytestmark = pytest.mark.usefixtures("odx_provider", "fast_polls")
 TOKEN = "relay-client-token"

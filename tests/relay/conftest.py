@@ -10,9 +10,10 @@ from typing import Any, Callable, Iterable, Iterator
 
 import pytest
 
+from testkit.devnode import DevNode
+from testkit.relay import Relay, start_relay
+from testkit.servers import ServerGroup
 from tests.relay.relay_helpers import CHECK_INTERVAL, FAST, Receiver, node_url
-from tests.relay_servers import Relay, start_relay
-from tests.servers import DevNode, ServerGroup
 
 
 @pytest.fixture

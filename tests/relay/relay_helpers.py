@@ -15,8 +15,9 @@ from typing import Any, Callable, Iterable
 
 import requests
 
-from tests.relay_servers import Relay
-from tests.servers import DevNode, ServerGroup, flags_to_argv, start_server
+from testkit.devnode import DevNode
+from testkit.relay import Relay
+from testkit.servers import ServerGroup, flags_to_argv, start_server
 
 FAST = {"seconds_per_image": 0.02}
 CHECK_INTERVAL = 0.3

@@ -18,10 +18,11 @@ import pytest
 import requests
 
 from shared.assets import asset_by_name
+from testkit.devnode import DevNode, start_devnode
+from testkit.relay import Relay, start_relay
+from testkit.servers import ServerGroup
 from tests.relay.relay_helpers import (CANCELED, COMPLETED, FAST, QUEUED, RUNNING, Receiver, commit, get_json,
                                        init_task, post_json, submit, task_info, upload, wait_for, wait_status)
-from tests.relay_servers import Relay, start_relay
-from tests.servers import DevNode, ServerGroup, start_devnode
 
 NODE_A_TOKEN = "node-a-secret-4f1c9e"
 REMOVED_IN_B = ("sky-removal", "bg-removal", "no-gpu")

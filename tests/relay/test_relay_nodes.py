@@ -8,9 +8,9 @@ from pathlib import Path
 
 import requests
 
+from testkit.servers import REPO
 from tests.relay.relay_helpers import (COMPLETED, admin_nodes, get_json, restart_devnode, submit, task_info,
                                        wait_for, wait_status)
-from tests.servers import REPO
 
 ADMIN = "admin-secret-77"
 NODE_TOKEN = "node-token-b-31337"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import requests
 
+from testkit.relay import Relay, start_relay
 from tests.relay.relay_helpers import (COMPLETED, QUEUED, RUNNING, Receiver, admin_nodes, get_json, submit,
                                        task_info, wait_for, wait_status)
-from tests.relay_servers import Relay, start_relay
 
 TOKEN, ADMIN, NODE_TOKEN = "client-t0ken", "adm1n", "n0de-secret-restart"
 

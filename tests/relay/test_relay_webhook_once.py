@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from testkit.servers import free_port
 from tests.relay.relay_helpers import COMPLETED, Receiver, post_json, submit, task_info, wait_for, wait_status
-from tests.servers import free_port
 
 SETTLE = 3.0  # seconds to wait after the first call, for a second one that must not come
 

@@ -1,14 +1,14 @@
 """Fixtures for the scale tests: a cluster of real `redis-server`, relay replicas and development nodes.
 
-Helpers live in `tests/scale/cluster.py` (also used by the fault suite, `python -m scripts.faults`)."""
+The cluster itself is `testkit/cluster.py` (also used by the fault suite, `python -m scripts.faults`)."""
 from __future__ import annotations
 
 from typing import Any, Callable, Iterator
 
 import pytest
 
-from tests.scale.cluster import Cluster, start_cluster
-from tests.servers import ServerGroup
+from testkit.cluster import Cluster, start_cluster
+from testkit.servers import ServerGroup
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import requests
 
+from testkit.cluster import Cluster
 from tests.relay.relay_helpers import (COMPLETED, FAILED, FINAL, QUEUED, RUNNING, admin_nodes, post_json, submit,
                                        task_info, wait_for, wait_status)
-from tests.scale.cluster import Cluster
 
 ADMIN = "adm"
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pyodx
 import requests
 
+from testkit.cluster import Client
 from tests.relay.relay_helpers import (COMPLETED, QUEUED, commit, get_json, init_task, submit, task_info, upload,
                                        wait_status)
-from tests.scale.cluster import Client
 
 
 def test_a_task_made_through_one_replica_is_followed_and_downloaded_through_the_other(

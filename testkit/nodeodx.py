@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.servers import REPO, ServerProcess, free_port, start_server
+from testkit.servers import REPO, ServerProcess, free_port, start_server
 
 BUILD = Path(os.environ.get("NODEODX_DIR", REPO / "var" / "nodeodx"))
 SHIM = REPO / "scripts" / "nodeodx_loopback.js"

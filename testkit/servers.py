@@ -1,9 +1,10 @@
-"""Start real servers (development nodes, later the relay) as subprocesses on free loopback ports.
+"""Any server as a subprocess on a free 127.0.0.1 port: start it, wait until it answers, stop it.
 
-Tests talk to them over HTTP exactly as users do, so what is tested is the program, its flags and its
-exit, not an in-process stand-in. Each server logs to a file in the test's folder; when it fails to come
-up the error says why, with the end of that log. Every server started here must be stopped: use
-`ServerGroup` (the conftest fixtures do) or the server as a context manager.
+Tests (and the bench, the demo, the fault suite) talk to their servers over HTTP exactly as users do, so
+what is tested is the program, its flags and its exit, not an in-process stand-in. Each server logs to a
+file in the caller's folder; when it fails to come up the error says why, with the end of that log. Every
+server started must be stopped: use `ServerGroup` (the conftest fixtures do) or the server as a context
+manager. The servers themselves: `testkit.devnode`, `testkit.relay`, `testkit.nodeodx`.
 """
 from __future__ import annotations
 
@@ -13,10 +14,9 @@ import queue
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
@@ -119,30 +119,6 @@ def start_server(name: str, argv: list[str], port: int, log_path: Path, *, ready
         time.sleep(0.05)
     server.stop()
     raise RuntimeError(f"{name} did not answer {ready_path} within {timeout:.0f} s:\n{server.log()[-3000:]}")
-
-
-@dataclass
-class DevNode(ServerProcess):
-    """A development node (`python -m devnode`); `data_dir` holds its tasks and uploads."""
-
-    data_dir: Path = field(default=Path())
-
-
-def start_devnode(tmp_path: Path, *, env: dict[str, str] | None = None, **flags: Any) -> DevNode:
-    """Start `odx-devnode` on a free port with `flags` (`slots=2`, `token="t"`, `fail_tasks=True`, ...).
-
-    Its data and log go under `tmp_path` unless `data_dir` is given; `env` adds environment variables
-    (ODX_DEVNODE_*); waits until `/info` answers.
-    """
-    port = free_port()
-    data_dir = Path(flags.pop("data_dir", tmp_path / f"devnode-{port}"))
-    argv = [sys.executable, "-m", "devnode", "--port", str(port), "--data-dir", str(data_dir),
-            *flags_to_argv(flags)]
-    token = str(flags.get("token") or (env or {}).get("ODX_DEVNODE_TOKEN") or "")
-    node = start_server(f"devnode:{port}", argv, port, tmp_path / f"devnode-{port}.log", token=token,
-                        env=env, cls=DevNode, data_dir=data_dir)
-    assert isinstance(node, DevNode)
-    return node
 
 
 class ServerGroup:

@@ -1,4 +1,4 @@
-"""Starting a real relay (`python -m proxy`) as a subprocess, beside the development nodes of servers.py."""
+"""The relay (`python -m proxy`) as a subprocess on a free 127.0.0.1 port, and a throw-away `redis-server`."""
 from __future__ import annotations
 
 import shutil
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.servers import ServerProcess, flags_to_argv, free_port, start_server
+from testkit.servers import ServerProcess, flags_to_argv, free_port, start_server
 
 
 @dataclass

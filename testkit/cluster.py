@@ -1,7 +1,8 @@
-"""A relay cluster as it runs in production, for the scale tests and the fault suite (`python -m scripts.faults`).
+"""A relay cluster as it runs in production, for the scale tests (`tests/scale`) and the fault suite
+(`python -m scripts.faults`).
 
 - `redis-server` with an append-only file synced on every write, so a `kill -9` and a restart on the same
-  port keep the state (`tests.relay_servers.start_redis` is throw-away: no persistence);
+  port keep the state (`testkit.relay.start_redis` is throw-away: no persistence);
 - relay replicas on that Redis, each with its own data folder (download cache), all sharing one staging
   folder, as the docs ask of a multi-replica deployment;
 - development nodes;
@@ -31,8 +32,9 @@ from typing import Any, Callable
 import redis
 import requests
 
-from tests.relay_servers import Relay, start_relay
-from tests.servers import DevNode, ServerGroup, ServerProcess, free_port, start_devnode, start_server
+from testkit.devnode import DevNode, start_devnode
+from testkit.relay import Relay, start_relay
+from testkit.servers import ServerGroup, ServerProcess, free_port, start_server
 
 QUEUED, RUNNING, FAILED, COMPLETED, CANCELED = 10, 20, 30, 40, 50
 FINAL = (FAILED, COMPLETED, CANCELED)
