@@ -1,50 +1,18 @@
 """Fixtures for the plugin's tests in real QGIS (pytest-qgis, headless): the provider registered once,
-a feedback that records what the algorithms say, and development nodes shared by a module."""
+faster polling, and development nodes shared by a module. Helpers (running an algorithm, a feedback that
+records what it says) live in `plugin_helpers.py`."""
 from __future__ import annotations
 
 import zipfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
-from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingFeedback, QgsProject
-from qgis.PyQt.QtCore import Qt
+from qgis.core import QgsApplication, QgsProject
 
 from testkit.devnode import DevNode, start_devnode
 from testkit.servers import ServerGroup
-
-REPO = Path(__file__).resolve().parents[2]
-FIXTURE_ZIP = REPO / "tests" / "fixtures" / "nodeodx-test-all.zip"
-FAST = {"seconds_per_image": 0.02}
-
-
-class RecordingFeedback(QgsProcessingFeedback):
-    """Keeps every message and progress value an algorithm reports."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.infos: list[str] = []
-        self.console: list[str] = []
-        self.warnings: list[str] = []
-        self.errors: list[str] = []
-        self.progress_values: list[float] = []
-        # direct: the upload reports progress from its own threads, and no event loop runs meanwhile
-        self.progressChanged.connect(self.progress_values.append, Qt.ConnectionType.DirectConnection)
-
-    def pushInfo(self, info: str) -> None:  # noqa: N802 - QGIS's names
-        self.infos.append(info)
-
-    def pushConsoleInfo(self, info: str) -> None:  # noqa: N802
-        self.console.append(info)
-
-    def pushWarning(self, warning: str) -> None:  # noqa: N802
-        self.warnings.append(warning)
-
-    def reportError(self, error: str, fatalError: bool = False) -> None:  # noqa: N802, N803
-        self.errors.append(error)
-
-    def text(self) -> str:
-        return "\n".join(self.infos + self.warnings + self.errors)
+from tests.plugin.plugin_helpers import FAST, FIXTURE_ZIP
 
 
 @pytest.fixture(scope="session")
@@ -65,25 +33,6 @@ def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
     from qgis_plugin.processing.base import OdxAlgorithm
 
     monkeypatch.setattr(OdxAlgorithm, "POLL_INTERVAL", 0.2)
-
-
-def run_algorithm(algorithm: str, parameters: dict[str, Any], feedback: RecordingFeedback | None = None,
-                  load: bool = False) -> tuple[dict, QgsProcessingContext, RecordingFeedback]:
-    """`processing.run` (or `runAndLoadResults`) with a context on the current project."""
-    import processing
-
-    feedback = feedback or RecordingFeedback()
-    context = QgsProcessingContext()
-    context.setProject(QgsProject.instance())
-    run = processing.runAndLoadResults if load else processing.run
-    results = run(algorithm, parameters, feedback=feedback, context=context)
-    return results, context, feedback
-
-
-def layers_to_load(context: QgsProcessingContext) -> dict:
-    """{layer name: layer} of what the algorithm queued to load on completion."""
-    return {details.name: context.temporaryLayerStore().mapLayer(layer_id)
-            for layer_id, details in context.layersToLoadOnCompletion().items()}
 
 
 @pytest.fixture(scope="module")

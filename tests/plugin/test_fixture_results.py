@@ -7,7 +7,7 @@ from pathlib import Path
 from qgis.core import QgsLayerTreeGroup, QgsProject, QgsProviderRegistry
 
 from scripts.demo_qgis import painted_share, render_png
-from tests.plugin.conftest import layers_to_load, run_algorithm
+from tests.plugin.plugin_helpers import layers_to_load, run_algorithm
 
 LAZ = "odm_georeferencing/odm_georeferenced_model.laz"
 

@@ -14,7 +14,7 @@ from qgis.core import QgsRasterLayer
 
 from scripts import demo_qgis, package
 from testkit.servers import free_port
-from tests.plugin.conftest import FAST
+from tests.plugin.plugin_helpers import FAST
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,22 +7,16 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsLayerTreeGroup, QgsPointXY,
-                       QgsProcessingException, QgsProject)
+from qgis.core import QgsCoordinateReferenceSystem, QgsLayerTreeGroup, QgsProcessingException, QgsProject
 
-from devnode.samples import SAMPLE_EPSG, SAMPLE_LATITUDE, SAMPLE_LONGITUDE
+from devnode.samples import SAMPLE_EPSG
 from qgis_plugin.deps import shared
 from scripts.demo_qgis import painted_share, render_png
 from testkit.servers import free_port
-from tests.plugin.conftest import FAST, FIXTURE_ZIP, RecordingFeedback, layers_to_load, run_algorithm
+from tests.plugin.plugin_helpers import (FAST, FIXTURE_ZIP, RecordingFeedback, layers_to_load, run_algorithm,
+                                        where_photos_were_taken)
 
 pytestmark = pytest.mark.usefixtures("odx_provider", "fast_polls")
-
-
-def where_photos_were_taken(crs: QgsCoordinateReferenceSystem) -> QgsPointXY:
-    wgs84 = QgsCoordinateReferenceSystem("EPSG:4326")
-    return QgsCoordinateTransform(wgs84, crs, QgsProject.instance()).transform(
-        QgsPointXY(SAMPLE_LONGITUDE, SAMPLE_LATITUDE))
 
 
 @pytest.fixture(scope="module")

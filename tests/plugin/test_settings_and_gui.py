@@ -10,7 +10,7 @@ from qgis.core import QgsApplication, QgsProcessingRegistry, QgsSettings
 from qgis.gui import QgsOptionsPageWidget
 
 from qgis_plugin import settings
-from tests.plugin.conftest import FAST
+from tests.plugin.plugin_helpers import FAST
 
 MASTER_PASSWORD = "odx-relay-tests"
 

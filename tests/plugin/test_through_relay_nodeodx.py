@@ -12,7 +12,7 @@ from qgis_plugin.deps import shared
 from testkit.nodeodx import start_nodeodx
 from testkit.relay import start_relay
 from testkit.servers import ServerGroup
-from tests.plugin.conftest import layers_to_load, run_algorithm
+from tests.plugin.plugin_helpers import layers_to_load, run_algorithm
 
 pytestmark = pytest.mark.usefixtures("odx_provider", "fast_polls")
 TOKEN = "relay-client-token"

@@ -1,0 +1,74 @@
+"""Helpers for the plugin's tests in real QGIS: run an algorithm as `processing.run` does, a feedback that
+records what it says, what it queued to load, where the sample photos were taken.
+
+Imported as `tests.plugin.plugin_helpers` by the test modules and by `conftest.py` (fixtures stay there,
+used by name).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsPointXY, QgsProcessingContext,
+                       QgsProcessingFeedback, QgsProject)
+from qgis.PyQt.QtCore import Qt
+
+from devnode.samples import SAMPLE_LATITUDE, SAMPLE_LONGITUDE
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURE_ZIP = REPO / "tests" / "fixtures" / "nodeodx-test-all.zip"
+FAST = {"seconds_per_image": 0.02}
+
+
+class RecordingFeedback(QgsProcessingFeedback):
+    """Keeps every message and progress value an algorithm reports."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.infos: list[str] = []
+        self.console: list[str] = []
+        self.warnings: list[str] = []
+        self.errors: list[str] = []
+        self.progress_values: list[float] = []
+        # direct: the upload reports progress from its own threads, and no event loop runs meanwhile
+        self.progressChanged.connect(self.progress_values.append, Qt.ConnectionType.DirectConnection)
+
+    def pushInfo(self, info: str) -> None:  # noqa: N802 - QGIS's names
+        self.infos.append(info)
+
+    def pushConsoleInfo(self, info: str) -> None:  # noqa: N802
+        self.console.append(info)
+
+    def pushWarning(self, warning: str) -> None:  # noqa: N802
+        self.warnings.append(warning)
+
+    def reportError(self, error: str, fatalError: bool = False) -> None:  # noqa: N802, N803
+        self.errors.append(error)
+
+    def text(self) -> str:
+        return "\n".join(self.infos + self.warnings + self.errors)
+
+
+def run_algorithm(algorithm: str, parameters: dict[str, Any], feedback: RecordingFeedback | None = None,
+                  load: bool = False) -> tuple[dict, QgsProcessingContext, RecordingFeedback]:
+    """`processing.run` (or `runAndLoadResults`) with a context on the current project."""
+    import processing
+
+    feedback = feedback or RecordingFeedback()
+    context = QgsProcessingContext()
+    context.setProject(QgsProject.instance())
+    run = processing.runAndLoadResults if load else processing.run
+    results = run(algorithm, parameters, feedback=feedback, context=context)
+    return results, context, feedback
+
+
+def layers_to_load(context: QgsProcessingContext) -> dict:
+    """{layer name: layer} of what the algorithm queued to load on completion."""
+    return {details.name: context.temporaryLayerStore().mapLayer(layer_id)
+            for layer_id, details in context.layersToLoadOnCompletion().items()}
+
+
+def where_photos_were_taken(crs: QgsCoordinateReferenceSystem) -> QgsPointXY:
+    wgs84 = QgsCoordinateReferenceSystem("EPSG:4326")
+    return QgsCoordinateTransform(wgs84, crs, QgsProject.instance()).transform(
+        QgsPointXY(SAMPLE_LONGITUDE, SAMPLE_LATITUDE))
