@@ -16,7 +16,7 @@ import requests
 from testkit.cluster import Cluster
 from tests.relay.relay_helpers import (COMPLETED, QUEUED, RUNNING, commit, get_json, init_task, submit, task_info,
                                        upload, wait_for, wait_status)
-from tests.scale.test_failover import ADMIN, set_locked
+from tests.scale.scale_helpers import ADMIN, set_locked
 
 BIG = 24 * 1024 * 1024  # bytes added to each photo (after its JPEG end: still a valid photo), so sending takes time
 
