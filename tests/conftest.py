@@ -1,6 +1,8 @@
-"""Shared fixtures: headless Qt, sample photos, and factories for real server subprocesses."""
+"""Shared fixtures: headless Qt, sample photos, factories for real server subprocesses, and the relay's two
+stores (SQLite and Redis) for the store contract (tests/test_store_contract.py, tests/scale/test_store_freshness.py)."""
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -12,6 +14,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from devnode.samples import make_samples  # noqa: E402  (after the Qt setting, which must come first)
 from testkit.devnode import DevNode, start_devnode  # noqa: E402
 from testkit.nodeodx import NodeODX, start_nodeodx  # noqa: E402
+from testkit.relay import start_redis  # noqa: E402
 from testkit.servers import ServerGroup, WebhookReceiver  # noqa: E402
 
 SAMPLE_COUNT = 6
@@ -65,3 +68,27 @@ def webhook() -> Iterator[WebhookReceiver]:
         yield receiver
     finally:
         receiver.close()
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request, tmp_path, redis_url):
+    """(run, backend) for each of the relay's stores; `run(coro)` runs a store call to its end."""
+    from proxy.redis_store import RedisStore  # here, not at the top: only the store tests need the relay's code
+    from proxy.store import SQLiteStore
+
+    if request.param == "sqlite":
+        backend = SQLiteStore(tmp_path / "state.sqlite3")
+    else:
+        backend = RedisStore(redis_url, prefix=f"t{id(tmp_path)}:")
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(backend.open())
+    yield lambda coro: loop.run_until_complete(coro), backend
+    loop.run_until_complete(backend.close())
+    loop.close()

@@ -1,34 +1,8 @@
-"""One contract, two backends: the SQLite store and the Redis store behave the same."""
+"""One contract, two backends: the SQLite store and the Redis store behave the same (the `store` fixture,
+in tests/conftest.py, gives each test both)."""
 from __future__ import annotations
 
-import asyncio
-
-import pytest
-
 from proxy.models import NodeRecord, Stage, TaskRecord, UserRecord
-from proxy.redis_store import RedisStore
-from proxy.store import SQLiteStore
-from testkit.relay import start_redis
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
-    server = start_redis(tmp_path_factory.mktemp("redis"))
-    yield server.url
-    server.stop()
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def store(request, tmp_path, redis_url):
-    if request.param == "sqlite":
-        backend = SQLiteStore(tmp_path / "state.sqlite3")
-    else:
-        backend = RedisStore(redis_url, prefix=f"t{id(tmp_path)}:")
-    loop = asyncio.new_event_loop()
-    loop.run_until_complete(backend.open())
-    yield lambda coro: loop.run_until_complete(coro), backend
-    loop.run_until_complete(backend.close())
-    loop.close()
 
 
 def test_tasks_round_trip_and_index_by_stage_and_owner(store):

@@ -1,13 +1,12 @@
 """What the stores guarantee replicas beyond the shared contract (tests/test_store_contract.py): a slot is
-never granted on numbers older than those that settled a reservation, and a lease stays with a live holder."""
+never granted on numbers older than those that settled a reservation, and a lease stays with a live holder.
+The `store` fixture (tests/conftest.py) gives each test both backends."""
 from __future__ import annotations
 
 import time
 
-from tests.test_store_contract import redis_url, store  # noqa: F401  (the contract's fixtures: both backends)
 
-
-def test_a_slot_asked_on_numbers_older_than_a_settlement_is_refused(store) -> None:  # noqa: F811
+def test_a_slot_asked_on_numbers_older_than_a_settlement_is_refused(store) -> None:
     run, s = store
     assert run(s.reserve("n1", "t1", 0, free_slots=1, headroom_mb=None, info_asked_at=9.0))
     run(s.commit_reservation("t1", 10.0))
@@ -17,7 +16,7 @@ def test_a_slot_asked_on_numbers_older_than_a_settlement_is_refused(store) -> No
     assert run(s.reserve("n1", "t2", 0, free_slots=1, headroom_mb=None, info_asked_at=11.0))
 
 
-def test_a_lease_stays_with_a_live_holder_and_passes_on_when_it_lapses(store) -> None:  # noqa: F811
+def test_a_lease_stays_with_a_live_holder_and_passes_on_when_it_lapses(store) -> None:
     run, s = store
     if type(s).__name__ == "SQLiteStore":
         assert run(s.lease("job", "a", 0.3)) and run(s.lease("job", "b", 0.3))  # one process: no rivals
