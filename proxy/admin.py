@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .errors import Conflict, HTTPError
 from .nodes import parse_node_url
-from .relay import RELAY
+from .state import RELAY
 
 
 def _relay(request: web.Request):
@@ -21,7 +22,7 @@ def _handle(request: web.Request):
     relay = _relay(request)
     handle = relay.registry.get(request.match_info["node_id"])
     if handle is None:
-        raise web.HTTPNotFound(text='{"error": "No such node"}', content_type="application/json")
+        raise HTTPError(404, "No such node")
     return relay, handle
 
 
@@ -36,11 +37,11 @@ async def add_node(request: web.Request) -> web.Response:
         data = await request.json()
         record = parse_node_url(str(data["url"]), str(data.get("label", "")))
     except (ValueError, KeyError, TypeError) as exc:
-        return web.json_response({"error": f"Send {{\"url\": \"http://host:port?token=...\"}} ({exc})"}, status=400)
+        raise HTTPError(400, f"Send {{\"url\": \"http://host:port?token=...\"}} ({exc})") from None
     if data.get("token"):
         record.token = str(data["token"])
     if relay.registry.get(record.id) is not None:
-        return web.json_response({"error": f"Node {record.url} is registered already as {record.id}"}, status=409)
+        raise Conflict(f"Node {record.url} is registered already as {record.id}")
     handle = await relay.registry.add(record)
     relay.wake_dispatch.set()
     return web.json_response(handle.public(), status=201)

@@ -1,12 +1,12 @@
-"""Building the relay's aiohttp application: parts wired once, background loops started and stopped."""
+"""The composition root: the relay's aiohttp application, its parts wired once, its background work
+started with it and stopped with it."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import socket
-import time
+from typing import AsyncIterator
 
 import aiohttp
 from aiohttp import web
@@ -15,117 +15,19 @@ from redis.exceptions import RedisError
 from .admin import add_admin_routes
 from .auth import Auth
 from .config import RelayConfig
-from .dispatch import dispatch_loop, recover
 from .downloads import DownloadCache
-from .models import Stage
+from .errors import errors_middleware
+from .housekeeping import background_work
 from .nodes import NodeRegistry, parse_node_url
 from .openapi import add_openapi_route
-from .relay import RELAY, Relay
-from .routes import CACHE, add_routes, errors_middleware
-from .staging import Staging
 from .redis_store import RedisStore
+from .routes import add_routes
+from .state import CONFIG, RELAY, Relay
+from .staging import Staging
 from .store import SQLiteStore, Store
-from .task_end import ENDED, end_here, learn_info, status_code
-from .upstream import Upstream, UpstreamError
+from .upstream import Upstream
 
 log = logging.getLogger("odx_relay")
-CONFIG: web.AppKey[RelayConfig] = web.AppKey("config", RelayConfig)
-
-
-async def health_round(relay: Relay) -> None:
-    """One interval's work. With several replicas, the one holding the "health" lease asks the nodes
-    and does the housekeeping; the others take in what it shared through the store."""
-    was_online = {h.record.id for h in relay.registry.online()}
-    if await relay.store.lease("health", relay.replica_id, relay.config.check_interval * 1.5):
-        await relay.registry.sync()
-        await relay.registry.check_all()
-        await fail_over(relay)
-        await recover(relay)  # sends cut short by a replica that died (and may not come back)
-        await drop_old_inputs(relay)
-        await expire_idle_uploads(relay)
-    else:
-        await relay.registry.sync()
-    if {h.record.id for h in relay.registry.online()} - was_online:
-        relay.wake_dispatch.set()
-
-
-async def health_loop(relay: Relay) -> None:
-    while True:
-        try:
-            await health_round(relay)
-        except Exception as exc:  # Redis away, a node answering nonsense: say it, try again next interval
-            log.warning("health round failed: %s: %s", type(exc).__name__, exc)
-        await asyncio.sleep(relay.config.check_interval)
-
-
-async def fail_over(relay: Relay) -> None:
-    """Tasks on a node that has been offline past the grace period go back to the relay's queue, to be
-    sent again from their staged inputs, under the same uuid, to a node that fits."""
-    now = time.time()
-    gone = {h.record.id for h in relay.registry.handles.values()
-            if not h.online and h.offline_since is not None and now - h.offline_since >= relay.config.failover_after}
-    if not gone and not relay.registry.removed:
-        return  # the common case: no need to read every task each interval
-    relay.registry.removed = False
-    for task in await relay.store.tasks_in(Stage.ON_NODE):
-        if (task.node_id not in gone and relay.registry.get(task.node_id) is not None) or task.ended_ms:
-            continue
-        lost_node = task.node_id
-        await relay.registry.release(task.uuid)
-        if relay.staging.files(task.uuid):
-            task.stage, task.node_id, task.last_info = Stage.QUEUED, None, None
-            relay.wake_dispatch.set()
-            log.warning("failover uuid=%s: node %s offline, task queued again from its staged inputs",
-                        task.uuid, lost_node)
-            await relay.store.put_task(task)
-        else:
-            await end_here(relay, task, Stage.FAILED,
-                           f"The node running this task ({lost_node}) went offline and the relay no longer "
-                           f"keeps the task's inputs, so it cannot be sent elsewhere. Create the task again.")
-
-
-async def drop_old_inputs(relay: Relay) -> None:
-    """Staged inputs of tasks that ended more than `--keep-inputs` ago. Walks the staging folder, which
-    holds only tasks still kept, rather than every task ever stored."""
-    now_ms = time.time() * 1000
-    for uuid in relay.staging.uuids():
-        task = await relay.store.get_task(uuid)
-        if (task is not None and task.stage != Stage.UPLOADING and task.ended_ms
-                and now_ms - task.ended_ms > relay.config.keep_inputs * 1000):
-            relay.staging.remove(uuid)
-            log.info("staged inputs dropped uuid=%s", uuid)
-
-
-async def expire_idle_uploads(relay: Relay) -> None:
-    """Uploads that were never committed and have been silent for `--upload-idle` seconds: their client gave
-    up or crashed. Forget the task and its staged files, as NodeODX cleans up old uploads (it holds no node
-    slot: only committed work counts against a node's capacity)."""
-    idle_before = time.time() - relay.config.upload_idle
-    for task in await relay.store.tasks_in(Stage.UPLOADING):
-        folder = relay.staging.folder(task.uuid)
-        try:  # the folder changes with each file; a file being written is a hidden `.part`
-            last = max([folder.stat().st_mtime] + [p.stat().st_mtime for p in folder.glob(".*.part")])
-        except OSError:
-            last = task.created_ms / 1000
-        if last < idle_before and not relay.lock(task.uuid).locked():
-            relay.staging.remove(task.uuid)
-            await relay.store.delete_task(task.uuid)
-            log.info("upload expired uuid=%s: nothing received for %g s and never committed", task.uuid,
-                     relay.config.upload_idle)
-
-
-async def catch_up(relay: Relay) -> None:
-    """After a restart, learn the ends that happened while the relay was down (webhooks it missed)."""
-    for task in await relay.store.tasks_in(Stage.ON_NODE):
-        handle = relay.registry.get(task.node_id)
-        if task.ended_ms or handle is None:
-            continue
-        try:
-            info = await relay.upstream.call(handle.record, "GET", f"/task/{task.uuid}/info")
-        except UpstreamError:
-            continue
-        if isinstance(info, dict) and status_code(info) in ENDED:
-            await learn_info(relay, task, info)
 
 
 async def open_store(config: RelayConfig) -> Store:
@@ -149,7 +51,8 @@ def redact(url: str) -> str:
     return re.sub(r"//[^@/]*@", "//***@", url)
 
 
-async def relay_context(app: web.Application):
+async def relay_context(app: web.Application) -> AsyncIterator[None]:
+    """Wire the parts once, run the background work while the app serves, close everything after."""
     config = app[CONFIG]
     data = config.data_dir
     store = await open_store(config)
@@ -160,26 +63,19 @@ async def relay_context(app: web.Application):
     relay = Relay(config=config, store=store, upstream=upstream, registry=registry,
                   staging=Staging(config.staging_dir or data / "staging"),
                   auth=Auth(store, config.token, config.admin_token, config.allow_registration),
-                  secret=await store.shared_secret(),
+                  cache=DownloadCache(data / "cache"), secret=await store.shared_secret(),
                   # the same after a restart, so the replica takes up its own leases (a task it was sending)
                   replica_id=f"{socket.gethostname()}:{config.host}:{config.port}")
     app[RELAY] = relay
-    app[CACHE] = DownloadCache(data / "cache")
-    await registry.check_all()
-    await recover(relay)
-    await catch_up(relay)
-    loops = [asyncio.ensure_future(health_loop(relay)), asyncio.ensure_future(dispatch_loop(relay))]
-    relay.wake_dispatch.set()
-    log.info("relay ready on %s:%s with %d node(s), %d online, state in %s", config.host, config.port,
-             len(registry.handles), len(registry.online()), redact(config.redis) if config.redis else "SQLite")
-    yield
-    for loop in loops:
-        loop.cancel()
-    for loop in loops:
-        with contextlib.suppress(asyncio.CancelledError):
-            await loop
-    await session.close()
-    await store.close()
+    try:
+        async with background_work(relay):
+            log.info("relay ready on %s:%s with %d node(s), %d online, state in %s", config.host, config.port,
+                     len(registry.handles), len(registry.online()),
+                     redact(config.redis) if config.redis else "SQLite")
+            yield
+    finally:
+        await session.close()
+        await store.close()
 
 
 def create_app(config: RelayConfig) -> web.Application:

@@ -13,16 +13,11 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from .errors import AuthError
 from .models import UserRecord
 from .store import Store
 
 ANONYMOUS = ""
-
-
-class AuthError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
 
 
 def hash_token(token: str) -> str:

@@ -14,12 +14,12 @@ import time
 
 from redis.exceptions import RedisError
 
-from .intake import mark_on_node, node_init, send_missing_files
+from .forward import commit_on_node, mark_on_node, open_on_node, reserve_slot
 from .models import Stage, TaskRecord
-from .relay import Relay
+from .state import Relay
 from .scheduler import Outcome, place
 from .task_end import end_here
-from .upstream import UpstreamError
+from .errors import UpstreamError
 
 log = logging.getLogger("odx_relay.dispatch")
 DISPATCH_LEASE_SECONDS = 30.0
@@ -52,9 +52,8 @@ async def dispatch_once(relay: Relay, excluded: dict[str, set[str]]) -> int:
             continue
         if not await claim(relay, task.uuid):
             continue  # another replica is sending it
-        if not await relay.registry.reserve(decision.node_id, task.uuid, relay.needs(task).memory_mb):
+        if not await reserve_slot(relay, task, decision.node_id, relay.needs(task)):
             continue  # another replica took the last slot first: next round
-        relay.registry.last_assigned[decision.node_id] = time.monotonic()
         task.stage, task.node_id = Stage.DISPATCHING, decision.node_id
         async with relay.lock(task.uuid):  # `recover` leaves alone what this replica is sending
             keeper = asyncio.ensure_future(keep_claim(relay, task.uuid))
@@ -89,11 +88,8 @@ async def send_to_node(relay: Relay, task: TaskRecord, node_id: str) -> bool:
             raise UpstreamError("node was removed")
         # init again under the same uuid: a node that has part of the upload (it was the forward node, or
         # an earlier attempt failed half way) keeps it, so only the files it lacks are sent
-        await node_init(relay, task, node_id)
-        await send_missing_files(relay, task, handle.record)
-        result = await relay.upstream.call(handle.record, "POST", f"/task/new/commit/{task.uuid}")
-        if not (isinstance(result, dict) and result.get("uuid") == task.uuid):
-            raise UpstreamError(f"node refused commit: {result}")
+        await open_on_node(relay, task, node_id)
+        await commit_on_node(relay, task, handle.record)
     except UpstreamError as exc:
         await relay.registry.release(task.uuid)
         fresh = await relay.store.get_task(task.uuid)

@@ -15,24 +15,23 @@ import re
 import shutil
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from shared.assets import ALL_ZIP, EPT_FOLDER, Asset, asset_by_name
 
+from .errors import DownloadError, UpstreamError
 from .models import TaskRecord
-from .relay import Relay
-from .upstream import UpstreamError
+
+if TYPE_CHECKING:  # the state holds the cache: a type, not an import at run time
+    from .state import Relay
 
 ZIP_DISPOSITION = f"attachment; filename={ALL_ZIP}"  # exactly as NodeODX sends it
 
 log = logging.getLogger("odx_relay.downloads")
 CHUNK = 256 * 1024
 EPT_TILE = re.compile(r"^(ept-data|ept-hierarchy|ept-sources)/[0-9A-Za-z_\-]+(\.[0-9A-Za-z]+){1,2}$")
-
-
-class DownloadError(Exception):
-    pass
 
 
 class DownloadCache:

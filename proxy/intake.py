@@ -19,39 +19,23 @@ from collections import Counter
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator
 
-import aiohttp
 from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from shared.client import count_images
 from shared.options import MIN_IMAGES, parse_options_field, validate_options
 
+from .errors import BadRequest, UploadStalled, UpstreamError
+from .forward import commit_on_node, mark_on_node, open_on_node, reserve_slot
 from .models import Stage, TaskRecord
-from .relay import Relay
+from .state import Relay
 from .scheduler import TaskNeeds, forward_target, refusal
 from .staging import safe_filename, valid_uuid
-from .upstream import UpstreamError
 
 log = logging.getLogger("odx_relay.intake")
 CHUNK = 1024 * 1024
 MAX_FIELD = 1024 * 1024  # a text field of a multipart body (name, options, ...) is read into memory: cap it
 MB = 1024 * 1024
-
-
-class IntakeError(Exception):
-    """Answered to the client as NodeODX does: HTTP 200 with {"error": message} (and `extra` keys)."""
-
-    close_connection = False
-
-    def __init__(self, message: str, **extra: object):
-        super().__init__(message)
-        self.extra = extra
-
-
-class UploadStalled(IntakeError):
-    """The client sent nothing for `--upload-timeout` seconds: answer, then close its connection."""
-
-    close_connection = True
 
 
 class Body:
@@ -70,11 +54,11 @@ class Body:
     @classmethod
     def of(cls, relay: Relay, request: web.Request) -> "Body":
         if not request.content_type.startswith("multipart/"):
-            raise IntakeError("Need at least 1 file.", noRetry=True)
+            raise BadRequest("Need at least 1 file.", noRetry=True)
         try:
             return cls(relay, MultipartReader(request.headers, request.content))
         except (ValueError, KeyError) as exc:
-            raise IntakeError(f"Malformed multipart body: {exc}") from None
+            raise BadRequest(f"Malformed multipart body: {exc}") from None
 
     async def _timed(self, awaitable, what: str):
         try:
@@ -83,7 +67,7 @@ class Body:
             raise UploadStalled(f"Upload timed out: nothing received for {self.timeout:g} s while reading "
                                 f"{what}") from None
         except (ValueError, RuntimeError, HttpProcessingError) as exc:  # a body that is not valid multipart
-            raise IntakeError(f"Malformed multipart body: {exc}") from None
+            raise BadRequest(f"Malformed multipart body: {exc}") from None
 
     async def next_part(self) -> BodyPartReader | None:
         while True:
@@ -107,11 +91,11 @@ class Body:
         while chunk := await self.chunk(part):
             data += chunk
             if len(data) > MAX_FIELD:
-                raise IntakeError(f"Field {part.name!r} is too large (at most {MAX_FIELD // MB} MB)")
+                raise BadRequest(f"Field {part.name!r} is too large (at most {MAX_FIELD // MB} MB)")
         try:
             return bytes(part.decode(data)).decode("utf-8", "replace")
         except (ValueError, RuntimeError) as exc:  # a Content-Transfer-Encoding that is unknown or broken
-            raise IntakeError(f"Field {part.name!r} cannot be decoded: {exc}") from None
+            raise BadRequest(f"Field {part.name!r} cannot be decoded: {exc}") from None
 
     def budget(self, task: TaskRecord) -> "FileReader":
         limit_mb = self.relay.config.max_upload_mb
@@ -123,18 +107,18 @@ class FileReader:
 
     def __init__(self, body: Body, left: int | None):
         self.body, self.left = body, left
-        self.refusal: IntakeError | None = None
+        self.refusal: BadRequest | None = None
 
     async def read(self, part: BodyPartReader) -> bytes:
         try:
             chunk = await self.body.chunk(part)
-        except IntakeError as exc:
+        except BadRequest as exc:
             self.refusal = exc
             raise
         if self.left is not None:
             self.left -= len(chunk)
             if self.left < 0:
-                self.refusal = IntakeError(f"Upload too large: a task's files may take at most "
+                self.refusal = BadRequest(f"Upload too large: a task's files may take at most "
                                            f"{self.body.relay.config.max_upload_mb:g} MB on this relay")
                 raise self.refusal
         return chunk
@@ -149,15 +133,15 @@ def read_options(raw: str | None, relay: Relay) -> dict[str, Any]:
     """The `options` field of init or restart, checked against what every online node accepts. NodeODX drops
     what it cannot use without a word; the relay says so at once (an intended difference)."""
     if raw is not None and raw.strip().startswith("{"):  # NodeODX ignores an object: refused here, not lost
-        raise IntakeError('Invalid options: expected a JSON list of {"name": ..., "value": ...} objects')
+        raise BadRequest('Invalid options: expected a JSON list of {"name": ..., "value": ...} objects')
     try:
         options = parse_options_field(raw)
     except ValueError as exc:
-        raise IntakeError(f"Invalid options: {exc}") from None
+        raise BadRequest(f"Invalid options: {exc}") from None
     available = relay.registry.options()
     problems = validate_options(available, options) if available else []
     if problems:
-        raise IntakeError("Invalid option " + "; ".join(str(p) for p in problems))
+        raise BadRequest("Invalid option " + "; ".join(str(p) for p in problems))
     return options
 
 
@@ -176,7 +160,7 @@ def read_fields(fields: dict[str, str], relay: Relay) -> dict[str, Any]:
             outputs = json.loads(fields["outputs"])
             assert isinstance(outputs, list) and all(isinstance(o, str) for o in outputs)
         except (ValueError, AssertionError):
-            raise IntakeError("Invalid outputs: expected a JSON list of paths") from None
+            raise BadRequest("Invalid outputs: expected a JSON list of paths") from None
     created_ms = js_parse_int(fields.get("dateCreated"))
     if created_ms is None or abs(created_ms) >= 2 ** 53:  # not a number (NodeODX takes the time now), or unsafe
         created_ms = int(time.time() * 1000)
@@ -193,34 +177,8 @@ async def choose_uuid(request: web.Request, relay: Relay) -> str:
     if wanted is None:
         return str(uuidlib.uuid4())
     if not valid_uuid(wanted) or await relay.store.get_task(wanted) is not None:
-        raise IntakeError(f"Invalid set-uuid: {wanted}")
+        raise BadRequest(f"Invalid set-uuid: {wanted}")
     return wanted  # its case kept: NodeODX keeps it, and finds a task by the exact string
-
-
-def node_fields(task: TaskRecord, relay: Relay, node_id: str) -> dict[str, str]:
-    """The init form sent to a node: the client's fields, with the relay's webhook in place of theirs."""
-    fields = {"options": json.dumps([{"name": k, "value": v} for k, v in task.options.items()]),
-              "dateCreated": str(task.created_ms), "webhook": relay.webhook_url(task.uuid, node_id)}
-    if task.name is not None:
-        fields["name"] = task.name
-    if task.skip_post_processing:
-        fields["skipPostProcessing"] = "true"
-    if task.outputs:
-        fields["outputs"] = json.dumps(task.outputs)
-    return fields
-
-
-async def node_init(relay: Relay, task: TaskRecord, node_id: str) -> None:
-    """Open the task on a node under the same uuid; raise UpstreamError if the node will not."""
-    handle = relay.registry.get(node_id)
-    if handle is None:
-        raise UpstreamError("node was removed")
-    # multipart, never url-encoded: NodeODX reads init fields with multer().none() and silently drops the rest
-    form = aiohttp.FormData(node_fields(task, relay, node_id), default_to_multipart=True)
-    result = await relay.upstream.call(handle.record, "POST", "/task/new/init", data=form,
-                                       headers={"set-uuid": task.uuid})
-    if not (isinstance(result, dict) and result.get("uuid") == task.uuid):
-        raise UpstreamError(f"node {node_id} refused init: {result.get('error') if isinstance(result, dict) else result}")
 
 
 async def init_task(relay: Relay, uuid: str, owner: str, fields: dict[str, Any]) -> TaskRecord:
@@ -235,7 +193,7 @@ async def init_task(relay: Relay, uuid: str, owner: str, fields: dict[str, Any])
     if task.forward_node_id is not None:
         relay.registry.last_assigned[task.forward_node_id] = time.monotonic()  # the next init tries another
         try:
-            await node_init(relay, task, task.forward_node_id)
+            await open_on_node(relay, task, task.forward_node_id)
         except UpstreamError as exc:
             log.warning("init forward failed uuid=%s node=%s: %s", uuid, task.forward_node_id, exc)
             task.forward_node_id = None
@@ -248,7 +206,7 @@ def check_image_count(relay: Relay, task: TaskRecord, name: str) -> None:
     """Refuse a photo past `--max-images` before reading it."""
     limit = relay.config.max_images
     if limit and count_images({p.name for p in relay.staging.files(task.uuid)} | {name}) > limit:
-        raise IntakeError(f"Too many images: this relay takes at most {limit} images per task")
+        raise BadRequest(f"Too many images: this relay takes at most {limit} images per task")
 
 
 async def stage_part(relay: Relay, task: TaskRecord, body: Body, part: BodyPartReader, forward: bool) -> str:
@@ -257,7 +215,7 @@ async def stage_part(relay: Relay, task: TaskRecord, body: Body, part: BodyPartR
     Whatever stops it (a limit, a stall, the client leaving) removes the partial file."""
     name = safe_filename(part.filename)
     if name is None:
-        raise IntakeError(f"Invalid file name: {part.filename!r}")
+        raise BadRequest(f"Invalid file name: {part.filename!r}")
     check_image_count(relay, task, name)
     reader = body.budget(task)
     partial = relay.staging.partial(task.uuid, name)
@@ -280,7 +238,7 @@ async def stage_part(relay: Relay, task: TaskRecord, body: Body, part: BodyPartR
                 handle.write(chunk)
     except BaseException as exc:
         partial.unlink(missing_ok=True)
-        log.info("upload dropped uuid=%s file=%s: %s", task.uuid, name, exc if isinstance(exc, IntakeError)
+        log.info("upload dropped uuid=%s file=%s: %s", task.uuid, name, exc if isinstance(exc, BadRequest)
                  else type(exc).__name__)
         raise
     partial.replace(relay.staging.folder(task.uuid) / name)
@@ -338,7 +296,7 @@ async def commit_task(relay: Relay, task: TaskRecord) -> None:
     task.image_count = count_images(files)
     if not files:  # NodeODX drops such an upload: a later call on its uuid finds nothing
         await forget(relay, task)
-        raise IntakeError("Need at least 1 file.")
+        raise BadRequest("Need at least 1 file.")
     needs = relay.needs(task)
     reason = refusal(needs, await relay.registry.states())
     if task.image_count < MIN_IMAGES:
@@ -348,7 +306,7 @@ async def commit_task(relay: Relay, task: TaskRecord) -> None:
     if reason:
         await forget(relay, task)
         log.info("task refused uuid=%s: %s", task.uuid, reason)
-        raise IntakeError(reason)
+        raise BadRequest(reason)
     if task.forward_node_id and await commit_on_forward_node(relay, task, needs):
         return
     await relay.registry.release(task.uuid)
@@ -369,43 +327,16 @@ async def commit_on_forward_node(relay: Relay, task: TaskRecord, needs: TaskNeed
         log.info("forward node does not take %d images uuid=%s node=%s", task.image_count, task.uuid,
                  handle.record.id)
         return False
-    if not await relay.registry.reserve(handle.record.id, task.uuid, needs.memory_mb):
+    if not await reserve_slot(relay, task, handle.record.id, needs):
         log.info("forward node has no room now uuid=%s node=%s", task.uuid, handle.record.id)
         return False
     try:
-        await send_missing_files(relay, task, handle.record)
-        result = await relay.upstream.call(handle.record, "POST", f"/task/new/commit/{task.uuid}")
+        await commit_on_node(relay, task, handle.record)
     except UpstreamError as exc:
         log.warning("commit forward failed uuid=%s node=%s: %s", task.uuid, handle.record.id, exc)
         return False
-    if not (isinstance(result, dict) and result.get("uuid") == task.uuid):
-        log.warning("node refused commit uuid=%s node=%s: %s", task.uuid, handle.record.id, result)
-        return False
     await mark_on_node(relay, task, handle.record.id, needs)
     return True
-
-
-async def send_missing_files(relay: Relay, task: TaskRecord, node) -> None:
-    """Upload, from staging, every file the node does not have yet."""
-    done = relay.staging.forwarded(task.uuid, node.id)
-    for path in relay.staging.files(task.uuid):
-        if path.name in done:
-            continue
-        with open(path, "rb") as handle:
-            result = await relay.upstream.upload(node, task.uuid, path.name, handle)
-        if not (isinstance(result, dict) and result.get("success")):
-            raise UpstreamError(f"node refused {path.name}: {result}")
-        relay.staging.mark_forwarded(task.uuid, path.name, node.id)
-
-
-async def mark_on_node(relay: Relay, task: TaskRecord, node_id: str, needs: TaskNeeds) -> None:
-    # the slot stays held throughout (letting go first would let another replica take it meanwhile); this
-    # only updates the memory counted, and keeps the old reservation if the node's numbers moved on
-    await relay.registry.reserve(node_id, task.uuid, needs.memory_mb)  # counted until /info shows it
-    await relay.store.commit_reservation(task.uuid, time.time())
-    task.stage, task.node_id, task.forward_node_id = Stage.ON_NODE, node_id, None
-    await relay.store.put_task(task)
-    log.info("task on node uuid=%s node=%s images=%d", task.uuid, node_id, task.image_count)
 
 
 async def forget(relay: Relay, task: TaskRecord) -> None:

@@ -27,7 +27,6 @@ class TaskRecord:
     stage: Stage = Stage.UPLOADING
     node_id: str | None = None
     forward_node_id: str | None = None
-    forwarded: list[str] = field(default_factory=list)
     image_count: int = 0
     options: dict[str, Any] = field(default_factory=dict)
     webhook: str = ""

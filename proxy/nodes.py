@@ -21,7 +21,8 @@ from yarl import URL
 from .models import NodeRecord
 from .scheduler import NodeState, Reservations
 from .store import Store
-from .upstream import Upstream, UpstreamError, public_name
+from .errors import UpstreamError
+from .upstream import Upstream, public_name
 
 log = logging.getLogger("odx_relay.nodes")
 MB = 1024 * 1024

@@ -14,7 +14,8 @@ from typing import Any
 from aiohttp import web
 
 from . import __version__
-from .relay import API_VERSION
+from .replies import API_VERSION
+from .state import OPENAPI_DOCUMENT as DOCUMENT
 
 PATH = "/openapi.json"
 JSON = "application/json"
@@ -317,9 +318,6 @@ def document() -> Schema:
 
 async def serve_document(request: web.Request) -> web.Response:
     return web.json_response(request.app[DOCUMENT])
-
-
-DOCUMENT: web.AppKey[Schema] = web.AppKey("openapi")
 
 
 def add_openapi_route(app: web.Application) -> None:

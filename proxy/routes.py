@@ -1,8 +1,7 @@
 """The NodeODX API as the relay serves it: one thin handler per endpoint.
 
-Task-level errors are answered as NodeODX answers them (HTTP 200, `{"error": ...}`), since pyodx and
-WebODM rely on that; authentication errors are 401/403 with a JSON error; anything unexpected is a
-500 with a JSON error and a log line, never a traceback to the client.
+Errors are raised from the tree in `errors.py` and answered by its middleware: task-level errors as
+NodeODX answers them (HTTP 200, `{"error": ...}`), since pyodx and WebODM rely on that.
 """
 from __future__ import annotations
 
@@ -13,68 +12,22 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from redis.exceptions import RedisError
 
-from .auth import AuthError
-from .downloads import ALL_ZIP, DownloadCache, DownloadError, resolve, serve
-from .intake import (IntakeError, choose_uuid, commit_task, init_task, one_shot_files, read_fields, read_options,
-                     upload_files)
+from .downloads import ALL_ZIP, resolve, serve
+from .errors import BadRequest, CommandFailed, DownloadError, NotFound, UpstreamError
+from .intake import choose_uuid, commit_task, init_task, one_shot_files, read_fields, read_options, upload_files
 from .models import Stage, TaskRecord
-from .relay import RELAY, NotFound, Relay
+from .replies import public_info, relay_side_info, relay_side_output
+from .state import RELAY, Relay
 from .staging import valid_uuid
-from .upstream import UpstreamError
 from .task_end import learn_info
 from .webhooks import receive
-from .zipurl import ZipUrlError, stage_zipurl
+from .zipurl import stage_zipurl
 
 log = logging.getLogger("odx_relay.routes")
-CACHE: web.AppKey[DownloadCache] = web.AppKey("cache")
 
 
 COMMAND_BODIES = ("application/x-www-form-urlencoded", "application/json")  # what NodeODX reads for commands
-
-
-class CommandFailed(Exception):
-    """A task command (cancel, remove, restart) that could not be done: NodeODX says `"success": false`."""
-
-
-def error(message: str, status: int = 200, **extra: object) -> web.Response:
-    return web.json_response({"error": message, **extra}, status=status)
-
-
-@web.middleware
-async def errors_middleware(request: web.Request, handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except AuthError as exc:
-        return error(str(exc), exc.status)
-    except IntakeError as exc:
-        if exc.close_connection:  # a stalled upload: answer, then free the connection at once
-            return await answer_and_close(request, error(str(exc), **exc.extra))
-        return error(str(exc), **exc.extra)
-    except (NotFound, DownloadError, UpstreamError) as exc:
-        return error(str(exc))
-    except CommandFailed as exc:
-        return web.json_response({"success": False, "error": str(exc)})
-    except RedisError as exc:
-        log.warning("state store unreachable on %s %s: %s", request.method, request.path, type(exc).__name__)
-        return error("The relay's state store (Redis) is unreachable; nothing was lost, try again shortly", 503)
-    except web.HTTPException as exc:
-        if exc.status >= 400 and exc.content_type != "application/json":
-            return error(exc.reason, exc.status)
-        raise
-    except Exception:  # a bug: log it, answer in JSON, keep serving
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error("Internal error in the relay; see its log", 500)
-
-
-async def answer_and_close(request: web.Request, response: web.Response) -> web.Response:
-    """Send `response`, then close the connection without waiting for the rest of the body (aiohttp
-    would otherwise keep reading a stalled client for its lingering time)."""
-    await response.prepare(request)
-    await response.write_eof()
-    request.protocol.force_close()
-    return response
 
 
 async def form(request: web.Request) -> dict[str, str]:
@@ -83,14 +36,14 @@ async def form(request: web.Request) -> dict[str, str]:
         try:
             data = await request.json()
         except ValueError:
-            raise IntakeError("Malformed JSON body") from None
+            raise BadRequest("Malformed JSON body") from None
         if not isinstance(data, dict):
-            raise IntakeError("Expected a JSON object")
+            raise BadRequest("Expected a JSON object")
         return {k: v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}
     try:
         posted = await request.post()
     except (ValueError, LookupError, RuntimeError, HttpProcessingError) as exc:  # not a form body after all
-        raise IntakeError(f"Malformed form body: {exc}") from None
+        raise BadRequest(f"Malformed form body: {exc}") from None
     return {k: v for k, v in posted.items() if isinstance(v, str)}
 
 
@@ -109,7 +62,10 @@ async def task_for(request: web.Request, uuid: str) -> tuple[Relay, TaskRecord]:
     owner = await relay.auth.identify(request)
     if not valid_uuid(uuid):
         raise NotFound(f"{uuid} not found")
-    return relay, await relay.owned_task(uuid, owner)
+    task = await relay.store.get_task(uuid)
+    if task is None or task.owner != owner or task.stage == Stage.UPLOADING:
+        raise NotFound(f"{uuid} not found")  # another owner's task looks like none at all
+    return relay, task
 
 
 async def uploading_task(request: web.Request) -> tuple[Relay, TaskRecord]:
@@ -118,7 +74,7 @@ async def uploading_task(request: web.Request) -> tuple[Relay, TaskRecord]:
     uuid = request.match_info["uuid"]
     task = await relay.store.get_task(uuid) if valid_uuid(uuid) else None
     if task is None or task.owner != owner or task.stage != Stage.UPLOADING:
-        raise IntakeError("Invalid uuid (not found)")
+        raise BadRequest("Invalid uuid (not found)")
     return relay, task
 
 
@@ -128,7 +84,7 @@ async def info(request: web.Request) -> web.Response:
     await relay.auth.identify(request)
     online = {h.record.id for h in relay.registry.online() if h.info}
     sent = sum(s.reserved_tasks for s in await relay.registry.states() if s.id in online)
-    return web.json_response(relay.public_info(len(await relay.store.tasks_in(Stage.QUEUED)), sent))
+    return web.json_response(public_info(relay, len(await relay.store.tasks_in(Stage.QUEUED)), sent))
 
 
 async def options(request: web.Request) -> web.Response:
@@ -172,7 +128,7 @@ async def task_new_upload(request: web.Request) -> web.Response:
     relay, task = await uploading_task(request)
     names = await upload_files(relay, task, request)
     if not names:
-        raise IntakeError("Need at least 1 file.", noRetry=True)  # pyodx's upload loop reads noRetry
+        raise BadRequest("Need at least 1 file.", noRetry=True)  # pyodx's upload loop reads noRetry
     return web.json_response({"success": True})
 
 
@@ -181,7 +137,7 @@ async def task_new_commit(request: web.Request) -> web.Response:
     async with relay.lock(task.uuid):
         task = await relay.store.get_task(task.uuid)
         if task is None or task.stage != Stage.UPLOADING:
-            raise IntakeError("Invalid uuid (not found)")
+            raise BadRequest("Invalid uuid (not found)")
         await commit_task(relay, task)
     return web.json_response({"uuid": task.uuid})
 
@@ -192,20 +148,17 @@ async def task_new(request: web.Request) -> web.Response:
     owner = await relay.auth.identify(request)
     uuid = await choose_uuid(request, relay)
     if not request.content_type.startswith("multipart/"):
-        raise IntakeError("Need at least 1 file or a zip file url.")
+        raise BadRequest("Need at least 1 file or a zip file url.")
     task = TaskRecord(uuid=uuid, owner=owner)
     relay.staging.create(uuid)
     try:
         fields = await one_shot_files(relay, task, request)
         if not relay.staging.files(uuid) and not fields.get("zipurl"):
-            raise IntakeError("Need at least 1 file or a zip file url.")
+            raise BadRequest("Need at least 1 file or a zip file url.")
         for key, value in read_fields(fields, relay).items():
             setattr(task, key, value)
         if fields.get("zipurl"):
-            try:
-                await stage_zipurl(relay, task, fields["zipurl"])
-            except ZipUrlError as exc:
-                raise IntakeError(str(exc)) from None
+            await stage_zipurl(relay, task, fields["zipurl"])
         await relay.store.put_task(task)
         await commit_task(relay, task)
     except Exception:
@@ -231,9 +184,9 @@ async def task_info(request: web.Request) -> web.Response:
     relay, task = await task_for(request, request.match_info["uuid"])
     with_output = request.query.get("with_output")
     if task.stage != Stage.ON_NODE:
-        data = relay.relay_side_info(task)
+        data = relay_side_info(relay, task)
         if with_output is not None:
-            data["output"] = relay.relay_side_output(task)[_int(with_output):]
+            data["output"] = relay_side_output(task)[_int(with_output):]
         return web.json_response(data)
     query = {} if with_output is None else {"with_output": with_output}
     try:
@@ -241,7 +194,7 @@ async def task_info(request: web.Request) -> web.Response:
             ("info", task.uuid, with_output),
             lambda: node_call(relay, task, "GET", f"/task/{task.uuid}/info", query=query, raw=True))
     except UpstreamError:  # the node is away (failover may send the task elsewhere): never an error here
-        return web.json_response(task.last_info or relay.relay_side_info(task))  # its last word, or "queued"
+        return web.json_response(task.last_info or relay_side_info(relay, task))  # its last word, or "queued"
     if isinstance(data, dict) and "error" not in data:
         await learn_info(relay, task, data)
     return web.Response(body=body, content_type="application/json")
@@ -251,7 +204,7 @@ async def task_output(request: web.Request) -> web.Response:
     relay, task = await task_for(request, request.match_info["uuid"])
     line = _int(request.query.get("line", "0"))
     if task.stage != Stage.ON_NODE:
-        return web.json_response(relay.relay_side_output(task)[line:])
+        return web.json_response(relay_side_output(task)[line:])
     return web.json_response(await node_call(relay, task, "GET", f"/task/{task.uuid}/output", query={"line": line}))
 
 
@@ -260,7 +213,7 @@ async def task_download(request: web.Request) -> web.StreamResponse:
     if task.stage != Stage.ON_NODE:  # answered as NodeODX answers for a task whose results are not there yet
         name = request.match_info["asset"]
         raise DownloadError("Asset not ready" if name == ALL_ZIP or resolve(name) else "Invalid asset")
-    return await serve(request, relay, request.app[CACHE], task, request.match_info["asset"])
+    return await serve(request, relay, relay.cache, task, request.match_info["asset"])
 
 
 async def task_list(request: web.Request) -> web.Response:
@@ -275,7 +228,7 @@ async def command_target(request: web.Request) -> tuple[Relay, TaskRecord, dict[
     an unknown one (or another owner's) is `{"success": false, "error": ...}`."""
     data = await form(request) if request.content_type in COMMAND_BODIES else {}
     if not data.get("uuid"):
-        raise IntakeError("uuid param missing.")
+        raise BadRequest("uuid param missing.")
     try:
         relay, task = await task_for(request, data["uuid"])
     except NotFound as exc:
@@ -304,7 +257,7 @@ async def task_remove(request: web.Request) -> web.Response:
         except UpstreamError as exc:
             log.warning("remove: node unreachable uuid=%s: %s (removed from the relay anyway)", task.uuid, exc)
     await relay.registry.release(task.uuid)
-    request.app[CACHE].drop(task.uuid)
+    relay.cache.drop(task.uuid)
     relay.staging.remove(task.uuid)
     await relay.store.delete_task(task.uuid)
     log.info("task removed uuid=%s", task.uuid)
@@ -319,7 +272,7 @@ async def task_restart(request: web.Request) -> web.Response:
         if task.stage == Stage.ON_NODE:
             return web.json_response(await restart_on_node(request, relay, task, data, new_options))
         if task.stage in (Stage.CANCELED, Stage.FAILED) and not relay.staging.files(task.uuid):
-            raise IntakeError("Cannot restart: the relay no longer keeps this task's inputs")
+            raise BadRequest("Cannot restart: the relay no longer keeps this task's inputs")
         if task.stage in (Stage.CANCELED, Stage.FAILED):
             task.stage, task.error, task.ended_ms, task.node_id = Stage.QUEUED, "", None, None
             task.runs += 1
@@ -337,7 +290,7 @@ async def restart_on_node(request: web.Request, relay: Relay, task: TaskRecord, 
         payload["options"] = data["options"]
     result = await node_call(relay, task, "POST", "/task/restart", data=payload)
     if isinstance(result, dict) and result.get("success"):
-        request.app[CACHE].drop(task.uuid)
+        relay.cache.drop(task.uuid)
         if new_options is not None:
             task.options = new_options
         task.ended_ms, task.last_info = None, None  # its old end is no longer what it says if the node goes

@@ -1,8 +1,9 @@
 """The staging folder: every uploaded input lands here on disk before or while it goes to a node.
 
 Layout: `<data>/staging/<uuid>/<file>` for inputs, `<uuid>/.forwarded/<node id>/<file>` markers for files
-each node already has, `<uuid>/.body.json` for the init fields. Markers live on disk, not in the
-store, so parallel uploads (and replicas sharing the folder) never race on one record.
+each node already has, and hidden `.<file>.<pid>.<n>.part` files while an upload is being written. Markers
+live on disk, not in the store, so parallel uploads (and replicas sharing the folder) never race on one
+record. The init fields live in the task's record in the store.
 """
 from __future__ import annotations
 
@@ -88,5 +89,3 @@ class Staging:
                 pass
         return total
 
-    def total_bytes(self, uuid: str) -> int:
-        return sum(p.stat().st_size for p in self.files(uuid))

@@ -17,7 +17,8 @@ import aiohttp
 from shared.types import TaskStatus
 
 from .models import Stage, TaskRecord
-from .relay import Relay
+from .replies import relay_side_info
+from .state import Relay
 
 log = logging.getLogger("odx_relay.task_end")
 ENDED = (TaskStatus.FAILED, TaskStatus.COMPLETED, TaskStatus.CANCELED)
@@ -31,7 +32,7 @@ def status_code(info: Any) -> int | None:
 
 async def learn_info(relay: Relay, task: TaskRecord, info: dict[str, Any]) -> None:
     """A node's word on a task it holds: remembered; on an end, the node's slot is freed and the client told."""
-    changed = await relay.record_info(task, info)
+    changed = await record_info(relay, task, info)
     if status_code(info) not in ENDED:
         return
     if changed:
@@ -40,12 +41,26 @@ async def learn_info(relay: Relay, task: TaskRecord, info: dict[str, Any]) -> No
     await notify_client(relay, task, info)
 
 
+async def record_info(relay: Relay, task: TaskRecord, info: dict[str, Any]) -> bool:
+    """Remember a node's task info; write only when the status changes (info polls stay cheap).
+    True if it changed."""
+    old = (task.last_info or {}).get("status", {})
+    new = info.get("status", {})
+    if not isinstance(new, dict) or (isinstance(old, dict) and old.get("code") == new.get("code")):
+        return False
+    task.last_info = info
+    task.ended_ms = (task.ended_ms or int(time.time() * 1000)) if new.get("code") in ENDED else None
+    await relay.store.put_task(task)
+    log.info("task status uuid=%s node=%s status=%s", task.uuid, task.node_id, new.get("code"))
+    return True
+
+
 async def end_here(relay: Relay, task: TaskRecord, stage: Stage, error: str = "") -> None:
     """End a task that no node holds (refused in the relay's queue, lost with its node)."""
     task.stage, task.error, task.ended_ms = stage, error, int(time.time() * 1000)
     await relay.store.put_task(task)
     log.warning("task %s uuid=%s: %s", stage.value, task.uuid, error)
-    await notify_client(relay, task, relay.relay_side_info(task))
+    await notify_client(relay, task, relay_side_info(relay, task))
 
 
 async def notify_client(relay: Relay, task: TaskRecord, info: dict[str, Any]) -> None:

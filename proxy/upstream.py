@@ -11,11 +11,8 @@ from typing import Any, AsyncIterator, Mapping
 import aiohttp
 from yarl import URL
 
+from .errors import UpstreamError
 from .models import NodeRecord
-
-
-class UpstreamError(Exception):
-    """The node could not be reached or answered something unusable."""
 
 
 def node_url(node: NodeRecord, path: str, query: Mapping[str, Any] | None = None) -> URL:

@@ -6,30 +6,43 @@ report on it. The client's webhook is then called (once) with the node's task in
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 
 from aiohttp import web
 
-from .relay import RELAY
+from .errors import HTTPError
+from .state import RELAY, Relay
 from .task_end import learn_info
 
 log = logging.getLogger("odx_relay.webhooks")
+
+
+def node_webhook_url(relay: Relay, uuid: str, node_id: str) -> str:
+    """The URL a node calls when `uuid` ends there. It names the node, so a node the task was taken from
+    (failover) cannot speak for it any more."""
+    return (f"{relay.config.callback_base}/_relay/webhook/{uuid}?node={node_id}"
+            f"&sig={sign(relay, uuid, node_id)}")
+
+
+def sign(relay: Relay, uuid: str, node_id: str) -> str:
+    return hmac.new(relay.secret, f"{uuid}:{node_id}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
 async def receive(request: web.Request) -> web.Response:
     relay = request.app[RELAY]
     uuid = request.match_info["uuid"]
     node_id = request.query.get("node", "")
-    if not hmac.compare_digest(request.query.get("sig", "").encode(), relay.sign(uuid, node_id).encode()):
-        return web.json_response({"error": "Invalid signature"}, status=403)
+    if not hmac.compare_digest(request.query.get("sig", "").encode(), sign(relay, uuid, node_id).encode()):
+        raise HTTPError(403, "Invalid signature")
     task = await relay.store.get_task(uuid)
     try:
         info = await request.json()
     except ValueError:
-        return web.json_response({"error": "Expected the task's info as JSON"}, status=400)
+        raise HTTPError(400, "Expected the task's info as JSON") from None
     if task is None or not isinstance(info, dict) or info.get("uuid") != uuid:
-        return web.json_response({"error": f"{uuid} not found"}, status=404)
+        raise HTTPError(404, f"{uuid} not found")
     if task.node_id != node_id:  # the task was moved off that node (failover): its word no longer counts
         log.warning("webhook ignored uuid=%s from node=%s; the task is on node=%s", uuid, node_id, task.node_id)
         return web.json_response({"ok": False})

@@ -21,18 +21,15 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
+from .errors import ZipUrlError
 from .models import TaskRecord
-from .relay import Relay
+from .state import Relay
 from .staging import safe_filename
 
 log = logging.getLogger("odx_relay.zipurl")
 MAX_REDIRECTS = 5
 CHUNK = 1024 * 1024
 MB = 1024 * 1024
-
-
-class ZipUrlError(Exception):
-    """The zip could not be fetched or used; the message says why in words a client can act on."""
 
 
 def internal(address: str) -> bool:
