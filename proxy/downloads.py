@@ -15,7 +15,6 @@ import re
 import shutil
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -23,9 +22,7 @@ from shared.assets import ALL_ZIP, EPT_FOLDER, Asset, asset_by_name
 
 from .errors import DownloadError, UpstreamError
 from .models import TaskRecord
-
-if TYPE_CHECKING:  # the state holds the cache: a type, not an import at run time
-    from .state import Relay
+from .nodes import NodeRegistry
 
 ZIP_DISPOSITION = f"attachment; filename={ALL_ZIP}"  # exactly as NodeODX sends it
 
@@ -50,18 +47,18 @@ class DownloadCache:
     def drop(self, uuid: str) -> None:
         shutil.rmtree(self.folder(uuid), ignore_errors=True)
 
-    async def ensure(self, relay: Relay, task: TaskRecord) -> Path:
+    async def ensure(self, nodes: NodeRegistry, task: TaskRecord) -> Path:
         path = self.zip_path(task.uuid)
         if path.exists():
             return path
         fill = self.fills.get(task.uuid)
         if fill is None or fill.done():
-            fill = asyncio.ensure_future(self._fill(relay, task))
+            fill = asyncio.ensure_future(self._fill(nodes, task))
             self.fills[task.uuid] = fill
         return await asyncio.shield(fill)
 
-    async def _fill(self, relay: Relay, task: TaskRecord) -> Path:
-        resp = await open_node_zip(relay, task)
+    async def _fill(self, nodes: NodeRegistry, task: TaskRecord) -> Path:
+        resp = await open_node_zip(nodes, task)
         path = self.zip_path(task.uuid)
         partial = path.with_suffix(".fill")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,12 +73,12 @@ class DownloadCache:
         return path
 
 
-async def open_node_zip(relay: Relay, task: TaskRecord):
-    handle = relay.registry.get(task.node_id)
+async def open_node_zip(nodes: NodeRegistry, task: TaskRecord):
+    handle = nodes.get(task.node_id)
     if handle is None:
         raise DownloadError(f"{task.uuid} is not on any node yet")
     try:
-        resp = await relay.upstream.open_stream(handle.record, f"/task/{task.uuid}/download/{ALL_ZIP}")
+        resp = await nodes.upstream.open_stream(handle.record, f"/task/{task.uuid}/download/{ALL_ZIP}")
     except UpstreamError as exc:
         raise DownloadError(str(exc)) from None
     if "application/json" in resp.headers.get("Content-Type", ""):
@@ -91,9 +88,9 @@ async def open_node_zip(relay: Relay, task: TaskRecord):
     return resp
 
 
-async def stream_zip(request: web.Request, relay: Relay, cache: DownloadCache, task: TaskRecord) -> web.StreamResponse:
+async def stream_zip(request: web.Request, nodes: NodeRegistry, cache: DownloadCache, task: TaskRecord) -> web.StreamResponse:
     """Pass all.zip through to the client chunk by chunk, filling the cache on the way."""
-    resp = await open_node_zip(relay, task)
+    resp = await open_node_zip(nodes, task)
     out = web.StreamResponse(headers={"Content-Type": "application/zip", "Accept-Ranges": "bytes",
                                       "Content-Disposition": ZIP_DISPOSITION})
     if resp.content_length is not None:
@@ -157,17 +154,17 @@ def resolve(name: str) -> tuple[str, str, bool] | None:
     return None
 
 
-async def serve(request: web.Request, relay: Relay, cache: DownloadCache, task: TaskRecord, name: str) -> web.StreamResponse:
+async def serve(request: web.Request, nodes: NodeRegistry, cache: DownloadCache, task: TaskRecord, name: str) -> web.StreamResponse:
     if name == ALL_ZIP:
         if cache.zip_path(task.uuid).exists() or request.headers.get("Range"):
-            return web.FileResponse(await cache.ensure(relay, task), headers={
+            return web.FileResponse(await cache.ensure(nodes, task), headers={
                 "Content-Type": "application/zip", "Content-Disposition": ZIP_DISPOSITION})
-        return await stream_zip(request, relay, cache, task)
+        return await stream_zip(request, nodes, cache, task)
     resolved = resolve(name)
     if resolved is None:
         raise DownloadError("Invalid asset")
     member, cache_name, folder = resolved
-    zip_path = await cache.ensure(relay, task)
+    zip_path = await cache.ensure(nodes, task)
     target = cache.folder(task.uuid) / "assets" / cache_name
     loop = asyncio.get_running_loop()
     path = await loop.run_in_executor(None, extract, zip_path, member, target, folder)

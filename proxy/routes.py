@@ -213,7 +213,7 @@ async def task_download(request: web.Request) -> web.StreamResponse:
     if task.stage != Stage.ON_NODE:  # answered as NodeODX answers for a task whose results are not there yet
         name = request.match_info["asset"]
         raise DownloadError("Asset not ready" if name == ALL_ZIP or resolve(name) else "Invalid asset")
-    return await serve(request, relay, relay.cache, task, request.match_info["asset"])
+    return await serve(request, relay.registry, relay.cache, task, request.match_info["asset"])
 
 
 async def task_list(request: web.Request) -> web.Response:
