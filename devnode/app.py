@@ -28,6 +28,8 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from shared import endpoints
+
 from .config import API_VERSION, ENGINE, Config
 from .node_options import OptionsRefused, filter_options, load_options
 from .products import build_outputs
@@ -49,6 +51,7 @@ URLENCODED = "application/x-www-form-urlencoded"
 JSON_TYPE = "application/json"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+#: NodeODX's routes, registered from shared.endpoints: the templates the client fills in are the patterns.
 routes = web.RouteTableDef()
 
 
@@ -96,7 +99,7 @@ async def token_check(request: web.Request, handler: Handler) -> web.StreamRespo
     """With a token set, every NodeODX route but `/auth/*` wants `?token=`; compared in constant time."""
     token = request.app[CONFIG].token
     matched = request.match_info.http_exception is None
-    if token and matched and request.method != "OPTIONS" and not request.path.startswith("/auth/"):
+    if token and matched and request.method != "OPTIONS" and not request.path.startswith(endpoints.AUTH_PREFIX):
         given = request.query.get("token", "")
         if not hmac.compare_digest(given.encode(), token.encode()):
             return error("Invalid authentication token: token does not match.")
@@ -119,7 +122,7 @@ async def preflight(request: web.Request) -> web.Response:
 
 # ---- node ----------------------------------------------------------------------------------------------
 
-@routes.get("/info")
+@routes.get(endpoints.INFO)
 async def info(request: web.Request) -> web.Response:
     config, manager = request.app[CONFIG], request.app[MANAGER]
     return web.json_response({
@@ -135,19 +138,19 @@ async def info(request: web.Request) -> web.Response:
     })
 
 
-@routes.get("/options")
+@routes.get(endpoints.OPTIONS)
 async def options(request: web.Request) -> web.Response:
     return web.json_response(request.app[OPTIONS])
 
 
-@routes.get("/auth/info")
+@routes.get(endpoints.AUTH_INFO)
 async def auth_info(request: web.Request) -> web.Response:
     return web.json_response({"message": "Authentication not available on this node",
                               "loginUrl": None, "registerUrl": None})
 
 
-@routes.post("/auth/login")
-@routes.post("/auth/register")
+@routes.post(endpoints.AUTH_LOGIN)
+@routes.post(endpoints.AUTH_REGISTER)
 async def auth_not_available(request: web.Request) -> web.Response:
     return error("Not available")
 
@@ -172,7 +175,7 @@ def _create(request: web.Request, task_uuid: str, form: dict) -> web.Response:
     return web.json_response({"uuid": task_uuid})
 
 
-@routes.post("/task/new/init")
+@routes.post(endpoints.TASK_NEW_INIT)
 async def task_new_init(request: web.Request) -> web.Response:
     """Open a staged upload. Fields come from form-data only: NodeODX reads init with `multer().none()`,
     so a url-encoded or JSON init still opens a task, but one with no name, options or webhook."""
@@ -193,7 +196,7 @@ async def task_new_init(request: web.Request) -> web.Response:
     return web.json_response({"uuid": task_uuid})
 
 
-@routes.post("/task/new/upload/{uuid}")
+@routes.post(endpoints.TASK_NEW_UPLOAD)
 async def task_new_upload(request: web.Request) -> web.Response:
     task_uuid = request.match_info["uuid"]
     manager, config = request.app[MANAGER], request.app[CONFIG]
@@ -214,7 +217,7 @@ async def task_new_upload(request: web.Request) -> web.Response:
     return web.json_response({"success": True})
 
 
-@routes.post("/task/new/commit/{uuid}")
+@routes.post(endpoints.TASK_NEW_COMMIT)
 async def task_new_commit(request: web.Request) -> web.Response:
     task_uuid = request.match_info["uuid"]
     staging = request.app[MANAGER].staging
@@ -230,7 +233,7 @@ async def task_new_commit(request: web.Request) -> web.Response:
     return _create(request, task_uuid, form)
 
 
-@routes.post("/task/new")
+@routes.post(endpoints.TASK_NEW)
 async def task_new(request: web.Request) -> web.Response:
     task_uuid = _assign_uuid(request)
     if isinstance(task_uuid, web.Response):
@@ -252,12 +255,12 @@ async def task_new(request: web.Request) -> web.Response:
 
 # ---- existing tasks ------------------------------------------------------------------------------------
 
-@routes.get("/task/list")
+@routes.get(endpoints.TASK_LIST)
 async def task_list(request: web.Request) -> web.Response:
     return web.json_response([{"uuid": u} for u in request.app[MANAGER].tasks])
 
 
-@routes.get("/task/{uuid}/info")
+@routes.get(endpoints.TASK_INFO)
 async def task_info(request: web.Request) -> web.Response:
     task = request.app[MANAGER].find(request.match_info["uuid"])
     if task is None:
@@ -268,7 +271,7 @@ async def task_info(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-@routes.get("/task/{uuid}/output")
+@routes.get(endpoints.TASK_OUTPUT)
 async def task_output(request: web.Request) -> web.Response:
     task = request.app[MANAGER].find(request.match_info["uuid"])
     if task is None:
@@ -276,7 +279,7 @@ async def task_output(request: web.Request) -> web.Response:
     return web.json_response(task.output[js_int(request.query.get("line")):])
 
 
-@routes.get("/task/{uuid}/download/{asset}")
+@routes.get(endpoints.TASK_DOWNLOAD)
 async def task_download(request: web.Request) -> web.StreamResponse:
     manager = request.app[MANAGER]
     task = manager.find(request.match_info["uuid"])
@@ -390,17 +393,17 @@ async def _command(request: web.Request,
     return web.json_response({"success": True})
 
 
-@routes.post("/task/cancel")
+@routes.post(endpoints.TASK_CANCEL)
 async def task_cancel(request: web.Request) -> web.Response:
     return await _command(request, lambda manager, uuid, _: manager.cancel(uuid))
 
 
-@routes.post("/task/remove")
+@routes.post(endpoints.TASK_REMOVE)
 async def task_remove(request: web.Request) -> web.Response:
     return await _command(request, lambda manager, uuid, _: manager.remove(uuid))
 
 
-@routes.post("/task/restart")
+@routes.post(endpoints.TASK_RESTART)
 async def task_restart(request: web.Request) -> web.Response:
     return await _command(request, lambda manager, uuid, options: manager.restart(uuid, options))
 

@@ -1,8 +1,9 @@
-"""ODX Relay's protocol library: NodeODX types, option validation, the all.zip catalogue, a client.
+"""ODX Relay's protocol library: NodeODX types, paths, option validation, the all.zip catalogue, a client.
 
 Pure Python (requests + requests-toolbelt); no Qt, no aiohttp, so the plugin, the relay and any script
 can share it. The public names follow pyodx, so `from shared import Node` reads like `from pyodx import Node`.
 """
+from . import endpoints  # a module the plugin reaches as `shared.endpoints`
 from .client import Node, Task
 from .errors import (GenericError, NodeConnectionError, NodeResponseError, NodeServerError, OptionsError,
                      RangeNotAvailableError, TaskFailedError)

@@ -33,6 +33,7 @@ try:  # the QGIS plugin carries requests_toolbelt beside this package instead of
 except (ImportError, ValueError):
     from requests_toolbelt.multipart.encoder import MultipartEncoder, MultipartEncoderMonitor
 
+from . import endpoints
 from .assets import ALL_ZIP, asset_by_name, safe_member
 from .errors import (GenericError, NodeConnectionError, NodeResponseError, NodeServerError,
                      OptionsError, RangeNotAvailableError, TaskFailedError)
@@ -132,10 +133,10 @@ class Node:
 
     # --- node ---------------------------------------------------------------------------------
     def info(self) -> NodeInfo:
-        return NodeInfo.from_json(self.get_json("/info"))
+        return NodeInfo.from_json(self.get_json(endpoints.INFO))
 
     def options(self) -> list[NodeOption]:
-        return [NodeOption.from_json(o) for o in self.get_json("/options")]
+        return [NodeOption.from_json(o) for o in self.get_json(endpoints.OPTIONS)]
 
     def version_greater_or_equal_than(self, version: str) -> bool:
         def parts(v: str) -> tuple[int, ...]:
@@ -144,7 +145,7 @@ class Node:
 
     def list_tasks(self) -> list[str]:
         """UUIDs of the tasks this token can see."""
-        return [t["uuid"] for t in self.get_json("/task/list")]
+        return [t["uuid"] for t in self.get_json(endpoints.TASK_LIST)]
 
     def get_task(self, uuid: str) -> "Task":
         return Task(self, uuid)
@@ -180,9 +181,11 @@ class Node:
         headers = {"Content-Type": body.content_type}
         if task_uuid:
             headers["set-uuid"] = task_uuid
-        uuid = _expect_uuid(self.post_json("/task/new/init", data=body, headers=headers), "/task/new/init")
+        uuid = _expect_uuid(self.post_json(endpoints.TASK_NEW_INIT, data=body, headers=headers),
+                            endpoints.TASK_NEW_INIT)
         _Uploader(self, uuid, paths, progress_callback, parallel_uploads, max_retries, retry_timeout).run()
-        _expect_uuid(self.post_json(f"/task/new/commit/{uuid}"), "/task/new/commit")
+        commit = endpoints.commit(uuid)
+        _expect_uuid(self.post_json(commit), commit)
         return Task(self, uuid)
 
 
@@ -198,22 +201,22 @@ class Task:
 
     def info(self, with_output: int | None = None) -> TaskInfo:
         query = {} if with_output is None else {"with_output": with_output}
-        return TaskInfo.from_json(self.node.get_json(f"/task/{self.uuid}/info", query))
+        return TaskInfo.from_json(self.node.get_json(endpoints.task_info(self.uuid), query))
 
     def output(self, line: int = 0) -> list[str]:
-        return list(self.node.get_json(f"/task/{self.uuid}/output", {"line": line}))
+        return list(self.node.get_json(endpoints.task_output(self.uuid), {"line": line}))
 
-    def _action(self, action: str, data: dict) -> bool:
-        return bool(self.node.post_json(f"/task/{action}", data={"uuid": self.uuid, **data}).get("success"))
+    def _command(self, path: str, data: dict) -> bool:
+        return bool(self.node.post_json(path, data={"uuid": self.uuid, **data}).get("success"))
 
     def cancel(self) -> bool:
-        return self._action("cancel", {})
+        return self._command(endpoints.TASK_CANCEL, {})
 
     def remove(self) -> bool:
-        return self._action("remove", {})
+        return self._command(endpoints.TASK_REMOVE, {})
 
     def restart(self, options: Mapping[str, Any] | None = None) -> bool:
-        return self._action("restart", {} if options is None else {"options": options_to_json(options)})
+        return self._command(endpoints.TASK_RESTART, {} if options is None else {"options": options_to_json(options)})
 
     def wait_for_completion(self, status_callback: Callable[[TaskInfo], Any] | None = None, interval: float = 3,
                             max_retries: int = 5, retry_timeout: float = 5) -> TaskInfo:
@@ -410,7 +413,7 @@ class _Uploader:
                     self.progress.add(step)
 
             monitor = MultipartEncoderMonitor(body, on_read)
-            result = self.node.post_json(f"/task/new/upload/{self.uuid}", data=monitor,
+            result = self.node.post_json(endpoints.upload(self.uuid), data=monitor,
                                          headers={"Content-Type": monitor.content_type})
         if not (isinstance(result, dict) and result.get("success")):
             raise NodeServerError(f"upload of {path.name} got an unexpected reply: {result!r}")
@@ -424,7 +427,7 @@ class _Download:
         self.task, self.name, self.target = task, name, target
         self.callback, self.workers = callback, max(1, workers)
         self.chunk_size, self.max_retries = max(chunk_size, 64 * 1024), max_retries
-        self.path = f"/task/{task.uuid}/download/{name}"
+        self.path = endpoints.download(task.uuid, name)
 
     def run(self) -> None:
         self.target.parent.mkdir(parents=True, exist_ok=True)
