@@ -28,6 +28,7 @@ from osgeo import gdal, osr
 
 from devnode.geotag import FALLBACK_LOCATION, PhotoExif, read_exif
 from shared.assets import ALL_ZIP, EPT_FOLDER, Product, asset_for
+from shared.inputs import is_photo
 
 gdal.UseExceptions()
 log = logging.getLogger(__name__)
@@ -44,7 +45,8 @@ NODATA = -9999.0
 #: How many points the point cloud samples from the surface model.
 POINT_BUDGET = 20_000
 
-_PHOTO_SUFFIXES = {".jpg", ".jpeg", ".tif", ".tiff"}
+#: Photo formats this node reads and places; fewer than ODM takes (no PNG, no raw), which tests do not need.
+_READABLE_SUFFIXES = {".jpg", ".jpeg", ".tif", ".tiff"}
 _FILM_DIAGONAL_MM = math.hypot(36.0, 24.0)
 _LAS_SCALE = 0.001
 _EPT_SPAN = 128
@@ -165,8 +167,8 @@ def _srs(epsg: int) -> osr.SpatialReference:
 
 
 def _open_photo(path: Path) -> Photo | None:
-    """A photo to place, or None for anything else ODM accepts beside photos (GCP lists, align.tif)."""
-    if path.suffix.lower() not in _PHOTO_SUFFIXES or path.stem.lower() == "align":
+    """A photo to place, or None for a side file (NodeODX's rule: `shared.inputs`) or what is no photo."""
+    if not is_photo(path.name) or path.suffix.lower() not in _READABLE_SUFFIXES:
         return None
     try:
         dataset = gdal.Open(str(path))

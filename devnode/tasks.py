@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import aiohttp
 
+from shared.inputs import InputKind, classify
 from shared.memory import estimate_memory_mb
 from shared.types import TaskStatus
 
@@ -318,6 +319,11 @@ class TaskManager:
             shutil.move(str(staged), str(images))
         else:
             images.mkdir()
+        # NodeODX unpacks seed.zip into the task folder before it counts the files; this node has no earlier
+        # run to resume, so the seed is dropped.
+        for path in list(images.iterdir()):
+            if classify(path.name) is InputKind.SEED:
+                path.unlink()
         count = sum(1 for _ in images.iterdir())
         limit = self.config.max_images
         if limit and count > limit:
@@ -327,11 +333,12 @@ class TaskManager:
             shutil.rmtree(folder, ignore_errors=True)
             log.info("task %s failed at initialisation: %s", task.uuid, message)
             return
-        for path in list(images.iterdir()):
-            if path.suffix.lower() == ".txt":
-                path.rename(gcp / path.name)
-            elif path.suffix.lower() == ".zip":
+        for path in list(images.iterdir()):  # side files to gcp/, other archives deleted, photos stay
+            kind = classify(path.name)
+            if kind is InputKind.DISCARDED:
                 path.unlink()
+            elif kind is not InputKind.PHOTO:
+                path.rename(gcp / path.name)
         if not task.skip_post_processing:
             task.options = with_post_processing(task.options, self.available_options)
         task.images = sorted(p.name for p in images.iterdir())

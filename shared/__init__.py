@@ -3,7 +3,7 @@
 Pure Python (requests + requests-toolbelt); no Qt, no aiohttp, so the plugin, the relay and any script
 can share it. The public names follow pyodx, so `from shared import Node` reads like `from pyodx import Node`.
 """
-from . import endpoints  # a module the plugin reaches as `shared.endpoints`
+from . import endpoints, inputs  # modules the plugin reaches as `shared.endpoints`, `shared.inputs`
 from .client import Node, Task
 from .errors import (GenericError, NodeConnectionError, NodeResponseError, NodeServerError, OptionsError,
                      RangeNotAvailableError, TaskFailedError)

@@ -22,7 +22,7 @@ import threading
 import time
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import requests
@@ -37,17 +37,14 @@ from . import endpoints
 from .assets import ALL_ZIP, asset_by_name, safe_member
 from .errors import (GenericError, NodeConnectionError, NodeResponseError, NodeServerError,
                      OptionsError, RangeNotAvailableError, TaskFailedError)
+from .inputs import count_photos
 from .options import options_to_json, validate_task
 from .types import NodeInfo, NodeOption, TaskInfo, TaskStatus
 
 ProgressCallback = Callable[[float], Any]
 CHUNK = 1024 * 1024
-NOT_IMAGES = (".txt",)  # gcp_list.txt, geo.txt, image_groups.txt go to the node but are not photos
-
-
-def count_images(files: Iterable[str | os.PathLike]) -> int:
-    """How many of the files NodeODX counts as images (text side files are not)."""
-    return sum(1 for f in files if not str(f).lower().endswith(NOT_IMAGES))
+#: Kept for callers that imported it from here (proxy/intake.py); the rule lives in `shared.inputs`.
+count_images = count_photos
 
 
 class Node:
@@ -152,7 +149,7 @@ class Node:
 
     def check_task(self, files: list, options: Mapping[str, Any] | None = None) -> None:
         """Raise OptionsError listing every problem the server's limits find, before any upload."""
-        problems = validate_task(self.options(), options, count_images(files), self.info().max_images)
+        problems = validate_task(self.options(), options, count_photos(files), self.info().max_images)
         if problems:
             raise OptionsError(problems)
 

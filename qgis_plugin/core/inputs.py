@@ -1,10 +1,13 @@
 """What to send: the files of a task, under the names NodeODX recognises them by.
 
-NodeODX knows a file's role only by its name: `gcp_list.txt`, `geo.txt`, `image_groups.txt` and
-`align.tif` are side files, everything else is a photo. The dialog lets the user pick side files with
-any name, so some files travel under another name than they have on disk; `stage` gives them that name
-without copying where the system allows a link. All names must be unique on the server, so two
+NodeODX knows a file's role only by its name (`shared.inputs` holds its rule: `*.txt` and
+`align.tif|las|laz` are side files, everything else is a photo). The dialog lets the user pick side files
+with any name, so some files travel under another name than they have on disk; `stage` gives them that
+name without copying where the system allows a link. All names must be unique on the server, so two
 different files that would arrive under one name are refused here, naming both.
+
+From a folder the plugin takes photos by suffix and side files only under the exact names NodeODX looks
+for: NodeODX would take any `notes.txt` as a GCP file, which is not what a user who picks a folder means.
 """
 from __future__ import annotations
 
@@ -16,9 +19,12 @@ from typing import Iterable
 
 from ..deps import shared
 
+InputKind = shared.inputs.InputKind
+#: Photo formats ODM reads; what the plugin picks up from a folder or accepts as a photo.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".tif", ".tiff", ".png", ".dng")
-GCP_NAME, GEO_NAME, GROUPS_NAME = "gcp_list.txt", "geo.txt", "image_groups.txt"
-ALIGN_SUFFIXES = (".tif", ".tiff", ".las", ".laz")
+GCP_NAME, GEO_NAME, GROUPS_NAME = shared.inputs.GCP_LIST, shared.inputs.GEO, shared.inputs.IMAGE_GROUPS
+#: Alignment files the user may pick; `.tiff` travels as `align.tif`, the only raster name NodeODX takes.
+ALIGN_SUFFIXES = shared.inputs.ALIGN_SUFFIXES + (".tiff",)
 
 
 class InputError(ValueError):
@@ -31,8 +37,9 @@ class Upload:
     name: str
 
     @property
-    def is_side_file(self) -> bool:
-        return is_side_file_name(self.name)
+    def is_photo(self) -> bool:
+        """Whether the node will count this file as an image (by the name it is sent under)."""
+        return shared.inputs.is_photo(self.name)
 
 
 @dataclass
@@ -42,7 +49,8 @@ class UploadPlan:
 
     @property
     def image_count(self) -> int:
-        return sum(1 for u in self.uploads if not u.is_side_file)
+        """What the node will report as `imagesCount`, and what the client checks against `maxImages`."""
+        return shared.inputs.count_photos(self.names())
 
     @property
     def total_bytes(self) -> int:
@@ -53,9 +61,10 @@ class UploadPlan:
 
 
 def is_side_file_name(name: str) -> bool:
-    lower = name.lower()
-    return lower in (GCP_NAME, GEO_NAME, GROUPS_NAME) or (
-        Path(lower).stem == "align" and Path(lower).suffix in ALIGN_SUFFIXES)
+    """A side file under a name NodeODX looks for: the ones worth taking from a folder of photos."""
+    kind = shared.inputs.classify(name)
+    return kind in (InputKind.GEO, InputKind.IMAGE_GROUPS, InputKind.ALIGN) or (
+        kind is InputKind.GCP and name.lower() == GCP_NAME)
 
 
 def is_image_name(name: str) -> bool:
@@ -167,6 +176,6 @@ def stage(plan: UploadPlan, staging: Path) -> list[Path]:
 
 def default_task_name(plan: UploadPlan) -> str:
     """A name when the user gives none: the folder most photos come from, and how many there are."""
-    folders = [u.source.parent.name for u in plan.uploads if not u.is_side_file]
+    folders = [u.source.parent.name for u in plan.uploads if u.is_photo]
     common = max(set(folders), key=folders.count) if folders else ""
     return f"{common or 'Photos'} ({plan.image_count} images)"
