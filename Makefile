@@ -9,7 +9,7 @@ STAMP       := $(VENV)/.installed
 NODEODX     := var/nodeodx
 export QT_QPA_PLATFORM := offscreen
 
-.PHONY: help setup test demo devnodes run package bench faults clean
+.PHONY: help setup test test-quick demo devnodes run package bench faults clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ $(STAMP): pyproject.toml scripts/setup.sh
 
 test: setup ## Run the whole test suite headless (pytest)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-quick: setup ## The edit-test loop: the tests not marked slow (no fuzz, scale, conformance or long server tests), under a minute
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 demo: setup ## The main job: process the sample photos and print where the outputs are
 	$(PY) -m scripts.demo

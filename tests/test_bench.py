@@ -10,7 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from testkit.servers import REPO
+
+pytestmark = pytest.mark.slow
 
 SECTIONS = {"cycle", "upload", "info", "stalls", "placement"}
 NODE_KINDS = {"devnode", "NodeODX"}  # as rows and bars name them

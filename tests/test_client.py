@@ -12,6 +12,8 @@ from shared import (Node, NodeConnectionError, NodeResponseError, OptionsError, 
                     TaskFailedError, TaskStatus)
 from shared.client import _Download
 
+pytestmark = pytest.mark.slow
+
 FAST = {"seconds_per_image": 0.02}
 
 

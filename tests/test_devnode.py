@@ -20,6 +20,8 @@ from shared.types import TaskStatus
 from testkit.devnode import DevNode, start_devnode
 from testkit.servers import ServerGroup, WebhookReceiver
 
+pytestmark = pytest.mark.slow
+
 QUEUED, RUNNING, FAILED, COMPLETED, CANCELED = (int(s) for s in TaskStatus)
 ENDED = (FAILED, COMPLETED, CANCELED)
 

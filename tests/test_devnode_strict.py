@@ -23,7 +23,8 @@ from testkit.devnode import DevNode
 from testkit.nodeodx import NodeODX, available
 from testkit.servers import ServerProcess, WebhookReceiver
 
-pytestmark = pytest.mark.skipif(not available(), reason="NodeODX is not built (make setup builds it)")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not available(), reason="NodeODX is not built (make setup builds it)")]
 
 TOKEN = "strict-token"
 BOUNDARY = "strictBoundary7MA4YWxk"

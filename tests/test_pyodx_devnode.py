@@ -10,6 +10,8 @@ from pyodx import Node
 from pyodx.exceptions import NodeResponseError, TaskFailedError
 from pyodx.types import TaskStatus
 
+pytestmark = pytest.mark.slow
+
 
 def node_for(devnode: Any) -> Node:
     return Node.from_url(devnode.api("/"))

@@ -16,6 +16,8 @@ from tests.conformance.differences import BY_ID, DIFFERENCES, difference
 from tests.conformance.sides import (ZIPURL_PRIVATE_FLAG, COMPLETED, FAILED, TOKEN_ERROR, Cluster, Side, answer, json_of, multipart,
                                      option_map)
 
+pytestmark = pytest.mark.slow
+
 HERE = Path(__file__).parent
 README = REPO / "README.md"
 SECTION = "Where the relay differs from NodeODX"

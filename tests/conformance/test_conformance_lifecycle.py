@@ -13,6 +13,8 @@ from tests.conformance.differences import difference
 from tests.conformance.sides import (CANCELED, COMPLETED, QUEUED, RUNNING, Cluster, Mismatches, Side, answer,
                                      assert_same_info, json_of, multipart, option_map)
 
+pytestmark = pytest.mark.slow
+
 NEW_OPTIONS = [{"name": "dsm", "value": True}, {"name": "orthophoto-resolution", "value": 12}]
 CALLS = ("/task/cancel", "/task/remove", "/task/restart")
 

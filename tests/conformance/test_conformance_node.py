@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.conformance.sides import Cluster, Side, json_of, media_type
+
+pytestmark = pytest.mark.slow
 
 NODEODX_INFO_KEYS = {"version", "taskQueueCount", "totalMemory", "availableMemory", "cpuCores", "maxImages",
                      "maxParallelTasks", "engineVersion", "engine"}

@@ -14,6 +14,8 @@ from tests.conformance.sides import Cluster, Side, option_map
 pyodx = pytest.importorskip("pyodx")  # the distribution pyodx 1.5.14 installs the module `pyodx`
 from pyodx.types import TaskInfo, TaskStatus  # noqa: E402
 
+pytestmark = pytest.mark.slow
+
 TASKINFO_FIELDS = {"uuid", "name", "date_created", "processing_time", "status", "last_error", "options",
                    "images_count", "progress", "output"}
 NODEINFO_FIELDS = {"version", "task_queue_count", "total_memory", "available_memory", "cpu_cores", "max_images",

@@ -16,6 +16,8 @@ from testkit.servers import WebhookReceiver
 from tests.conformance.sides import (COMPLETED, Cluster, Mismatches, Side, answer, assert_same_info, image_parts,
                                      json_of, media_type, multipart, option_map, pretty, zip_names)
 
+pytestmark = pytest.mark.slow
+
 CREATED = 1700000000000
 OPTIONS = json.dumps([{"name": "dsm", "value": True}, {"name": "orthophoto-resolution", "value": "7.5"},
                       {"name": "feature-quality", "value": "low"}])

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.conformance.differences import difference
 from tests.conformance.sides import (ZIPURL_PRIVATE_FLAG, COMPLETED, Cluster, Side, ZipServer, answer, assert_same_info, both, json_of,
                                      multipart, zip_names)
+
+pytestmark = pytest.mark.slow
 
 FIELDS = {"name": "Conformance: zipurl", "options": '[{"name": "dsm", "value": true}]'}
 

@@ -33,6 +33,8 @@ from schemathesis.checks import not_a_server_error  # noqa: E402
 from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,  # noqa: E402
                                                status_code_conformance)
 
+pytestmark = pytest.mark.slow
+
 EXAMPLES = {GenerationMode.POSITIVE: 140, GenerationMode.NEGATIVE: 70}
 SLOW = {"POST /auth/login": 0.15}  # a login costs an scrypt hash (~0.1 s) on purpose: fewer of them
 MIN_REQUESTS = 3000

@@ -13,6 +13,8 @@ import pytest
 from tests.hostile.hostile_helpers import CLIENT_TOKEN, Hostile, open_upload, read_until_closed, with_token
 from tests.relay.relay_helpers import COMPLETED, commit, get_json, init_task, upload, wait_for, wait_status
 
+pytestmark = pytest.mark.slow
+
 FILE_HEAD = (b'--hostile-boundary-5c2e\r\nContent-Disposition: form-data; name="images"; filename="slow.jpg"\r\n'
              b"Content-Type: image/jpeg\r\n\r\n")
 STALLS = {

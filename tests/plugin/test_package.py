@@ -16,6 +16,8 @@ from scripts import demo_qgis, package
 from testkit.servers import free_port
 from tests.plugin.plugin_helpers import FAST
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -16,7 +16,7 @@ from testkit.servers import free_port
 from tests.plugin.plugin_helpers import (FAST, FIXTURE_ZIP, RecordingFeedback, layers_to_load, run_algorithm,
                                         where_photos_were_taken)
 
-pytestmark = pytest.mark.usefixtures("odx_provider", "fast_polls")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("odx_provider", "fast_polls")]
 
 
 @pytest.fixture(scope="module")

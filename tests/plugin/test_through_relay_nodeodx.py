@@ -14,7 +14,7 @@ from testkit.relay import start_relay
 from testkit.servers import ServerGroup
 from tests.plugin.plugin_helpers import layers_to_load, run_algorithm
 
-pytestmark = pytest.mark.usefixtures("odx_provider", "fast_polls")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("odx_provider", "fast_polls")]
 TOKEN = "relay-client-token"
 NODE_TOKEN = "nodeodx-secret"
 

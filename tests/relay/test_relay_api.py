@@ -24,6 +24,8 @@ from testkit.servers import ServerGroup
 from tests.relay.relay_helpers import (CANCELED, COMPLETED, FAST, QUEUED, RUNNING, Receiver, commit, get_json,
                                        init_task, post_json, submit, task_info, upload, wait_for, wait_status)
 
+pytestmark = pytest.mark.slow
+
 NODE_A_TOKEN = "node-a-secret-4f1c9e"
 REMOVED_IN_B = ("sky-removal", "bg-removal", "no-gpu")
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.relay.relay_helpers import (COMPLETED, CANCELED, api, commit, get_json, init_task, post_json, submit,
                                        task_info, upload, wait_for, wait_status)
+
+pytestmark = pytest.mark.slow
 
 TOKEN = "relay-client-token-9"
 NODE_SECRET = "NodeSecret-d41d8cd98f00b204"

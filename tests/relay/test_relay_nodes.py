@@ -6,11 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import requests
 
 from testkit.servers import REPO
 from tests.relay.relay_helpers import (COMPLETED, admin_nodes, get_json, restart_devnode, submit, task_info,
                                        wait_for, wait_status)
+
+pytestmark = pytest.mark.slow
 
 ADMIN = "admin-secret-77"
 NODE_TOKEN = "node-token-b-31337"

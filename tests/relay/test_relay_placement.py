@@ -6,10 +6,13 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.relay.relay_helpers import (CANCELED, COMPLETED, QUEUED, RUNNING, commit, get_json, init_task,
                                        post_json, submit, task_info, upload, wait_for, wait_status)
+
+pytestmark = pytest.mark.slow
 
 
 def test_refused_at_commit_when_no_node_takes_that_many_images(relay_factory, fast_node,

@@ -4,11 +4,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import requests
 
 from testkit.relay import Relay, start_relay
 from tests.relay.relay_helpers import (COMPLETED, QUEUED, RUNNING, Receiver, admin_nodes, get_json, submit,
                                        task_info, wait_for, wait_status)
+
+pytestmark = pytest.mark.slow
 
 TOKEN, ADMIN, NODE_TOKEN = "client-t0ken", "adm1n", "n0de-secret-restart"
 

@@ -6,8 +6,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from testkit.servers import free_port
 from tests.relay.relay_helpers import COMPLETED, Receiver, post_json, submit, task_info, wait_for, wait_status
+
+pytestmark = pytest.mark.slow
 
 SETTLE = 3.0  # seconds to wait after the first call, for a second one that must not come
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from testkit.cluster import Cluster
 from tests.relay.relay_helpers import (COMPLETED, FAILED, FINAL, QUEUED, RUNNING, post_json, submit, task_info,
                                        wait_for, wait_status)
 from tests.scale.scale_helpers import ADMIN, set_locked
+
+pytestmark = pytest.mark.slow
 
 
 def statuses_until_final(relay, uuid: str, timeout: float = 40) -> list[int]:

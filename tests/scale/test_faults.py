@@ -8,6 +8,8 @@ import pytest
 
 from scripts.faults import SCENARIOS, Scenario, details, run_scenario, table
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s.fault or s.nodes != [{}, {}]], ids=lambda s: s.name)
 def test_no_task_is_lost(scenario: Scenario, tmp_path: Path, sample_images: list[Path]) -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.relay.relay_helpers import (COMPLETED, QUEUED, RUNNING, get_json, submit, task_info, wait_for,
                                        wait_status)
+
+pytestmark = pytest.mark.slow
 
 
 def answers_503(response: requests.Response) -> bool:

@@ -18,6 +18,8 @@ from tests.relay.relay_helpers import (COMPLETED, QUEUED, RUNNING, commit, get_j
                                        upload, wait_for, wait_status)
 from tests.scale.scale_helpers import ADMIN, set_locked
 
+pytestmark = pytest.mark.slow
+
 BIG = 24 * 1024 * 1024  # bytes added to each photo (after its JPEG end: still a valid photo), so sending takes time
 
 

@@ -8,11 +8,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyodx
+import pytest
 import requests
 
 from testkit.cluster import Client
 from tests.relay.relay_helpers import (COMPLETED, QUEUED, commit, get_json, init_task, submit, task_info, upload,
                                        wait_status)
+
+pytestmark = pytest.mark.slow
 
 
 def test_a_task_made_through_one_replica_is_followed_and_downloaded_through_the_other(

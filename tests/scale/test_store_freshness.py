@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
+pytestmark = pytest.mark.slow
+
 
 def test_a_slot_asked_on_numbers_older_than_a_settlement_is_refused(store) -> None:
     run, s = store
