@@ -2,95 +2,42 @@
 
 Every flag can also be set with an environment variable named ODX_DEVNODE_<FLAG> (dashes become
 underscores: `--max-images` is ODX_DEVNODE_MAX_IMAGES); a flag on the command line wins. Switches
-(`--fail-tasks`, `--range`) read 1/true/yes/on from the environment. The token is never logged.
+(`--fail-tasks`, `--range`) read 1/true/yes/on from the environment. The token is never logged. The flags
+are the fields of `devnode.config.Config`, declared there once.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
-import os
 import sys
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Callable
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from .app import create_app, engine_version
-from .config import API_VERSION, Config
-from .tasks import DIE_EXIT_CODE
+from shared import flags
 
-ENV_PREFIX = "ODX_DEVNODE_"
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+from .app import create_app, engine_version
+from .config import API_VERSION, ENV_PREFIX, Config
+
+DESCRIPTION = ("A development node that answers the NodeODX API (2.2.1, engine \"odx\") and simulates processing, "
+               "returning real georeferenced outputs.")
 
 log = logging.getLogger("devnode")
 
 
 def env_name(flag: str) -> str:
     """The environment variable that stands for `--flag`."""
-    return ENV_PREFIX + flag.lstrip("-").upper().replace("-", "_")
-
-
-def _rate(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError("a rate is a number between 0 and 1")
-    return value
-
-
-def _switch(text: str) -> bool:
-    if text.strip().lower() in _TRUE:
-        return True
-    if text.strip().lower() in _FALSE:
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return flags.env_name(ENV_PREFIX, flag)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="odx-devnode",
-        description="A development node that answers the NodeODX API (2.2.1, engine \"odx\") and simulates "
-                    "processing, returning real georeferenced outputs.",
-        epilog=f"Every flag can also come from the environment as {ENV_PREFIX}<FLAG>, for example "
-               f"{env_name('--max-images')}=50.",
-    )
-
-    def option(flag: str, convert: Callable[[str], Any], default: Any, help: str, **kwargs: Any) -> None:
-        raw = os.environ.get(env_name(flag))
-        if raw is not None:
-            try:
-                default = convert(raw)
-            except (ValueError, argparse.ArgumentTypeError) as exc:
-                parser.error(f"{env_name(flag)}={raw!r}: {exc}")
-        parser.add_argument(flag, type=convert, default=default, help=f"{help}; env {env_name(flag)}", **kwargs)
-
-    def switch(flag: str, help: str) -> None:
-        raw = os.environ.get(env_name(flag))
-        try:
-            default = _switch(raw) if raw is not None else False
-        except argparse.ArgumentTypeError as exc:
-            parser.error(f"{env_name(flag)}={raw!r}: {exc}")
-        parser.add_argument(flag, action="store_true", default=default, help=f"{help}; env {env_name(flag)}")
-
-    option("--host", str, "127.0.0.1", "address to listen on (default 127.0.0.1)")
-    option("--port", int, 3000, "port to listen on (default 3000)")
-    option("--slots", int, 1, "tasks processed at once, reported as maxParallelTasks (default 1)")
-    option("--max-images", int, 0, "most images a task may have, reported as maxImages (default 0: no limit)")
-    option("--memory-gb", float, 16.0, "memory the node reports as totalMemory, in GB (default 16)")
-    option("--seconds-per-image", float, 0.05, "simulated processing time per image (default 0.05)")
-    option("--token", str, "", "require ?token=TOKEN on every API call but /auth/* (default: none)")
-    option("--data-dir", Path, None, "where tasks, uploads and outputs live (default: a temporary folder)")
-    option("--options-file", Path, None, "JSON file to answer /options with (default: the real NodeODX list)")
-    switch("--fail-tasks", "make every task fail half way through processing")
-    option("--drop-uploads", _rate, 0.0, "share of /task/new/upload calls answered with HTTP 500 (0..1)",
-           metavar="RATE")
-    switch("--range", "answer Range requests on downloads with 206 (NodeODX does not)")
-    option("--die-after", int, 0, f"exit with status {DIE_EXIT_CODE} half way through the Nth task started, "
-           "to simulate a crash (default 0: never)", metavar="N")
-    option("--log-level", str, "INFO", "DEBUG shows each request (path only), INFO each task event")
+    parser = flags.build_parser(Config, "odx-devnode", DESCRIPTION, ENV_PREFIX)
+    parser.epilog = (f"Every flag can also come from the environment as {ENV_PREFIX}<FLAG>, for example "
+                     f"{env_name('--max-images')}=50.")
     parser.add_argument("--version", action="version",
                         version=f"odx-devnode {engine_version()} (NodeODX API {API_VERSION})")
     return parser
@@ -104,19 +51,16 @@ class PathAccessLogger(AbstractAccessLogger):
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+    parser = build_parser()
+    try:
+        config = flags.parse_settings(Config, parser, argv)
+    except ValueError as exc:
+        parser.error(str(exc))
+    logging.basicConfig(level=config.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with ExitStack() as stack:
-        data_dir = args.data_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="odx-devnode-")))
-        try:
-            config = Config(data_dir=data_dir.resolve(), host=args.host, port=args.port, slots=args.slots,
-                            max_images=args.max_images, memory_gb=args.memory_gb,
-                            seconds_per_image=args.seconds_per_image, token=args.token,
-                            fail_tasks=args.fail_tasks, drop_uploads=args.drop_uploads, range=args.range,
-                            die_after=args.die_after, options_file=args.options_file)
-        except ValueError as exc:
-            build_parser().error(str(exc))
+        data_dir = config.data_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="odx-devnode-")))
+        config = dataclasses.replace(config, data_dir=data_dir.resolve())
         faults = [name for name, on in (("fail-tasks", config.fail_tasks), ("range", config.range),
                                          (f"drop-uploads {config.drop_uploads}", config.drop_uploads),
                                          (f"die-after {config.die_after}", config.die_after)) if on]

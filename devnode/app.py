@@ -419,6 +419,8 @@ async def _manager_context(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(config: Config) -> web.Application:
     """One development node; everything it keeps lives on this Application."""
+    if config.data_dir is None:
+        raise ValueError("a development node needs a data_dir")
     config.data_dir.mkdir(parents=True, exist_ok=True)
     app = web.Application(middlewares=[express_errors, token_check])
     app[CONFIG] = config

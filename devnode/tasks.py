@@ -31,7 +31,7 @@ from shared.inputs import InputKind, classify
 from shared.memory import estimate_memory_mb
 from shared.types import TaskStatus
 
-from .config import Config
+from .config import DIE_EXIT_CODE, Config
 from .node_options import OptionsRefused, filter_options, with_post_processing
 from .uploads import Staging
 from .webhooks import notify
@@ -43,8 +43,6 @@ STAGES = ("dataset", "opensfm", "openmvs", "odm_filterpoints", "odm_meshing", "m
           "odm_georeferencing", "odm_dem", "odm_orthophoto", "odm_report", "odm_postprocess")
 #: Share of the machine's memory taken before any task runs (the system and the node itself).
 IDLE_MEMORY_FRACTION = 0.10
-#: Exit status of a node that `--die-after` brought down, so a test can tell it from a clean stop.
-DIE_EXIT_CODE = 3
 TASKS_FILE = "tasks.json"
 
 BuildOutputs = Callable[..., Path]
