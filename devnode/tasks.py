@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import aiohttp
 
-from shared.inputs import InputKind, classify
+from shared.inputs import InputKind, classify, count_against_max_images
 from shared.memory import estimate_memory_mb
 from shared.types import TaskStatus
 
@@ -317,12 +317,7 @@ class TaskManager:
             shutil.move(str(staged), str(images))
         else:
             images.mkdir()
-        # NodeODX unpacks seed.zip into the task folder before it counts the files; this node has no earlier
-        # run to resume, so the seed is dropped.
-        for path in list(images.iterdir()):
-            if classify(path.name) is InputKind.SEED:
-                path.unlink()
-        count = sum(1 for _ in images.iterdir())
+        count = count_against_max_images(images.iterdir())
         limit = self.config.max_images
         if limit and count > limit:
             message = f"{count} images uploaded, but this node can only process up to {limit}."
@@ -331,9 +326,9 @@ class TaskManager:
             shutil.rmtree(folder, ignore_errors=True)
             log.info("task %s failed at initialisation: %s", task.uuid, message)
             return
-        for path in list(images.iterdir()):  # side files to gcp/, other archives deleted, photos stay
+        for path in list(images.iterdir()):  # side files to gcp/, archives deleted, photos stay
             kind = classify(path.name)
-            if kind is InputKind.DISCARDED:
+            if kind in (InputKind.DISCARDED, InputKind.SEED):  # a seed is dropped: nothing here to resume
                 path.unlink()
             elif kind is not InputKind.PHOTO:
                 path.rename(gcp / path.name)

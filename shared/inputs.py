@@ -5,7 +5,8 @@ NodeODX reads no file's content to decide; it looks at names only, once all file
 
 1. `seed.zip` (exactly that name, case-sensitive: `entry === "seed.zip"`) is moved to the project folder
    and unpacked there; it never counts against `maxImages`.
-2. `maxImages` is checked against every file still in `images/` (side files included).
+2. `maxImages` is checked against every file still in `images/`, side files included
+   (`count_against_max_images`), so it counts more than `imagesCount` does.
 3. `*.txt` (`/\\.txt$/i`) and `align.las|laz|tif` (`/^align\\.(las|laz|tif)$/i`) move to `gcp/`; any other
    `*.zip` (`/\\.zip$/i`, so `SEED.ZIP` too) is deleted.
 4. Everything left in `images/` is an image: `imagesCount` is its length, whatever the suffix.
@@ -85,3 +86,9 @@ def is_photo(name: str | os.PathLike) -> bool:
 def count_photos(names: Iterable[str | os.PathLike]) -> int:
     """How many of the files NodeODX will count as images (`imagesCount` once the task is set up)."""
     return sum(1 for name in names if is_photo(name))
+
+
+def count_against_max_images(names: Iterable[str | os.PathLike]) -> int:
+    """How many of the files NodeODX holds against its `maxImages`: all but `seed.zip`, side files included
+    (the check runs before they are moved aside). A task over the limit is accepted, then fails."""
+    return sum(1 for name in names if classify(name) is not InputKind.SEED)

@@ -18,7 +18,7 @@ import requests
 from qgis_plugin.core import inputs as plugin_inputs
 from shared import endpoints
 from shared.client import count_images
-from shared.inputs import InputKind, classify, count_photos, is_photo
+from shared.inputs import InputKind, classify, count_against_max_images, count_photos, is_photo
 from testkit.devnode import DevNode
 from testkit.nodeodx import NodeODX, available
 from testkit.servers import ServerProcess
@@ -66,6 +66,12 @@ def test_count_photos_counts_what_nodeodx_leaves_in_images() -> None:
     assert count_images is count_photos  # the client's old name, still imported by the relay
 
 
+def test_max_images_counts_side_files_but_not_the_seed() -> None:
+    names = ["a.jpg", "b.jpg", "geo.txt", "gcp_list.txt", "align.tif", "other.zip", "seed.zip"]
+    assert count_photos(names) == 2
+    assert count_against_max_images(names) == 6
+
+
 def test_client_and_plugin_count_one_upload_alike(tmp_path: Path) -> None:
     """The upload that showed the bug: an alignment raster beside the photos."""
     folder = tmp_path / "flight"
@@ -99,6 +105,16 @@ def _wait_ended(node: ServerProcess, uuid: str, timeout: float = 60) -> dict[str
         time.sleep(0.2)
 
 
+def _send(node: ServerProcess, files: dict[str, bytes]) -> str:
+    """init, upload, commit; the task's uuid."""
+    init = requests.post(node.api(endpoints.TASK_NEW_INIT), files={"name": (None, "kinds")}, timeout=30)
+    uuid = init.json()["uuid"]
+    upload = [("images", (name, data, "application/octet-stream")) for name, data in files.items()]
+    assert requests.post(node.api(endpoints.upload(uuid)), files=upload, timeout=30).json() == {"success": True}
+    assert requests.post(node.api(endpoints.commit(uuid)), timeout=30).json() == {"uuid": uuid}
+    return uuid
+
+
 def _task_folder(node: ServerProcess, uuid: str) -> Path:
     return node.workdir / "tests" / "data" / uuid if isinstance(node, NodeODX) else node.data_dir / uuid
 
@@ -116,13 +132,25 @@ def test_the_rule_is_what_nodeodx_does(nodeodx_factory: Callable[..., NodeODX],
     expected_gcp = sorted(n for n in files if classify(n) not in (InputKind.PHOTO, InputKind.DISCARDED,
                                                                    InputKind.SEED))
     for node in (nodeodx_factory(), devnode_factory(seconds_per_image=0)):
-        init = requests.post(node.api(endpoints.TASK_NEW_INIT), files={"name": (None, "kinds")}, timeout=30)
-        uuid = init.json()["uuid"]
-        upload = [("images", (name, data, "application/octet-stream")) for name, data in files.items()]
-        assert requests.post(node.api(endpoints.upload(uuid)), files=upload, timeout=30).json() == {"success": True}
-        assert requests.post(node.api(endpoints.commit(uuid)), timeout=30).json() == {"uuid": uuid}
+        uuid = _send(node, files)
         info = _wait_ended(node, uuid)
         folder = _task_folder(node, uuid)
         assert info["imagesCount"] == count_photos(files) == len(expected_images), (node, info)
         assert sorted(p.name for p in (folder / "images").iterdir()) == expected_images, node
         assert sorted(p.name for p in (folder / "gcp").iterdir()) == expected_gcp, node
+
+
+@pytest.mark.skipif(not available(), reason="NodeODX is not built (make setup builds it)")
+def test_max_images_is_what_nodeodx_holds_against_it(nodeodx_factory: Callable[..., NodeODX],
+                                                     devnode_factory: Callable[..., DevNode],
+                                                     sample_images: list[Path]) -> None:
+    """Two photos and two side files are four files to a node that takes three; a seed is none."""
+    photos = {p.name: p.read_bytes() for p in sample_images[:2]}
+    over = {**photos, "geo.txt": b"EPSG:4326\n", "gcp_list.txt": b"EPSG:4326\n"}
+    under = {**photos, "geo.txt": b"EPSG:4326\n", "seed.zip": _seed_zip()}
+    assert (count_against_max_images(over), count_against_max_images(under)) == (4, 3)
+    for node in (nodeodx_factory(max_images=3), devnode_factory(max_images=3, seconds_per_image=0)):
+        failed = _wait_ended(node, _send(node, over))
+        assert failed["status"]["code"] == 30, (node, failed)
+        assert "4 images uploaded" in failed["status"]["errorMessage"], (node, failed)
+        assert _wait_ended(node, _send(node, under))["status"]["code"] == 40, node
