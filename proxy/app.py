@@ -6,7 +6,7 @@ import asyncio
 import logging
 import re
 import socket
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
@@ -22,8 +22,8 @@ from .nodes import NodeRegistry, parse_node_url
 from .openapi import add_openapi_route
 from .redis_store import RedisStore
 from .routes import add_routes
-from .state import CONFIG, RELAY, Relay
 from .staging import Staging
+from .state import CONFIG, RELAY, Relay
 from .store import SQLiteStore, Store
 from .upstream import Upstream
 

@@ -74,7 +74,8 @@ class Auth:
     async def register(self, username: str, password: str) -> str:
         if not self.allow_registration:
             raise AuthError(403, "Registration is turned off on this relay")
-        if not username or len(username) > 64 or not username.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        plain = username.replace("-", "").replace("_", "").replace(".", "")
+        if not username or len(username) > 64 or not plain.isalnum():
             raise AuthError(400, "Choose a username of letters, digits, '.', '-' or '_' (64 at most)")
         if len(password) < 8:
             raise AuthError(400, "Choose a password of at least 8 characters")

@@ -14,12 +14,14 @@ import time
 
 from redis.exceptions import RedisError
 
+from shared import endpoints
+
+from .errors import UpstreamError
 from .forward import commit_on_node, mark_on_node, open_on_node, reserve_slot
 from .models import Stage, TaskRecord
-from .state import Relay
 from .scheduler import Outcome, place
+from .state import Relay
 from .task_end import end_here
-from .errors import UpstreamError
 
 log = logging.getLogger("odx_relay.dispatch")
 DISPATCH_LEASE_SECONDS = 30.0
@@ -100,7 +102,7 @@ async def send_to_node(relay: Relay, task: TaskRecord, node_id: str) -> bool:
         return False
     fresh = await relay.store.get_task(task.uuid) or task
     if fresh.stage == Stage.CANCELED:  # canceled while it was on its way: cancel it on the node too
-        await relay.upstream.call(handle.record, "POST", "/task/cancel", data={"uuid": task.uuid})
+        await relay.upstream.call(handle.record, "POST", endpoints.TASK_CANCEL, data={"uuid": task.uuid})
     await mark_on_node(relay, fresh, node_id, relay.needs(fresh))
     log.info("task dispatched uuid=%s node=%s", task.uuid, node_id)
     return True
@@ -124,7 +126,7 @@ async def recover(relay: Relay) -> None:
         info = None
         if handle is not None:
             try:
-                info = await relay.upstream.call(handle.record, "GET", f"/task/{task.uuid}/info")
+                info = await relay.upstream.call(handle.record, "GET", endpoints.task_info(task.uuid))
             except UpstreamError:
                 info = None
         if isinstance(info, dict) and info.get("uuid") == task.uuid:
@@ -142,7 +144,7 @@ async def dispatch_loop(relay: Relay) -> None:
     while True:
         try:
             await asyncio.wait_for(relay.wake_dispatch.wait(), timeout=relay.config.check_interval)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         relay.wake_dispatch.clear()
         try:

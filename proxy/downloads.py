@@ -18,6 +18,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from shared import endpoints
 from shared.assets import ALL_ZIP, EPT_FOLDER, Asset, asset_by_name
 
 from .errors import DownloadError, UpstreamError
@@ -78,7 +79,7 @@ async def open_node_zip(nodes: NodeRegistry, task: TaskRecord):
     if handle is None:
         raise DownloadError(f"{task.uuid} is not on any node yet")
     try:
-        resp = await nodes.upstream.open_stream(handle.record, f"/task/{task.uuid}/download/{ALL_ZIP}")
+        resp = await nodes.upstream.open_stream(handle.record, endpoints.download(task.uuid, ALL_ZIP))
     except UpstreamError as exc:
         raise DownloadError(str(exc)) from None
     if "application/json" in resp.headers.get("Content-Type", ""):
@@ -88,7 +89,8 @@ async def open_node_zip(nodes: NodeRegistry, task: TaskRecord):
     return resp
 
 
-async def stream_zip(request: web.Request, nodes: NodeRegistry, cache: DownloadCache, task: TaskRecord) -> web.StreamResponse:
+async def stream_zip(request: web.Request, nodes: NodeRegistry, cache: DownloadCache,
+                     task: TaskRecord) -> web.StreamResponse:
     """Pass all.zip through to the client chunk by chunk, filling the cache on the way."""
     resp = await open_node_zip(nodes, task)
     out = web.StreamResponse(headers={"Content-Type": "application/zip", "Accept-Ranges": "bytes",
@@ -154,7 +156,8 @@ def resolve(name: str) -> tuple[str, str, bool] | None:
     return None
 
 
-async def serve(request: web.Request, nodes: NodeRegistry, cache: DownloadCache, task: TaskRecord, name: str) -> web.StreamResponse:
+async def serve(request: web.Request, nodes: NodeRegistry, cache: DownloadCache, task: TaskRecord,
+                name: str) -> web.StreamResponse:
     if name == ALL_ZIP:
         if cache.zip_path(task.uuid).exists() or request.headers.get("Range"):
             return web.FileResponse(await cache.ensure(nodes, task), headers={

@@ -10,6 +10,8 @@ import time
 
 import aiohttp
 
+from shared import endpoints
+
 from .errors import UpstreamError
 from .models import NodeRecord, Stage, TaskRecord
 from .scheduler import TaskNeeds
@@ -39,10 +41,11 @@ async def open_on_node(relay: Relay, task: TaskRecord, node_id: str) -> None:
         raise UpstreamError("node was removed")
     # multipart, never url-encoded: NodeODX reads init fields with multer().none() and silently drops the rest
     form = aiohttp.FormData(node_fields(relay, task, node_id), default_to_multipart=True)
-    result = await relay.upstream.call(handle.record, "POST", "/task/new/init", data=form,
+    result = await relay.upstream.call(handle.record, "POST", endpoints.TASK_NEW_INIT, data=form,
                                        headers={"set-uuid": task.uuid})
     if not (isinstance(result, dict) and result.get("uuid") == task.uuid):
-        raise UpstreamError(f"node {node_id} refused init: {result.get('error') if isinstance(result, dict) else result}")
+        said = result.get("error") if isinstance(result, dict) else result
+        raise UpstreamError(f"node {node_id} refused init: {said}")
 
 
 async def send_missing_files(relay: Relay, task: TaskRecord, node: NodeRecord) -> None:
@@ -61,7 +64,7 @@ async def send_missing_files(relay: Relay, task: TaskRecord, node: NodeRecord) -
 async def commit_on_node(relay: Relay, task: TaskRecord, node: NodeRecord) -> None:
     """Send what the node lacks, then commit; UpstreamError unless the node says it took this uuid."""
     await send_missing_files(relay, task, node)
-    result = await relay.upstream.call(node, "POST", f"/task/new/commit/{task.uuid}")
+    result = await relay.upstream.call(node, "POST", endpoints.commit(task.uuid))
     if not (isinstance(result, dict) and result.get("uuid") == task.uuid):
         raise UpstreamError(f"node {node.id} refused commit: {result}")
 

@@ -10,7 +10,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
+
+from shared import endpoints
 
 from .dispatch import dispatch_loop, recover
 from .errors import UpstreamError
@@ -41,7 +43,7 @@ async def health_loop(relay: Relay) -> None:
     while True:
         try:
             await health_round(relay)
-        except Exception as exc:  # Redis away, a node answering nonsense: say it, try again next interval
+        except Exception as exc:  # noqa: BLE001  the loop must outlive any round: said in one line, tried again
             log.warning("health round failed: %s: %s", type(exc).__name__, exc)
         await asyncio.sleep(relay.config.check_interval)
 
@@ -109,7 +111,7 @@ async def catch_up(relay: Relay) -> None:
         if task.ended_ms or handle is None:
             continue
         try:
-            info = await relay.upstream.call(handle.record, "GET", f"/task/{task.uuid}/info")
+            info = await relay.upstream.call(handle.record, "GET", endpoints.task_info(task.uuid))
         except UpstreamError:
             continue
         if isinstance(info, dict) and status_code(info) in ENDED:

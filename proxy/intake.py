@@ -10,27 +10,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import re
-import logging
 import time
 import uuid as uuidlib
 from collections import Counter
-from datetime import datetime, timezone
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from shared.client import count_images
+from shared.inputs import count_against_max_images, count_photos
 from shared.options import MIN_IMAGES, parse_options_field, validate_options
 
 from .errors import BadRequest, UploadStalled, UpstreamError
 from .forward import commit_on_node, mark_on_node, open_on_node, reserve_slot
 from .models import Stage, TaskRecord
-from .state import Relay
 from .scheduler import TaskNeeds, forward_target, refusal
 from .staging import safe_filename, valid_uuid
+from .state import Relay
 
 log = logging.getLogger("odx_relay.intake")
 CHUNK = 1024 * 1024
@@ -52,7 +53,7 @@ class Body:
         self.timeout = relay.config.upload_timeout or None
 
     @classmethod
-    def of(cls, relay: Relay, request: web.Request) -> "Body":
+    def of(cls, relay: Relay, request: web.Request) -> Body:
         if not request.content_type.startswith("multipart/"):
             raise BadRequest("Need at least 1 file.", noRetry=True)
         try:
@@ -63,7 +64,7 @@ class Body:
     async def _timed(self, awaitable, what: str):
         try:
             return await asyncio.wait_for(awaitable, self.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UploadStalled(f"Upload timed out: nothing received for {self.timeout:g} s while reading "
                                 f"{what}") from None
         except (ValueError, RuntimeError, HttpProcessingError) as exc:  # a body that is not valid multipart
@@ -97,7 +98,7 @@ class Body:
         except (ValueError, RuntimeError) as exc:  # a Content-Transfer-Encoding that is unknown or broken
             raise BadRequest(f"Field {part.name!r} cannot be decoded: {exc}") from None
 
-    def budget(self, task: TaskRecord) -> "FileReader":
+    def budget(self, task: TaskRecord) -> FileReader:
         limit_mb = self.relay.config.max_upload_mb
         return FileReader(self, int(limit_mb * MB) - self.relay.staging.used_bytes(task.uuid) if limit_mb else None)
 
@@ -166,7 +167,7 @@ def read_fields(fields: dict[str, str], relay: Relay) -> dict[str, Any]:
         created_ms = int(time.time() * 1000)
     name = fields.get("name")  # no field, no name (as on NodeODX); an empty one gets NodeODX's default
     if name == "":
-        name = "Task of " + datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        name = "Task of " + datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return {"name": name, "options": options, "webhook": fields.get("webhook") or "",
             "skip_post_processing": fields.get("skipPostProcessing") == "true",  # NodeODX takes no other spelling
             "outputs": outputs, "created_ms": created_ms}
@@ -205,7 +206,7 @@ async def init_task(relay: Relay, uuid: str, owner: str, fields: dict[str, Any])
 def check_image_count(relay: Relay, task: TaskRecord, name: str) -> None:
     """Refuse a photo past `--max-images` before reading it."""
     limit = relay.config.max_images
-    if limit and count_images({p.name for p in relay.staging.files(task.uuid)} | {name}) > limit:
+    if limit and count_against_max_images({p.name for p in relay.staging.files(task.uuid)} | {name}) > limit:
         raise BadRequest(f"Too many images: this relay takes at most {limit} images per task")
 
 
@@ -293,7 +294,7 @@ async def one_shot_files(relay: Relay, task: TaskRecord, request: web.Request) -
 async def commit_task(relay: Relay, task: TaskRecord) -> None:
     """Count, check limits, then commit on the forward node or put the task in the relay's queue."""
     files = relay.staging.files(task.uuid)
-    task.image_count = count_images(files)
+    task.image_count = count_photos(files)
     if not files:  # NodeODX drops such an upload: a later call on its uuid finds nothing
         await forget(relay, task)
         raise BadRequest("Need at least 1 file.")

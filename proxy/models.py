@@ -44,7 +44,7 @@ class TaskRecord:
         return data
 
     @classmethod
-    def from_json(cls, data: dict) -> "TaskRecord":
+    def from_json(cls, data: dict) -> TaskRecord:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known["stage"] = Stage(known.get("stage", Stage.UPLOADING))
         return cls(**known)
@@ -64,7 +64,7 @@ class NodeRecord:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict) -> "NodeRecord":
+    def from_json(cls, data: dict) -> NodeRecord:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
@@ -79,5 +79,5 @@ class UserRecord:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict) -> "UserRecord":
+    def from_json(cls, data: dict) -> UserRecord:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})

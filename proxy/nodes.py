@@ -18,10 +18,12 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from yarl import URL
 
+from shared import endpoints
+
+from .errors import UpstreamError
 from .models import NodeRecord
 from .scheduler import NodeState, Reservations
 from .store import Store
-from .errors import UpstreamError
 from .upstream import Upstream, public_name
 
 log = logging.getLogger("odx_relay.nodes")
@@ -162,12 +164,12 @@ class NodeRegistry:
         """Ask one node's /info; update online state, reservations and (first time) its options."""
         asked_at = time.time()
         try:
-            info = await self.upstream.call(handle.record, "GET", "/info")
+            info = await self.upstream.call(handle.record, "GET", endpoints.INFO)
             if not isinstance(info, dict) or "error" in info:
                 raise UpstreamError(f"node {public_name(handle.record)} refused /info: "
                                     f"{info.get('error') if isinstance(info, dict) else info!r}")
             if handle.options is None:
-                options = await self.upstream.call(handle.record, "GET", "/options")
+                options = await self.upstream.call(handle.record, "GET", endpoints.OPTIONS)
                 handle.options = options if isinstance(options, list) else None
         except UpstreamError as exc:
             handle.failures += 1

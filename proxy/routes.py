@@ -13,13 +13,15 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from shared import endpoints
+
 from .downloads import ALL_ZIP, resolve, serve
 from .errors import BadRequest, CommandFailed, DownloadError, NotFound, UpstreamError
 from .intake import choose_uuid, commit_task, init_task, one_shot_files, read_fields, read_options, upload_files
 from .models import Stage, TaskRecord
 from .replies import public_info, relay_side_info, relay_side_output
-from .state import RELAY, Relay
 from .staging import valid_uuid
+from .state import RELAY, Relay
 from .task_end import learn_info
 from .webhooks import receive
 from .zipurl import stage_zipurl
@@ -98,8 +100,8 @@ async def auth_info(request: web.Request) -> web.Response:
     accounts = relay.auth.allow_registration
     return web.json_response({
         "message": "Log in to get a token" if accounts else "Accounts are not enabled on this relay",
-        "loginUrl": "/auth/login" if accounts else None,
-        "registerUrl": "/auth/register" if accounts else None})
+        "loginUrl": endpoints.AUTH_LOGIN if accounts else None,
+        "registerUrl": endpoints.AUTH_REGISTER if accounts else None})
 
 
 async def auth_login(request: web.Request) -> web.Response:
@@ -192,7 +194,8 @@ async def task_info(request: web.Request) -> web.Response:
     try:
         body, data = await relay.in_flight.run(
             ("info", task.uuid, with_output),
-            lambda: node_call(relay, task, "GET", f"/task/{task.uuid}/info", query=query, raw=True))
+            lambda: node_call(relay, task, "GET", endpoints.task_info(task.uuid), query=query,
+                                   raw=True))
     except UpstreamError:  # the node is away (failover may send the task elsewhere): never an error here
         return web.json_response(task.last_info or relay_side_info(relay, task))  # its last word, or "queued"
     if isinstance(data, dict) and "error" not in data:
@@ -205,7 +208,8 @@ async def task_output(request: web.Request) -> web.Response:
     line = _int(request.query.get("line", "0"))
     if task.stage != Stage.ON_NODE:
         return web.json_response(relay_side_output(task)[line:])
-    return web.json_response(await node_call(relay, task, "GET", f"/task/{task.uuid}/output", query={"line": line}))
+    return web.json_response(await node_call(relay, task, "GET", endpoints.task_output(task.uuid),
+                                                query={"line": line}))
 
 
 async def task_download(request: web.Request) -> web.StreamResponse:
@@ -239,7 +243,7 @@ async def command_target(request: web.Request) -> tuple[Relay, TaskRecord, dict[
 async def task_cancel(request: web.Request) -> web.Response:
     relay, task, _ = await command_target(request)
     if task.stage == Stage.ON_NODE:
-        return web.json_response(await node_call(relay, task, "POST", "/task/cancel", data={"uuid": task.uuid}))
+        return web.json_response(await node_call(relay, task, "POST", endpoints.TASK_CANCEL, data={"uuid": task.uuid}))
     if task.stage in (Stage.QUEUED, Stage.DISPATCHING):
         task.stage, task.ended_ms = Stage.CANCELED, int(time.time() * 1000)
         await relay.store.put_task(task)
@@ -251,7 +255,7 @@ async def task_remove(request: web.Request) -> web.Response:
     relay, task, _ = await command_target(request)
     if task.stage == Stage.ON_NODE:
         try:
-            result = await node_call(relay, task, "POST", "/task/remove", data={"uuid": task.uuid})
+            result = await node_call(relay, task, "POST", endpoints.TASK_REMOVE, data={"uuid": task.uuid})
             if isinstance(result, dict) and result.get("error") and "not found" not in result["error"]:
                 return web.json_response(result)
         except UpstreamError as exc:
@@ -288,7 +292,7 @@ async def restart_on_node(request: web.Request, relay: Relay, task: TaskRecord, 
     payload = {"uuid": task.uuid}
     if data.get("options"):
         payload["options"] = data["options"]
-    result = await node_call(relay, task, "POST", "/task/restart", data=payload)
+    result = await node_call(relay, task, "POST", endpoints.TASK_RESTART, data=payload)
     if isinstance(result, dict) and result.get("success"):
         relay.cache.drop(task.uuid)
         if new_options is not None:
@@ -307,20 +311,20 @@ def _int(text: str) -> int:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/info", info)
-    app.router.add_get("/options", options)
-    app.router.add_get("/auth/info", auth_info)
-    app.router.add_post("/auth/login", auth_login)
-    app.router.add_post("/auth/register", auth_register)
-    app.router.add_post("/task/new/init", task_new_init)
-    app.router.add_post("/task/new/upload/{uuid}", task_new_upload)
-    app.router.add_post("/task/new/commit/{uuid}", task_new_commit)
-    app.router.add_post("/task/new", task_new)
-    app.router.add_get("/task/list", task_list)
-    app.router.add_get("/task/{uuid}/info", task_info)
-    app.router.add_get("/task/{uuid}/output", task_output)
-    app.router.add_get("/task/{uuid}/download/{asset:.+}", task_download)
-    app.router.add_post("/task/cancel", task_cancel)
-    app.router.add_post("/task/remove", task_remove)
-    app.router.add_post("/task/restart", task_restart)
+    app.router.add_get(endpoints.INFO, info)
+    app.router.add_get(endpoints.OPTIONS, options)
+    app.router.add_get(endpoints.AUTH_INFO, auth_info)
+    app.router.add_post(endpoints.AUTH_LOGIN, auth_login)
+    app.router.add_post(endpoints.AUTH_REGISTER, auth_register)
+    app.router.add_post(endpoints.TASK_NEW_INIT, task_new_init)
+    app.router.add_post(endpoints.TASK_NEW_UPLOAD, task_new_upload)
+    app.router.add_post(endpoints.TASK_NEW_COMMIT, task_new_commit)
+    app.router.add_post(endpoints.TASK_NEW, task_new)
+    app.router.add_get(endpoints.TASK_LIST, task_list)
+    app.router.add_get(endpoints.TASK_INFO, task_info)
+    app.router.add_get(endpoints.TASK_OUTPUT, task_output)
+    app.router.add_get(endpoints.TASK_DOWNLOAD.replace("{asset}", "{asset:.+}"), task_download)  # EPT tile paths
+    app.router.add_post(endpoints.TASK_CANCEL, task_cancel)
+    app.router.add_post(endpoints.TASK_REMOVE, task_remove)
+    app.router.add_post(endpoints.TASK_RESTART, task_restart)
     app.router.add_post("/_relay/webhook/{uuid}", receive)

@@ -7,9 +7,9 @@ shows the task, so parallel submissions spread out instead of piling onto the fi
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Mapping, Sequence
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ and no answer is older than the round trip it waited for: coalescing, not cachin
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any
 
 
 class SingleFlight:

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Coroutine
+from typing import Any
 
 from aiohttp import web
 
@@ -24,7 +25,7 @@ from .staging import Staging
 from .store import Store
 from .upstream import Upstream
 
-RELAY: web.AppKey["Relay"] = web.AppKey("relay")
+RELAY: web.AppKey[Relay] = web.AppKey("relay")
 CONFIG: web.AppKey[RelayConfig] = web.AppKey("config", RelayConfig)
 OPENAPI_DOCUMENT: web.AppKey[dict] = web.AppKey("openapi", dict)  # built once at start
 

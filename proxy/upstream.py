@@ -6,10 +6,13 @@ token in it (URLs in messages are shown without their query).
 from __future__ import annotations
 
 import json
-from typing import Any, AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import aiohttp
 from yarl import URL
+
+from shared import endpoints
 
 from .errors import UpstreamError
 from .models import NodeRecord
@@ -72,5 +75,5 @@ class Upstream:
         """Send one file to `/task/new/upload/{uuid}` as the `images` field, streamed."""
         form = aiohttp.FormData()
         form.add_field("images", chunks, filename=filename, content_type="application/octet-stream")
-        return await self.call(node, "POST", f"/task/new/upload/{uuid}", data=form,
+        return await self.call(node, "POST", endpoints.upload(uuid), data=form,
                                timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=600))

@@ -23,8 +23,8 @@ from yarl import URL
 
 from .errors import ZipUrlError
 from .models import TaskRecord
-from .state import Relay
 from .staging import safe_filename
+from .state import Relay
 
 log = logging.getLogger("odx_relay.zipurl")
 MAX_REDIRECTS = 5

@@ -43,8 +43,6 @@ from .types import NodeInfo, NodeOption, TaskInfo, TaskStatus
 
 ProgressCallback = Callable[[float], Any]
 CHUNK = 1024 * 1024
-#: Kept for callers that imported it from here (proxy/intake.py); the rule lives in `shared.inputs`.
-count_images = count_photos
 
 
 class Node:

@@ -17,7 +17,6 @@ import requests
 
 from qgis_plugin.core import inputs as plugin_inputs
 from shared import endpoints
-from shared.client import count_images
 from shared.inputs import InputKind, classify, count_against_max_images, count_photos, is_photo
 from testkit.devnode import DevNode
 from testkit.nodeodx import NodeODX, available
@@ -63,7 +62,6 @@ def test_count_photos_counts_what_nodeodx_leaves_in_images() -> None:
     names = [name for name, _ in KINDS]
     assert count_photos(names) == sum(1 for _, kind in KINDS if kind is InputKind.PHOTO) == 8
     assert count_photos([]) == 0
-    assert count_images is count_photos  # the client's old name, still imported by the relay
 
 
 def test_max_images_counts_side_files_but_not_the_seed() -> None:
@@ -83,7 +81,7 @@ def test_client_and_plugin_count_one_upload_alike(tmp_path: Path) -> None:
     plan = plugin_inputs.plan_upload(folder=folder, align=tmp_path / "reference.TIFF", gcp=tmp_path / "points.txt")
     assert "align.tif" in plan.names() and "gcp_list.txt" in plan.names()
     staged = plugin_inputs.stage(plan, tmp_path / "staging")  # what Node.create_task uploads and counts
-    assert plan.image_count == count_images(staged) == count_photos(staged) == 3
+    assert plan.image_count == count_photos(staged) == 3  # the client counts with count_photos too
 
 
 # ---- against the reference -----------------------------------------------------------------------------
