@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from testkit.cluster import Client
-from tests.relay.relay_helpers import (COMPLETED, QUEUED, commit, get_json, init_task, submit, task_info, upload,
+from tests.relay.relay_helpers import (COMPLETED, QUEUED, Receiver, commit, get_json, init_task, submit, task_info, upload,
                                        wait_status)
 
 pytestmark = pytest.mark.slow
@@ -116,3 +116,23 @@ def test_node_health_is_checked_once_per_interval_across_replicas(cluster_factor
     together = calls_in_window()
     assert window / 0.3 * 0.6 <= alone <= window / 0.3 * 1.2, alone
     assert together <= alone * 1.3 + 1, (alone, together)
+
+
+def test_the_clients_webhook_is_called_once_whichever_replica_learns_the_end(
+        cluster_factory, sample_images: list[Path]) -> None:
+    """The node tells one replica; clients poll both at once: every one of them sees the end, one calls."""
+    cluster = cluster_factory([{"seconds_per_image": 0.05}])
+    receiver = Receiver()
+    try:
+        uuid = submit(cluster.replicas[0], sample_images[:3], {"webhook": receiver.url + "/end"})
+        with ThreadPoolExecutor(4) as pool:
+            infos = list(pool.map(lambda i: wait_status(cluster.replicas[i % 2], uuid), range(4)))
+        assert all(info["status"]["code"] == COMPLETED for info in infos)
+        deadline = time.monotonic() + 10
+        while not receiver.calls and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(3)  # a second call, if any, would have come by now
+        assert [path for path, _ in receiver.calls] == ["/end"]
+        assert receiver.calls[0][1]["uuid"] == uuid
+    finally:
+        receiver.close()
