@@ -1,13 +1,13 @@
 """`odx-relay` (or `python -m proxy`): serve the relay, or manage a running relay's nodes."""
 from __future__ import annotations
 
-import logging
 import sys
 
 from aiohttp import web
 
 from .app import create_app
 from .config import parse_config
+from .logs import configure as configure_logging
 from .nodes import parse_node_url
 
 
@@ -18,9 +18,7 @@ def serve(argv: list[str]) -> None:
             parse_node_url(url)
     except (ValueError, OSError) as exc:
         sys.exit(f"odx-relay: {exc}")
-    logging.basicConfig(level=config.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    configure_logging(config.log_level)
     web.run_app(create_app(config), host=config.host, port=config.port, print=None,
                 access_log=None, shutdown_timeout=5)
 

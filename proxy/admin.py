@@ -41,7 +41,7 @@ async def add_node(request: web.Request) -> web.Response:
     if data.get("token"):
         record.token = str(data["token"])
     if relay.registry.get(record.id) is not None:
-        raise Conflict(f"Node {record.url} is registered already as {record.id}")
+        raise Conflict(f"Node {record.shown_url} is registered already as {record.id}")
     handle = await relay.registry.add(record)
     relay.wake_dispatch.set()
     return web.json_response(handle.public(), status=201)

@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from shared.inputs import count_against_max_images, count_photos
+from shared.inputs import count_photos
 from shared.options import MIN_IMAGES, parse_options_field, validate_options
 
 from .errors import BadRequest, UploadStalled, UpstreamError
@@ -45,12 +45,36 @@ class Body:
     Every read waits at most `upload_timeout` seconds, so a client that sends a few bytes and stalls
     is dropped instead of holding a connection, a file and (when forwarding) a node upload for ever.
     Files count against the task's byte budget (`max_upload_mb`, all its files together), checked as
-    they stream, so a file past it is cut off without ever being kept whole.
+    they stream, so a file past it is cut off without ever being kept whole. What the task holds already
+    is read from its staging folder once per request and then kept up to date here, so each part costs
+    the same however many came before it (commit checks the whole again).
     """
 
     def __init__(self, relay: Relay, reader: MultipartReader):
         self.relay, self.reader = relay, reader
         self.timeout = relay.config.upload_timeout or None
+        self.names: set[str] | None = None  # files the task holds, as of this request's first part
+        self.used = 0                       # their bytes
+        self.images = 0                     # and how many are photos (what --max-images limits)
+
+    def staged(self, task: TaskRecord) -> set[str]:
+        if self.names is None:
+            self.names = {p.name for p in self.relay.staging.files(task.uuid)}
+            self.used = self.relay.staging.used_bytes(task.uuid)
+            self.images = count_photos(self.names)
+        return self.names
+
+    def images_with(self, task: TaskRecord, name: str) -> int:
+        """How many photos the task would hold once `name` is kept too."""
+        new = name not in self.staged(task)
+        return self.images + (count_photos([name]) if new else 0)
+
+    def kept(self, name: str, size: int) -> None:
+        assert self.names is not None
+        if name not in self.names:
+            self.images += count_photos([name])
+            self.names.add(name)
+        self.used += size
 
     @classmethod
     def of(cls, relay: Relay, request: web.Request) -> Body:
@@ -100,7 +124,8 @@ class Body:
 
     def budget(self, task: TaskRecord) -> FileReader:
         limit_mb = self.relay.config.max_upload_mb
-        return FileReader(self, int(limit_mb * MB) - self.relay.staging.used_bytes(task.uuid) if limit_mb else None)
+        self.staged(task)
+        return FileReader(self, int(limit_mb * MB) - self.used if limit_mb else None)
 
 
 class FileReader:
@@ -119,8 +144,7 @@ class FileReader:
         if self.left is not None:
             self.left -= len(chunk)
             if self.left < 0:
-                self.refusal = BadRequest(f"Upload too large: a task's files may take at most "
-                                           f"{self.body.relay.config.max_upload_mb:g} MB on this relay")
+                self.refusal = BadRequest(too_large(self.body.relay))
                 raise self.refusal
         return chunk
 
@@ -128,6 +152,10 @@ class FileReader:
         while chunk := await self.read(part):
             handle.write(chunk)
             yield chunk
+
+
+def too_large(relay: Relay) -> str:
+    return f"Upload too large: a task's files may take at most {relay.config.max_upload_mb:g} MB on this relay"
 
 
 def read_options(raw: str | None, relay: Relay) -> dict[str, Any]:
@@ -177,7 +205,9 @@ async def choose_uuid(request: web.Request, relay: Relay) -> str:
     wanted = request.headers.get("set-uuid")
     if wanted is None:
         return str(uuidlib.uuid4())
-    if not valid_uuid(wanted) or await relay.store.get_task(wanted) is not None:
+    # the claim is atomic (across replicas too): of inits racing for one uuid, exactly one gets it
+    if (not valid_uuid(wanted) or await relay.store.get_task(wanted) is not None
+            or not await relay.store.claim_once(wanted, "set-uuid")):
         raise BadRequest(f"Invalid set-uuid: {wanted}")
     return wanted  # its case kept: NodeODX keeps it, and finds a task by the exact string
 
@@ -203,10 +233,10 @@ async def init_task(relay: Relay, uuid: str, owner: str, fields: dict[str, Any])
     return task
 
 
-def check_image_count(relay: Relay, task: TaskRecord, name: str) -> None:
+def check_image_count(relay: Relay, task: TaskRecord, body: Body, name: str) -> None:
     """Refuse a photo past `--max-images` before reading it."""
     limit = relay.config.max_images
-    if limit and count_against_max_images({p.name for p in relay.staging.files(task.uuid)} | {name}) > limit:
+    if limit and body.images_with(task, name) > limit:
         raise BadRequest(f"Too many images: this relay takes at most {limit} images per task")
 
 
@@ -217,7 +247,7 @@ async def stage_part(relay: Relay, task: TaskRecord, body: Body, part: BodyPartR
     name = safe_filename(part.filename)
     if name is None:
         raise BadRequest(f"Invalid file name: {part.filename!r}")
-    check_image_count(relay, task, name)
+    check_image_count(relay, task, body, name)
     reader = body.budget(task)
     partial = relay.staging.partial(task.uuid, name)
     forwarded = False
@@ -242,7 +272,9 @@ async def stage_part(relay: Relay, task: TaskRecord, body: Body, part: BodyPartR
         log.info("upload dropped uuid=%s file=%s: %s", task.uuid, name, exc if isinstance(exc, BadRequest)
                  else type(exc).__name__)
         raise
+    size = partial.stat().st_size
     partial.replace(relay.staging.folder(task.uuid) / name)
+    body.kept(name, size)
     if forwarded:
         relay.staging.mark_forwarded(task.uuid, name, task.forward_node_id)
     return name
@@ -304,6 +336,8 @@ async def commit_task(relay: Relay, task: TaskRecord) -> None:
         reason = f"Not enough images: {task.image_count} image(s) uploaded, at least {MIN_IMAGES} are needed."
     if relay.config.max_images and task.image_count > relay.config.max_images:
         reason = f"Too many images: this relay takes at most {relay.config.max_images} images per task"
+    if relay.config.max_upload_mb and relay.staging.used_bytes(task.uuid) > relay.config.max_upload_mb * MB:
+        reason = too_large(relay)  # parallel uploads each counted what was there when they began
     if reason:
         await forget(relay, task)
         log.info("task refused uuid=%s: %s", task.uuid, reason)

@@ -1,6 +1,7 @@
 """The relay's own records: tasks it routes, nodes it knows, user accounts. Plain data, JSON-able."""
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from enum import Enum
@@ -62,6 +63,11 @@ class NodeRecord:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    @property
+    def shown_url(self) -> str:
+        """The URL without a Basic-auth password, for the admin API and log lines."""
+        return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", self.url)
 
     @classmethod
     def from_json(cls, data: dict) -> NodeRecord:

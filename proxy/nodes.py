@@ -92,7 +92,7 @@ class NodeHandle:
 
     def public(self) -> dict[str, Any]:
         """What the admin API shows: everything but the token."""
-        return {"id": self.record.id, "url": self.record.url, "label": self.record.label,
+        return {"id": self.record.id, "url": self.record.shown_url, "label": self.record.label,
                 "locked": self.record.locked, "online": self.online, "failures": self.failures,
                 "hasToken": bool(self.record.token), "info": self.info, "lastError": self.last_error,
                 "infoAge": round(time.monotonic() - self.info_at, 1) if self.info_at else None}
@@ -143,7 +143,7 @@ class NodeRegistry:
         self.handles[record.id] = handle
         await self.store.put_node(record)
         await self.check(handle)
-        log.info("node added id=%s url=%s", record.id, record.url)
+        log.info("node added id=%s url=%s", record.id, record.shown_url)
         return handle
 
     async def remove(self, node_id: str) -> None:

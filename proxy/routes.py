@@ -164,8 +164,9 @@ async def task_new(request: web.Request) -> web.Response:
         await relay.store.put_task(task)
         await commit_task(relay, task)
     except Exception:
-        if await relay.store.get_task(uuid) is None:
+        if await relay.store.get_task(uuid) is None:  # nothing was kept: the uuid (and its claim) is free again
             relay.staging.remove(uuid)
+            await relay.store.delete_task(uuid)
         raise
     return web.json_response({"uuid": uuid})
 

@@ -6,6 +6,7 @@ methods. SQLite runs in WAL mode and commits every write, so a `kill -9` loses n
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sqlite3
 from pathlib import Path
@@ -67,6 +68,9 @@ class SQLiteStore:
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():  # it holds node tokens: the relay's user alone may read it
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        self.path.chmod(0o600)
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")

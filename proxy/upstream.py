@@ -27,7 +27,9 @@ def node_url(node: NodeRecord, path: str, query: Mapping[str, Any] | None = None
 
 
 def public_name(node: NodeRecord) -> str:
-    return node.label or node.url
+    """How a node is named to clients and in errors: its label or id, never its URL (which may carry a
+    Basic-auth password, and is nobody's business outside the relay)."""
+    return f"{node.id} ({node.label})" if node.label else node.id
 
 
 class Upstream:

@@ -115,3 +115,13 @@ def test_upload_file_name_tricks_stay_in_the_tasks_folder(hostile: Hostile, file
         assert len(hostile.staged(uuid)) == 1 and not hostile.staged(uuid)[0].startswith(".")
     else:
         assert hostile.staged(uuid) == []
+
+
+def test_concurrent_inits_with_one_set_uuid_have_exactly_one_winner(hostile: Hostile) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+    wanted = new_uuid()
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(lambda _: init_task(hostile.relay, headers={"set-uuid": wanted}, token=CLIENT_TOKEN),
+                                range(10)))
+    assert answers.count({"uuid": wanted}) == 1, answers
+    assert answers.count({"error": f"Invalid set-uuid: {wanted}"}) == 9
