@@ -1,8 +1,8 @@
 """`python -m bench [--quick] [--json PATH] [--only NAME,...]`: run the benchmarks, print the table, save JSON.
 
-Run it from the repository root (as `make bench` does): the servers are started with the test suite's
-helpers. A benchmark that breaks is reported as an error in its section and the others still run.
-The exit status is 0 unless `--strict` is given and a bar fails (or a benchmark broke).
+Run it from the repository root (as `make bench` does): the servers are started with `testkit`, the
+helpers the test suite uses too. A benchmark that breaks is reported as an error in its section and the
+others still run. The exit status is 0 unless `--strict` is given and a bar fails (or a benchmark broke).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # the server helpers live in tests/, beside this package
+if str(REPO) not in sys.path:  # the server helpers live in testkit/, beside this package
     sys.path.insert(0, str(REPO))
 
 from . import cycle, info_load, placement, stalls, upload  # noqa: E402

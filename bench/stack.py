@@ -3,9 +3,10 @@ peak-RSS sampler, and interleaved repetitions.
 
 A node is of one of two kinds: the development node (`odx-devnode`) or a real NodeODX 2.3.1 in test
 mode (built by `make setup` under var/nodeodx). The relay and the node are the real programs, started by
-the same helpers the tests use, on free 127.0.0.1 ports; `stack()` stops both whatever happens, and
-`stacks()` runs one stack per node kind side by side. Measuring the relay against the very node it
-fronts, in alternating order, makes load from anything else on the machine fall on every side alike.
+the same helpers the tests use (`testkit`), on free 127.0.0.1 ports; `stack()` stops both whatever
+happens, and `stacks()` runs one stack per node kind side by side. Measuring the relay against the very
+node it fronts, in alternating order, makes load from anything else on the machine fall on every side
+alike.
 """
 from __future__ import annotations
 
