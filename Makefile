@@ -9,7 +9,7 @@ STAMP       := $(VENV)/.installed
 NODEODX     := var/nodeodx
 export QT_QPA_PLATFORM := offscreen
 
-.PHONY: help setup test test-quick demo devnodes run package bench faults clean
+.PHONY: help setup lint test test-quick demo devnodes run package bench faults clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -21,7 +21,10 @@ $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh "$(VENV)" $(APT_PACKAGES)
 	@touch $@
 
-test: setup ## Run the whole test suite headless (pytest)
+lint: setup ## The linter (ruff, rules in pyproject.toml) over the whole tree
+	$(VENV)/bin/ruff check .
+
+test: setup lint ## The linter, then the whole test suite headless (pytest)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-quick: setup ## The edit-test loop: the tests not marked slow (no fuzz, scale, conformance or long server tests), under a minute

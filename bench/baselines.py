@@ -7,7 +7,7 @@ task goes to a node that accepts its image count, so every task completes and ma
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from proxy.scheduler import NodeState
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from proxy.scheduler import NodeState, Outcome, TaskNeeds, place
 from shared.memory import MB_PER_GB, estimate_memory_mb

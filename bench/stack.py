@@ -13,10 +13,11 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import psutil
 
@@ -140,7 +141,7 @@ class PeakRSS:
                 return
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "PeakRSS":
+    def __enter__(self) -> PeakRSS:
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -168,7 +169,7 @@ class CPUTime:
         own = times.user + times.system
         return own + times.children_user + times.children_system if self.children else own
 
-    def __enter__(self) -> "CPUTime":
+    def __enter__(self) -> CPUTime:
         self._start = self._now()
         return self
 

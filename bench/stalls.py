@@ -10,9 +10,9 @@ Bar: no upload through the relay over 5 s.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
 
 import requests
 

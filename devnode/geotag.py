@@ -46,7 +46,7 @@ def read_exif(path: Path) -> PhotoExif:
     """The photo's EXIF facts; empty when the file has no readable EXIF."""
     try:
         exif = piexif.load(str(path))
-    except Exception as exc:  # piexif raises many types on garbled or foreign files
+    except Exception as exc:  # noqa: BLE001  piexif raises many types on garbled or foreign files
         log.info("no readable EXIF in %s: %s", path.name, exc)
         return PhotoExif()
     zeroth, sub = exif.get("0th") or {}, exif.get("Exif") or {}

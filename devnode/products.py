@@ -382,8 +382,8 @@ _EPT_DIMENSIONS = (
 def _ept_metadata(points: dict, grid: Grid) -> dict:
     low = [float(points[axis].min()) for axis in "xyz"]
     high = [float(points[axis].max()) for axis in "xyz"]
-    half = max(h - l for l, h in zip(low, high)) / 2 + 1
-    centre = [(l + h) / 2 for l, h in zip(low, high)]
+    half = max(h - lo for lo, h in zip(low, high)) / 2 + 1
+    centre = [(lo + h) / 2 for lo, h in zip(low, high)]
     return {
         "version": "1.0.0",
         "dataType": "laszip",

@@ -20,10 +20,11 @@ import re
 import shutil
 import time
 import zipfile
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
 
@@ -58,7 +59,7 @@ def now_ms() -> int:
 
 def _js_date(ms: int) -> str:
     """JavaScript's Date.toISOString(), which NodeODX uses in default task names."""
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z"
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def _parse_int(value: Any) -> int | None:
@@ -112,7 +113,7 @@ class Task:
     run: int = 0
 
     @classmethod
-    def from_form(cls, uuid: str, form: dict, options: list[dict], images_estimate: int) -> "Task":
+    def from_form(cls, uuid: str, form: dict, options: list[dict], images_estimate: int) -> Task:
         """A new task from the fields of `/task/new` or `/task/new/init`, as NodeODX reads them."""
         created = _parse_int(form.get("dateCreated"))
         return cls(
@@ -165,7 +166,7 @@ class Task:
         return data
 
     @classmethod
-    def from_json(cls, data: dict) -> "Task":
+    def from_json(cls, data: dict) -> Task:
         task = cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
         task.status = TaskStatus(int(task.status))
         return task

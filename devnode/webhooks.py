@@ -36,7 +36,7 @@ async def notify(session: aiohttp.ClientSession, url: str, payload: dict, uuid: 
                     log.info("task %s webhook %s answered 200", uuid, _shown(url))
                     return True
                 reason = f"status {response.status}"
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             reason = type(exc).__name__
         log.warning("task %s webhook %s failed (%s), attempt %d of %d", uuid, _shown(url), reason,
                     attempt + 1, RETRIES + 1)

@@ -196,7 +196,8 @@ class NodeRegistry:
     async def task_left(self, node_id: str | None, uuid: str) -> None:
         """A task ended on a node: count its slot free now, without asking the node's /info (NodeODX runs
         `lscpu` and `free` for each /info, ~10 ms of its CPU, just when the client polls and downloads).
-        A task whose reservation is still held was never in the node's count; otherwise it leaves the count.
+        A task whose reservation is still held was never in the node's count; otherwise it leaves the count,
+        shared with the other replicas like a health check's numbers (call it once per end, not per replica).
         The next health check corrects whatever this guessed wrong."""
         held = any(uuid in tasks for tasks in (await self.store.reservations()).values())
         handle = self.handles.get(node_id or "")
@@ -204,6 +205,7 @@ class NodeRegistry:
             await self.release(uuid)
         elif handle is not None and handle.info and int(handle.info.get("taskQueueCount") or 0) > 0:
             handle.info = {**handle.info, "taskQueueCount": int(handle.info["taskQueueCount"]) - 1}
+            await self.store.put_node_info(handle.record.id, handle.shared())
 
     async def check_all(self) -> None:
         await asyncio.gather(*(self.check(h) for h in list(self.handles.values())))

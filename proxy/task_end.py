@@ -36,7 +36,8 @@ async def learn_info(relay: Relay, task: TaskRecord, info: dict[str, Any]) -> No
     if status_code(info) not in ENDED:
         return
     if changed:
-        await relay.registry.task_left(task.node_id, task.uuid)  # its slot is free now: the queue need not wait
+        if await relay.store.claim_once(task.uuid, f"left:{task.runs}"):  # one replica counts the slot free
+            await relay.registry.task_left(task.node_id, task.uuid)  # now, so the queue need not wait for a check
         relay.wake_dispatch.set()
     await notify_client(relay, task, info)
 

@@ -5,6 +5,6 @@ can be imported (and tested) without a QGIS instance.
 """
 
 
-def classFactory(iface):  # noqa: N802 - the name QGIS looks for
+def classFactory(iface):
     from .plugin import ODXRelayPlugin
     return ODXRelayPlugin(iface)

@@ -10,16 +10,38 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from qgis.core import (QgsColorRampShader, QgsGradientColorRamp, QgsGradientStop, QgsHillshadeRenderer,
-                       QgsLayerTreeGroup, QgsMapLayer, QgsPointCloudLayer, QgsProcessingContext,
-                       QgsProcessingFeedback, QgsProcessingLayerPostProcessorInterface, QgsProject,
-                       QgsProviderRegistry, QgsRasterLayer, QgsRectangle,
-                       QgsSingleBandPseudoColorRenderer)
+from qgis.core import (
+    QgsColorRampShader,
+    QgsGradientColorRamp,
+    QgsGradientStop,
+    QgsHillshadeRenderer,
+    QgsLayerTreeGroup,
+    QgsMapLayer,
+    QgsPointCloudLayer,
+    QgsProcessingContext,
+    QgsProcessingFeedback,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsProject,
+    QgsProviderRegistry,
+    QgsRasterLayer,
+    QgsRectangle,
+    QgsSingleBandPseudoColorRenderer,
+)
 from qgis.PyQt import sip
 from qgis.PyQt.QtGui import QColor, QPainter
 
-from .core.products import (ELEVATION_STYLE, ElevationStyle, LayerKind, LayerSpec, Product, Results,
-                            choose_point_cloud, find_results, group_name, layer_plan)
+from .core.products import (
+    ELEVATION_STYLE,
+    ElevationStyle,
+    LayerKind,
+    LayerSpec,
+    Product,
+    Results,
+    choose_point_cloud,
+    find_results,
+    group_name,
+    layer_plan,
+)
 
 
 @dataclass
@@ -128,7 +150,7 @@ class _PlaceInGroup(QgsProcessingLayerPostProcessorInterface):
         super().__init__()
         self.placement, self.key = placement, key
 
-    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 - Processing's name
+    def postProcessLayer(self, layer, context, feedback):
         self.placement.place(layer, self.key, context.project() or QgsProject.instance())
 
 

@@ -13,13 +13,13 @@ class ODXRelayPlugin:
         self.provider: OdxRelayProvider | None = None
         self.options_factory = None
 
-    def initProcessing(self) -> None:  # noqa: N802 - QGIS's name
+    def initProcessing(self) -> None:
         if self.provider is None:
             watch_for_quit()
             self.provider = OdxRelayProvider()
             QgsApplication.processingRegistry().addProvider(self.provider)
 
-    def initGui(self) -> None:  # noqa: N802
+    def initGui(self) -> None:
         self.initProcessing()
         if self.iface is not None:
             from .gui.settings_widget import SettingsPageFactory

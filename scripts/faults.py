@@ -25,18 +25,19 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import requests  # noqa: E402
+import requests
 
-from devnode.samples import make_samples  # noqa: E402
-from testkit.cluster import Client, Cluster, Outcome, start_cluster  # noqa: E402
-from testkit.servers import ServerGroup  # noqa: E402
+from devnode.samples import make_samples
+from testkit.cluster import Client, Cluster, Outcome, start_cluster
+from testkit.servers import ServerGroup
 
 Fault = Callable[[Cluster, threading.Event], None]
 

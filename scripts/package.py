@@ -17,8 +17,8 @@ import io
 import re
 import sys
 import zipfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "odx_relay"

@@ -5,8 +5,15 @@ can share it. The public names follow pyodx, so `from shared import Node` reads 
 """
 from . import endpoints, inputs  # modules the plugin reaches as `shared.endpoints`, `shared.inputs`
 from .client import Node, Task
-from .errors import (GenericError, NodeConnectionError, NodeResponseError, NodeServerError, OptionsError,
-                     RangeNotAvailableError, TaskFailedError)
+from .errors import (
+    GenericError,
+    NodeConnectionError,
+    NodeResponseError,
+    NodeServerError,
+    OptionsError,
+    RangeNotAvailableError,
+    TaskFailedError,
+)
 from .types import NodeInfo, NodeOption, TaskInfo, TaskStatus
 
 __version__ = "0.1.0"
@@ -14,5 +21,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Node", "Task", "TaskStatus", "TaskInfo", "NodeInfo", "NodeOption", "GenericError",
     "NodeConnectionError", "NodeServerError", "NodeResponseError", "TaskFailedError",
-    "RangeNotAvailableError", "OptionsError",
+    "RangeNotAvailableError", "OptionsError", "endpoints", "inputs",
 ]

@@ -7,9 +7,9 @@ for (`/task/{uuid}/download/{name}` on the relay); paths are never taken from a 
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Iterable
 
 
 class Product(str, Enum):

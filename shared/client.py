@@ -21,8 +21,9 @@ import tempfile
 import threading
 import time
 import zipfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import requests
@@ -35,8 +36,15 @@ except (ImportError, ValueError):
 
 from . import endpoints
 from .assets import ALL_ZIP, asset_by_name, safe_member
-from .errors import (GenericError, NodeConnectionError, NodeResponseError, NodeServerError,
-                     OptionsError, RangeNotAvailableError, TaskFailedError)
+from .errors import (
+    GenericError,
+    NodeConnectionError,
+    NodeResponseError,
+    NodeServerError,
+    OptionsError,
+    RangeNotAvailableError,
+    TaskFailedError,
+)
 from .inputs import count_photos
 from .options import options_to_json, validate_task
 from .types import NodeInfo, NodeOption, TaskInfo, TaskStatus
@@ -66,7 +74,7 @@ class Node:
         self.session.verify = verify
 
     @classmethod
-    def from_url(cls, url: str, timeout: float = 30, **kwargs: Any) -> "Node":
+    def from_url(cls, url: str, timeout: float = 30, **kwargs: Any) -> Node:
         """`http(s)://host[:port][/prefix][?token=T]`; the scheme, port and prefix are all kept."""
         parts = urlsplit(url if "://" in url else "http://" + url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -82,7 +90,7 @@ class Node:
         """Close the pooled connections (`with Node.from_url(...) as node:` does it for you)."""
         self.session.close()
 
-    def __enter__(self) -> "Node":
+    def __enter__(self) -> Node:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -142,7 +150,7 @@ class Node:
         """UUIDs of the tasks this token can see."""
         return [t["uuid"] for t in self.get_json(endpoints.TASK_LIST)]
 
-    def get_task(self, uuid: str) -> "Task":
+    def get_task(self, uuid: str) -> Task:
         return Task(self, uuid)
 
     def check_task(self, files: list, options: Mapping[str, Any] | None = None) -> None:
@@ -155,7 +163,7 @@ class Node:
                     progress_callback: ProgressCallback | None = None, skip_post_processing: bool = False,
                     webhook: str | None = None, outputs: list[str] | None = None, parallel_uploads: int = 4,
                     max_retries: int = 5, retry_timeout: float = 5, task_uuid: str | None = None,
-                    validate: bool = True) -> "Task":
+                    validate: bool = True) -> Task:
         """Init, upload each file (streamed, retried), commit. Returns the new Task."""
         paths = [Path(f) for f in files]
         if not paths:
@@ -380,7 +388,7 @@ class _Uploader:
                 return
             try:
                 self._send_with_retries(path)
-            except BaseException as exc:  # reported to the caller by run()
+            except BaseException as exc:  # noqa: BLE001  re-raised to the caller by run(), in its thread
                 self.errors.append(exc)
 
     def _send_with_retries(self, path: Path) -> None:
@@ -480,7 +488,7 @@ class _Download:
                         return
                     try:
                         self._fetch_range(out, start, end, progress)
-                    except BaseException as exc:  # re-raised below, in the caller's thread
+                    except BaseException as exc:  # noqa: BLE001  re-raised below, in the caller's thread
                         errors.append(exc)
 
         threads = [threading.Thread(target=work, daemon=True) for _ in range(self.workers)]

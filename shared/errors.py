@@ -34,7 +34,7 @@ class NodeResponseError(GenericError):
 class TaskFailedError(GenericError):
     """The task did not complete."""
 
-    def __init__(self, message: str, status: "object | None" = None):
+    def __init__(self, message: str, status: object | None = None):
         super().__init__(message)
         self.status = status
 

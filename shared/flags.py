@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 Settings = TypeVar("Settings")
 MISSING = dataclasses.MISSING

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from enum import Enum
 from pathlib import PurePath
-from typing import Iterable
 
 
 class InputKind(Enum):

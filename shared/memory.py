@@ -9,7 +9,8 @@ placement and by the development node's reported `availableMemory`; the table ca
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 MB_PER_GB = 1024
 

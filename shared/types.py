@@ -37,7 +37,7 @@ class NodeOption:
     help: str = ""
 
     @classmethod
-    def from_json(cls, data: dict) -> "NodeOption":
+    def from_json(cls, data: dict) -> NodeOption:
         return cls(
             name=str(data["name"]),
             type=str(data.get("type", "string")),
@@ -73,7 +73,7 @@ class NodeInfo:
     }
 
     @classmethod
-    def from_json(cls, data: dict) -> "NodeInfo":
+    def from_json(cls, data: dict) -> NodeInfo:
         info = cls(extra={k: v for k, v in data.items() if k not in cls._KEYS and k != "odmVersion"})
         info.version = str(data.get("version", ""))
         info.task_queue_count = _int(data.get("taskQueueCount"))
@@ -106,14 +106,14 @@ class TaskInfo:
     output: list = field(default_factory=list)
 
     @classmethod
-    def from_json(cls, data: dict) -> "TaskInfo":
+    def from_json(cls, data: dict) -> TaskInfo:
         status = data.get("status") or {}
         code = status.get("code") if isinstance(status, dict) else status
         created = data.get("dateCreated")
         return cls(
             uuid=str(data.get("uuid", "")),
             name=str(data.get("name") or ""),
-            date_created=(_dt.datetime.fromtimestamp(_int(created) / 1000.0, tz=_dt.timezone.utc)
+            date_created=(_dt.datetime.fromtimestamp(_int(created) / 1000.0, tz=_dt.UTC)
                           if created is not None else None),
             processing_time=_int(data.get("processingTime")),
             status=TaskStatus(_int(code, TaskStatus.QUEUED)),

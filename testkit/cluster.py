@@ -23,11 +23,12 @@ import subprocess
 import threading
 import time
 import zipfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import redis
 import requests
@@ -319,7 +320,7 @@ class Client:
         outcome.images_sent = len(images)
         for _ in range(attempts):
             form = {k: (None, v) for k, v in (fields or {}).items()}
-            result = self.call("POST", "/task/new/init", files=lambda: form)
+            result = self.call("POST", "/task/new/init", files=lambda form=form: form)
             if "uuid" not in result:
                 outcome.error = f"init refused: {result.get('error')}"
                 return outcome

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from devnode.samples import make_samples  # noqa: E402  (after the Qt setting, which must come first)
-from testkit.devnode import DevNode, start_devnode  # noqa: E402
-from testkit.nodeodx import NodeODX, start_nodeodx  # noqa: E402
-from testkit.relay import start_redis  # noqa: E402
-from testkit.servers import ServerGroup, WebhookReceiver  # noqa: E402
+from devnode.samples import make_samples
+from testkit.devnode import DevNode, start_devnode
+from testkit.nodeodx import NodeODX, start_nodeodx
+from testkit.relay import start_redis
+from testkit.servers import ServerGroup, WebhookReceiver
 
 SAMPLE_COUNT = 6
 

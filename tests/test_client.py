@@ -8,8 +8,15 @@ from pathlib import Path
 import pytest
 import requests
 
-from shared import (Node, NodeConnectionError, NodeResponseError, OptionsError, RangeNotAvailableError,
-                    TaskFailedError, TaskStatus)
+from shared import (
+    Node,
+    NodeConnectionError,
+    NodeResponseError,
+    OptionsError,
+    RangeNotAvailableError,
+    TaskFailedError,
+    TaskStatus,
+)
 from shared.client import _Download
 
 pytestmark = pytest.mark.slow
@@ -94,7 +101,12 @@ def test_single_stream_when_ranges_are_ignored(node, sample_images, tmp_path):
     task.wait_for_completion(interval=0.1)
     seen: list[str] = []
     original = node.session.request
-    node.session.request = lambda m, u, **k: seen.append((k.get("headers") or {}).get("Range", "")) or original(m, u, **k)
+
+    def request(method, url, **kwargs):
+        seen.append((kwargs.get("headers") or {}).get("Range", ""))
+        return original(method, url, **kwargs)
+
+    node.session.request = request
     path = task.download_zip(tmp_path, parallel_chunks_size=0.05)
     assert not any(seen), "NodeODX ignores Range: the client must not ask"
     assert zipfile.ZipFile(path).testzip() is None

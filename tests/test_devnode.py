@@ -7,10 +7,11 @@ import sys
 import time
 import uuid as uuidlib
 import zipfile
+from collections.abc import Iterator
 from importlib import resources
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests

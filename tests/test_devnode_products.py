@@ -11,15 +11,13 @@ import piexif
 import pytest
 from osgeo import gdal, osr
 from PIL import Image
-from qgis.core import (QgsMapRendererParallelJob, QgsMapSettings, QgsPointCloudLayer,
-                       QgsRasterLayer)
+from qgis.core import QgsMapRendererParallelJob, QgsMapSettings, QgsPointCloudLayer, QgsRasterLayer
 from qgis.PyQt.QtCore import QSize
 from qgis.PyQt.QtGui import QColor
 
 from devnode.geotag import FALLBACK_LOCATION, read_exif, read_geotag
 from devnode.products import MAX_RASTER_SIDE, NODATA, POINT_BUDGET, build_outputs, transform_points, utm_epsg
-from devnode.samples import (SAMPLE_EPSG, SAMPLE_GROUND_ALTITUDE, SAMPLE_LATITUDE, SAMPLE_LONGITUDE,
-                             make_samples)
+from devnode.samples import SAMPLE_EPSG, SAMPLE_GROUND_ALTITUDE, SAMPLE_LATITUDE, SAMPLE_LONGITUDE, make_samples
 from shared.assets import EPT_FOLDER, Product, asset_for, products_present, safe_member
 
 SAMPLE_COUNT = 12
@@ -188,8 +186,8 @@ def test_ept_is_a_valid_single_node_tree(built):
     assert ept["points"] == hierarchy["0-0-0-0"] == tile.header.point_count
     low, high = ept["bounds"][:3], ept["bounds"][3:]
     conforming_low, conforming_high = ept["boundsConforming"][:3], ept["boundsConforming"][3:]
-    assert len({round(h - l, 6) for l, h in zip(low, high)}) == 1, "EPT bounds must be a cube"
-    assert all(l <= c for l, c in zip(low, conforming_low))
+    assert len({round(h - lo, 6) for lo, h in zip(low, high)}) == 1, "EPT bounds must be a cube"
+    assert all(lo <= c for lo, c in zip(low, conforming_low))
     assert all(c <= h for c, h in zip(conforming_high, high))
     assert ept["srs"]["authority"] == "EPSG" and ept["srs"]["horizontal"] == str(SAMPLE_EPSG)
     assert epsg_of(ept["srs"]["wkt"]) == SAMPLE_EPSG

@@ -12,8 +12,9 @@ import json
 import queue
 import time
 import uuid as uuidlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import requests

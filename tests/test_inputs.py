@@ -9,8 +9,9 @@ from __future__ import annotations
 import io
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import requests

@@ -4,8 +4,15 @@ from importlib import resources
 
 import pytest
 
-from shared.options import (OptionProblem, normalize_options, options_to_json, parse_options_field,
-                            validate_image_count, validate_options, validate_task)
+from shared.options import (
+    OptionProblem,
+    normalize_options,
+    options_to_json,
+    parse_options_field,
+    validate_image_count,
+    validate_options,
+    validate_task,
+)
 from shared.types import NodeOption
 
 REAL = json.loads(resources.files("shared").joinpath("data/nodeodx-options.json").read_text())

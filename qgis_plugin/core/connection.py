@@ -10,8 +10,9 @@ because the client is requests-based and QGIS's QNetworkAccessManager proxy does
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 
 from ..deps import shared
@@ -20,7 +21,7 @@ ENV_URL, ENV_TOKEN = "ODX_RELAY_URL", "ODX_RELAY_TOKEN"
 SETTINGS_HINT = "Settings › Options › ODX Relay"
 
 
-class ConnectionError(ValueError):  # noqa: A001 - the plugin's own, never confused with requests'
+class ConnectionError(ValueError):
     """No usable server address."""
 
 
@@ -49,7 +50,7 @@ class Connection:
         """The address without its token, for messages and logs."""
         return normalize_url(self.url)
 
-    def node(self, timeout: float = 30) -> "shared.Node":
+    def node(self, timeout: float = 30) -> shared.Node:
         kwargs: dict[str, Any] = {"proxies": dict(self.proxies) if self.proxies else None}
         if self.token:
             kwargs["token"] = self.token

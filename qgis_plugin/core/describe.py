@@ -22,7 +22,7 @@ def gigabytes(size: float | None) -> str:
     return "unknown" if size is None else f"{size / 1024 ** 3:.1f} GB"
 
 
-def describe_info(info: "shared.NodeInfo", url: str = "") -> str:
+def describe_info(info: shared.NodeInfo, url: str = "") -> str:
     """The `/info` reply as a few sentences: what the server is, how busy, how much memory."""
     engine = f"{info.engine} {info.engine_version}".strip()
     kind = "ODX Relay" if info.extra.get("relay") or "nodes" in info.extra else "NodeODX"
@@ -68,7 +68,7 @@ TASK_FIELDS = (("uuid", "str"), ("name", "str"), ("status", "str"), ("progress",
                ("error", "str"))
 
 
-def task_row(info: "shared.TaskInfo") -> dict[str, Any]:
+def task_row(info: shared.TaskInfo) -> dict[str, Any]:
     """A task as one row of the task table (see TASK_FIELDS)."""
     return {
         "uuid": info.uuid,
@@ -83,7 +83,7 @@ def task_row(info: "shared.TaskInfo") -> dict[str, Any]:
     }
 
 
-def task_summary(info: "shared.TaskInfo") -> str:
+def task_summary(info: shared.TaskInfo) -> str:
     words = STATUS_WORDS.get(info.status, str(info.status))
     name = f" “{info.name}”" if info.name else ""
     detail = f", {info.progress:.0f} %" if info.status == TaskStatus.RUNNING else ""

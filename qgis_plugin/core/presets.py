@@ -6,8 +6,9 @@ can change a single thing a preset chose. Validation happens later, against the 
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 
 @dataclass(frozen=True)

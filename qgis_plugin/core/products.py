@@ -6,10 +6,10 @@ test-mode NodeODX writes zero-byte placeholders for products it skipped.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Iterable
 
 from ..deps import shared
 

@@ -7,7 +7,7 @@ reports lower progress, but what the user saw stays.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 UPLOAD, PROCESSING, DOWNLOAD = "upload", "processing", "download"
 

@@ -12,9 +12,10 @@ import os
 import tempfile
 import time
 import uuid as uuidlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 from ..deps import shared
 from .cache import ResultsCache, check_uuid
@@ -56,7 +57,7 @@ class TaskRunner:
     """Drives one task on one server; `poll_interval` is how often the task's state is asked for.
     `node` may be None only to load results that are already in the cache."""
 
-    def __init__(self, node: "shared.Node | None", reporter: Reporter, cache: ResultsCache,
+    def __init__(self, node: shared.Node | None, reporter: Reporter, cache: ResultsCache,
                  poll_interval: float = 2.0, max_connection_failures: int = 8):
         self.node = node
         self.reporter = reporter
@@ -95,7 +96,7 @@ class TaskRunner:
         return Outcome(uuid, info.name, self.fetch(task, info.name), True)
 
     # --- steps --------------------------------------------------------------------------------
-    def submit(self, plan: UploadPlan, options: Mapping[str, Any], name: str) -> "shared.Task":
+    def submit(self, plan: UploadPlan, options: Mapping[str, Any], name: str) -> shared.Task:
         self._stop_if_canceled(None)
         self.reporter.info(f"Checking {len(options)} option(s) and {plan.image_count} images with "
                            f"{self.node.url('/', with_token=False)} …")
@@ -117,7 +118,7 @@ class TaskRunner:
         self.reporter.info(f"Task {task.uuid} created; waiting for the server to process it.")
         return task
 
-    def follow(self, task: "shared.Task") -> "shared.TaskInfo":
+    def follow(self, task: shared.Task) -> shared.TaskInfo:
         """Poll until the task ends, streaming its console output; cancel it if the user cancels."""
         seen, failures, polls, last_status = 0, 0, 0, None
         tail: collections.deque = collections.deque(maxlen=15)
@@ -150,7 +151,7 @@ class TaskRunner:
         self.reporter.info(f"Task {task.uuid} completed in {duration(info.processing_time)}.")
         return info
 
-    def fetch(self, task: "shared.Task", name: str) -> Path:
+    def fetch(self, task: shared.Task, name: str) -> Path:
         """Download and extract `all.zip` into the cache, unless it is already there."""
         if self.cache.has(task.uuid):
             self.reporter.info(f"Results already in {self.cache.folder(task.uuid)}.")
@@ -188,7 +189,7 @@ class TaskRunner:
             raise Canceled()
         self.reporter.progress(self.bar.overall(DOWNLOAD, percent))
 
-    def _stop_if_canceled(self, task: "shared.Task | None") -> None:
+    def _stop_if_canceled(self, task: shared.Task | None) -> None:
         if not self.reporter.is_canceled():
             return
         if task is None:
@@ -200,7 +201,7 @@ class TaskRunner:
             raise Canceled(message)
         raise Canceled(self._cancel_remote(task))
 
-    def _cancel_remote(self, task: "shared.Task") -> str:
+    def _cancel_remote(self, task: shared.Task) -> str:
         """Ask the server to cancel; say what happened, without raising (the user already stopped)."""
         try:
             task.cancel()
@@ -211,7 +212,7 @@ class TaskRunner:
         self.reporter.info(message)
         return message
 
-    def _failure(self, task: "shared.Task", info: "shared.TaskInfo", tail: list) -> Exception:
+    def _failure(self, task: shared.Task, info: shared.TaskInfo, tail: list) -> Exception:
         message = f"task {task.uuid} {STATUS_WORDS[info.status]}"
         if info.last_error:
             message += f": {info.last_error}"

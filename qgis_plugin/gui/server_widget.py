@@ -10,7 +10,7 @@ from .settings_widget import SettingsDialog
 
 
 class ServerWidgetWrapper(WidgetWrapper):
-    def createWidget(self):  # noqa: N802 - Processing's name
+    def createWidget(self):
         widget = QWidget()
         layout = QHBoxLayout(widget)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -30,7 +30,7 @@ class ServerWidgetWrapper(WidgetWrapper):
         SettingsDialog(self.widget).exec()
         self.show_saved_url()
 
-    def setValue(self, value):  # noqa: N802
+    def setValue(self, value):
         self.line.setText("" if value is None else str(value))
 
     def value(self):

@@ -7,8 +7,17 @@ from qgis.core import QgsApplication
 from qgis.gui import QgsFileWidget, QgsOptionsPageWidget, QgsOptionsWidgetFactory, QgsPasswordLineEdit
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
-from qgis.PyQt.QtWidgets import (QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit, QMessageBox,
-                                 QPushButton, QVBoxLayout, QWidget)
+from qgis.PyQt.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .. import settings
 from ..core.connection import Connection, proxies_for
@@ -96,7 +105,7 @@ class SettingsPageFactory(QgsOptionsWidgetFactory):
     def __init__(self):
         super().__init__("ODX Relay", QIcon(str(ICON)))
 
-    def createWidget(self, parent=None):  # noqa: N802 - QGIS's name
+    def createWidget(self, parent=None):
         return SettingsPage(parent)
 
 

@@ -11,9 +11,16 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from qgis.core import (QgsApplication, QgsProcessingAlgorithm, QgsProcessingContext, QgsProcessingException,
-                       QgsProcessingFeedback, QgsProcessingParameterDefinition, QgsProcessingParameterFile,
-                       QgsProcessingParameterString)
+from qgis.core import (
+    QgsApplication,
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterString,
+)
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
@@ -79,35 +86,35 @@ class OdxAlgorithm(QgsProcessingAlgorithm):
         super().__init__()
         self.connection: Connection | None = None
         self.connection_error: ConnectionError | None = None
-        self._node: "shared.Node | None" = None
+        self._node: shared.Node | None = None
 
     # --- identity ----------------------------------------------------------------------------
     def name(self) -> str:
         return self.NAME
 
-    def displayName(self) -> str:  # noqa: N802 - Processing's names
+    def displayName(self) -> str:
         return self.tr(self.DISPLAY)
 
     def group(self) -> str:
         return self.tr(self.GROUP)
 
-    def groupId(self) -> str:  # noqa: N802
+    def groupId(self) -> str:
         return self.GROUP_ID
 
-    def shortHelpString(self) -> str:  # noqa: N802
+    def shortHelpString(self) -> str:
         return self.tr(self.HELP + CONNECTION_HELP)
 
     def icon(self) -> QIcon:
         return QIcon(str(ICON))
 
-    def createInstance(self):  # noqa: N802
+    def createInstance(self):
         return type(self)()
 
     def tr(self, text: str) -> str:
         return QCoreApplication.translate("ODXRelay", text)
 
     # --- shared parameters -------------------------------------------------------------------
-    def initAlgorithm(self, config=None):  # noqa: N802
+    def initAlgorithm(self, config=None):
         self.initParameters()
         server = QgsProcessingParameterString(self.SERVER, self.tr("Server (empty: the one in Settings)"),
                                               optional=True)
@@ -117,7 +124,7 @@ class OdxAlgorithm(QgsProcessingAlgorithm):
     def initParameters(self) -> None:
         raise NotImplementedError
 
-    def addResultsFolderParameter(self) -> None:  # noqa: N802
+    def addResultsFolderParameter(self) -> None:
         folder = QgsProcessingParameterFile(self.RESULTS_FOLDER, self.tr("Keep results under (empty: the plugin's "
                                             "results folder)"), behavior=QgsProcessingParameterFile.Behavior.Folder,
                                             optional=True)
@@ -129,7 +136,7 @@ class OdxAlgorithm(QgsProcessingAlgorithm):
         return ResultsCache(Path(chosen) if chosen else settings.results_folder())
 
     # --- running -----------------------------------------------------------------------------
-    def prepareAlgorithm(self, parameters, context, feedback):  # noqa: N802
+    def prepareAlgorithm(self, parameters, context, feedback):
         """On the main thread: read the server and token (the token may need the master password).
         A missing server is reported only when one is needed: cached results load without one."""
         try:
@@ -138,7 +145,7 @@ class OdxAlgorithm(QgsProcessingAlgorithm):
             self.connection_error = exc
         return True
 
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+    def processAlgorithm(self, parameters, context, feedback):
         reporter = FeedbackReporter(feedback)
         try:
             return self.perform(parameters, context, reporter)
@@ -152,7 +159,7 @@ class OdxAlgorithm(QgsProcessingAlgorithm):
     def perform(self, parameters: dict, context: QgsProcessingContext, reporter: FeedbackReporter) -> dict[str, Any]:
         raise NotImplementedError
 
-    def node(self) -> "shared.Node":
+    def node(self) -> shared.Node:
         """The server of this run (one HTTP session, closed when the run ends)."""
         if self.connection is None:
             raise self.connection_error or ConnectionError(f"No server set; see {SETTINGS_HINT}")

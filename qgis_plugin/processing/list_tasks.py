@@ -1,8 +1,16 @@
 """odxrelay:listtasks — the tasks this token can see, as a table."""
 from __future__ import annotations
 
-from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsFeatureSink, QgsFields, QgsField,
-                       QgsProcessing, QgsProcessingParameterFeatureSink, QgsWkbTypes)
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsFeature,
+    QgsFeatureSink,
+    QgsField,
+    QgsFields,
+    QgsProcessing,
+    QgsProcessingParameterFeatureSink,
+    QgsWkbTypes,
+)
 
 from ..core.describe import TASK_FIELDS, task_row, task_summary
 from .base import OdxAlgorithm

@@ -3,10 +3,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qgis.core import (QgsProcessing, QgsProcessingParameterDefinition, QgsProcessingParameterEnum,
-                       QgsProcessingParameterFile, QgsProcessingParameterMultipleLayers,
-                       QgsProcessingParameterRasterLayer, QgsProcessingParameterString, QgsProviderRegistry,
-                       QgsRasterLayer)
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+    QgsProviderRegistry,
+    QgsRasterLayer,
+)
 
 from ..core.inputs import InputError, default_task_name, plan_upload
 from ..core.presets import build_options, preset_by_index, preset_labels

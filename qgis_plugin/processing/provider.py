@@ -22,12 +22,12 @@ class OdxRelayProvider(QgsProcessingProvider):
     def name(self) -> str:
         return "ODX Relay"
 
-    def longName(self) -> str:  # noqa: N802 - Processing's name
+    def longName(self) -> str:
         return "ODX Relay: drone photogrammetry on NodeODX nodes"
 
     def icon(self) -> QIcon:
         return QIcon(str(ICON))
 
-    def loadAlgorithms(self) -> None:  # noqa: N802
+    def loadAlgorithms(self) -> None:
         for algorithm in ALGORITHMS:
             self.addAlgorithm(algorithm())

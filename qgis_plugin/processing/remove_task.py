@@ -9,7 +9,7 @@ class RemoveTask(TaskAction):
     HELP = ("<p>Cancels the task if it runs, and deletes it and its results from the server. Results already "
             "downloaded stay in the local results folder, so layers showing them keep working.</p>")
 
-    def initActionParameters(self) -> None:  # noqa: N802
+    def initActionParameters(self) -> None:
         self.addResultsFolderParameter()
 
     def act(self, task, parameters, context, reporter) -> str:

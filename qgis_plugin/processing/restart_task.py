@@ -18,7 +18,7 @@ class RestartTask(TaskAction):
             "They are checked with the server first. Results downloaded earlier are moved aside, so "
             "“Load results” fetches the new ones.</p>")
 
-    def initActionParameters(self) -> None:  # noqa: N802
+    def initActionParameters(self) -> None:
         self.addParameter(QgsProcessingParameterString(
             self.OPTIONS, self.tr("Options to change (name=value, one a line)"), multiLine=True, optional=True))
         self.addResultsFolderParameter()

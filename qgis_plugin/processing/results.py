@@ -1,8 +1,13 @@
 """The outputs shared by "Process drone images" and "Load results", and how a finished task becomes them."""
 from __future__ import annotations
 
-from qgis.core import (QgsProcessingContext, QgsProcessingOutputFile, QgsProcessingOutputFolder,
-                       QgsProcessingOutputRasterLayer, QgsProcessingOutputString)
+from qgis.core import (
+    QgsProcessingContext,
+    QgsProcessingOutputFile,
+    QgsProcessingOutputFolder,
+    QgsProcessingOutputRasterLayer,
+    QgsProcessingOutputString,
+)
 
 from ..core.runner import Outcome
 from ..layers import queue_results

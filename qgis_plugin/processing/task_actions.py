@@ -18,7 +18,7 @@ class TaskAction(OdxAlgorithm):
         self.addOutput(QgsProcessingOutputString(self.TASK_UUID, self.tr("Task UUID")))
         self.addOutput(QgsProcessingOutputString(self.STATUS, self.tr("Status afterwards")))
 
-    def initActionParameters(self) -> None:  # noqa: N802
+    def initActionParameters(self) -> None:
         """Parameters beyond the task uuid, if the action has any."""
 
     def perform(self, parameters, context, reporter):

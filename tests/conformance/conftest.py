@@ -12,18 +12,26 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 from testkit.nodeodx import available, start_nodeodx
 from testkit.relay import Relay, start_relay
 from testkit.servers import ServerGroup, free_port
-from tests.conformance.sides import (ADMIN_TOKEN, CHECK_INTERVAL, NODE_TOKEN, RELAY_TOKEN, Cluster, Side, ZipServer,
-                                     json_of)
-
+from tests.conformance.sides import (
+    ADMIN_TOKEN,
+    CHECK_INTERVAL,
+    NODE_TOKEN,
+    RELAY_TOKEN,
+    Cluster,
+    Side,
+    ZipServer,
+    json_of,
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -66,7 +74,8 @@ def start_cluster(group: ServerGroup, *, test_seconds: float, relay_flags: dict[
                                                                          parallel_queue_processing=slots, **flags)),
                              port, slots) for port, slots in zip(ports, (2, 1, 1))]
         relay = pool.submit(lambda: group.add(start_relay(
-            group.tmp_path, port=unique_port(), nodes=[f"http://127.0.0.1:{port}?token={NODE_TOKEN}" for port in ports[1:]], token=RELAY_TOKEN,
+            group.tmp_path, port=unique_port(),
+            nodes=[f"http://127.0.0.1:{port}?token={NODE_TOKEN}" for port in ports[1:]], token=RELAY_TOKEN,
             admin_token=ADMIN_TOKEN, check_interval=CHECK_INTERVAL, **(relay_flags or {}))))
         direct, *behind = [future.result() for future in nodes]
         relay_server = relay.result()

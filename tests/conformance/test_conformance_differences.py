@@ -13,8 +13,18 @@ import requests
 
 from testkit.servers import REPO
 from tests.conformance.differences import BY_ID, DIFFERENCES, difference
-from tests.conformance.sides import (ZIPURL_PRIVATE_FLAG, COMPLETED, FAILED, TOKEN_ERROR, Cluster, Side, answer, json_of, multipart,
-                                     option_map)
+from tests.conformance.sides import (
+    COMPLETED,
+    FAILED,
+    TOKEN_ERROR,
+    ZIPURL_PRIVATE_FLAG,
+    Cluster,
+    Side,
+    answer,
+    json_of,
+    multipart,
+    option_map,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -200,7 +210,8 @@ def test_too_many_images_are_refused_at_commit(own_pair, sample_images: list[Pat
 
 @difference("range-206")
 def test_range_requests(cluster: Cluster, done_task: tuple[str, str]) -> None:
-    ranged = cluster.each(lambda side, uuid: side.get(f"/task/{uuid}/download/all.zip", headers={"Range": "bytes=0-99"}),
+    ranged = cluster.each(lambda side, uuid: side.get(f"/task/{uuid}/download/all.zip",
+                                                      headers={"Range": "bytes=0-99"}),
                           done_task)
     whole = cluster.each(lambda side, uuid: side.get(f"/task/{uuid}/download/all.zip"), done_task)
     direct, relay = ranged

@@ -10,8 +10,20 @@ from pathlib import Path
 import pytest
 
 from tests.conformance.differences import difference
-from tests.conformance.sides import (CANCELED, COMPLETED, QUEUED, RUNNING, Cluster, Mismatches, Side, answer,
-                                     assert_same_info, json_of, multipart, option_map)
+from tests.conformance.sides import (
+    CANCELED,
+    COMPLETED,
+    QUEUED,
+    RUNNING,
+    Cluster,
+    Mismatches,
+    Side,
+    answer,
+    assert_same_info,
+    json_of,
+    multipart,
+    option_map,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +45,8 @@ def test_missing_unknown_and_bad_uuids(cluster: Cluster, as_json: bool) -> None:
                                ({"uuid": ""}, {"error": "uuid param missing."}),
                                ({"uuid": unknown}, {"success": False, "error": f"{unknown} not found"}),
                                ({"uuid": "not-a-uuid"}, {"success": False, "error": "not-a-uuid not found"})):
-            direct, relay = cluster.both(lambda side: answer(side.post(path, **({"json": body} if as_json else {"data": body}))))
+            sent = {"json": body} if as_json else {"data": body}
+            direct, relay = cluster.both(lambda side: answer(side.post(path, **sent)))
             assert direct == (200, "application/json", expected), (path, body, direct)
             assert relay == direct, f"POST {path} {body}: direct {direct}, relay {relay}"
 
@@ -90,12 +103,14 @@ def test_restart_with_options_url_encoded_and_invalid(cluster: Cluster, sample_i
     uuids = cluster.both(lambda side: side.submit(sample_images[:3], {"name": "restart me"}))
     cluster.each(Side.wait, uuids)
     for options in (json.dumps([{"name": "feature-quality", "value": "nonsense"}]), "not JSON"):
-        direct, relay = cluster.each(lambda side, uuid: side.task_post("/task/restart", {"uuid": uuid, "options": options}),
+        direct, relay = cluster.each(lambda side, uuid: side.task_post("/task/restart",
+                                                                       {"uuid": uuid, "options": options}),
                                      uuids)
         assert set(relay) == set(direct) == {"error"}, (options, direct, relay)  # worded apart: options-checked-early
     assert cluster.each(Side.info, uuids)[1]["status"]["code"] == COMPLETED  # a refused restart changes nothing
     restarted = cluster.each(lambda side, uuid: side.task_post(
-        "/task/restart", {"uuid": uuid, "options": json.dumps([{"name": "orthophoto-resolution", "value": "9"}])}), uuids)
+        "/task/restart", {"uuid": uuid, "options": json.dumps([{"name": "orthophoto-resolution", "value": "9"}])}),
+        uuids)
     assert restarted == ({"success": True},) * 2
     direct, relay = cluster.each(Side.wait, uuids)
     assert_same_info(direct, relay)

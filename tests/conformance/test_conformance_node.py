@@ -35,7 +35,8 @@ def test_info_counts_queued_and_running_tasks(cluster: Cluster, sample_images: l
 
 def test_options_are_the_nodes_options(cluster: Cluster) -> None:
     direct, relay = cluster.both(lambda side: side.get("/options"))
-    assert (relay.status_code, media_type(relay)) == (direct.status_code, media_type(direct)) == (200, "application/json")
+    expected = (200, "application/json")
+    assert (relay.status_code, media_type(relay)) == (direct.status_code, media_type(direct)) == expected
     assert relay.json() == direct.json()
     assert {"name", "type", "value", "domain", "help"} <= set(direct.json()[0])
 

@@ -13,8 +13,21 @@ from typing import Any
 import pytest
 
 from testkit.servers import WebhookReceiver
-from tests.conformance.sides import (COMPLETED, Cluster, Mismatches, Side, answer, assert_same_info, image_parts,
-                                     json_of, media_type, multipart, option_map, pretty, zip_names)
+from tests.conformance.sides import (
+    COMPLETED,
+    Cluster,
+    Mismatches,
+    Side,
+    answer,
+    assert_same_info,
+    image_parts,
+    json_of,
+    media_type,
+    multipart,
+    option_map,
+    pretty,
+    zip_names,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -206,7 +219,8 @@ def test_upload_and_commit_answers(cluster: Cluster, sample_images: list[Path]) 
         step("upload without images", side.post(f"/task/new/upload/{uuid}", files=multipart({"other": "x"})))
         step("upload with no body", side.post(f"/task/new/upload/{uuid}"))
         step("commit without images", side.post(f"/task/new/commit/{uuid}"))
-        step("upload after a refused commit", side.post(f"/task/new/upload/{uuid}", files=image_parts(sample_images[:1])))
+        step("upload after a refused commit",
+             side.post(f"/task/new/upload/{uuid}", files=image_parts(sample_images[:1])))
         uuid = side.init({"name": "steps"})["uuid"]
         step("upload 2 images", side.post(f"/task/new/upload/{uuid}", files=image_parts(sample_images[:2])))
         step("upload 1 more image", side.post(f"/task/new/upload/{uuid}", files=image_parts(sample_images[2:3])))

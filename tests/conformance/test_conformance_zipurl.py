@@ -8,8 +8,19 @@ import time
 import pytest
 
 from tests.conformance.differences import difference
-from tests.conformance.sides import (ZIPURL_PRIVATE_FLAG, COMPLETED, Cluster, Side, ZipServer, answer, assert_same_info, both, json_of,
-                                     multipart, zip_names)
+from tests.conformance.sides import (
+    COMPLETED,
+    ZIPURL_PRIVATE_FLAG,
+    Cluster,
+    Side,
+    ZipServer,
+    answer,
+    assert_same_info,
+    both,
+    json_of,
+    multipart,
+    zip_names,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -46,6 +57,7 @@ def test_zipurl_through_relay_with_private_addresses_allowed(cluster: Cluster, z
     infos = both(cluster.direct, relay_side, lambda side: side.wait(uuids[side is relay_side]))
     assert infos[0]["status"]["code"] == COMPLETED and infos[0]["imagesCount"] == 3
     assert_same_info(*infos)
-    zips = [side.get(f"/task/{uuid}/download/all.zip").content for side, uuid in zip((cluster.direct, relay_side), uuids)]
+    zips = [side.get(f"/task/{uuid}/download/all.zip").content
+            for side, uuid in zip((cluster.direct, relay_side), uuids)]
     assert zip_names(zips[1]) == zip_names(zips[0])
     assert {"uuid": uuids[1]} in json_of(relay_side.get("/task/list"))

@@ -2,7 +2,7 @@
 limits, shared by a test module (the tests only add tasks of their own and read the common cluster)."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

@@ -4,8 +4,8 @@ records what it says) live in `plugin_helpers.py`."""
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from qgis.core import QgsApplication, QgsProject

@@ -9,8 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsPointXY, QgsProcessingContext,
-                       QgsProcessingFeedback, QgsProject)
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsPointXY,
+    QgsProcessingContext,
+    QgsProcessingFeedback,
+    QgsProject,
+)
 from qgis.PyQt.QtCore import Qt
 
 from devnode.samples import SAMPLE_LATITUDE, SAMPLE_LONGITUDE

@@ -141,23 +141,23 @@ def fixture_results(tmp_path) -> Path:
 
 def test_find_results_in_the_real_nodeodx_zip(fixture_results):
     found = products.find_results(fixture_results)
-    P = products.Product
-    assert found.get(P.ORTHOPHOTO) == fixture_results / "odm_orthophoto/odm_orthophoto.tif"
-    assert found.get(P.DSM) == fixture_results / "odm_dem/dsm.tif"
-    assert found.get(P.DTM) == fixture_results / "odm_dem/dtm.tif"
+    kind = products.Product
+    assert found.get(kind.ORTHOPHOTO) == fixture_results / "odm_orthophoto/odm_orthophoto.tif"
+    assert found.get(kind.DSM) == fixture_results / "odm_dem/dsm.tif"
+    assert found.get(kind.DTM) == fixture_results / "odm_dem/dtm.tif"
     # the LAZ has data, the LAS is a zero-byte placeholder and must not count
     laz = fixture_results / "odm_georeferencing/odm_georeferenced_model.laz"
-    assert found.point_clouds == [(P.POINT_CLOUD_LAZ, laz)]
-    assert P.REPORT not in found.files  # the report is empty in test mode
+    assert found.point_clouds == [(kind.POINT_CLOUD_LAZ, laz)]
+    assert kind.REPORT not in found.files  # the report is empty in test mode
 
 
 def test_point_cloud_choice_prefers_ept_then_copc_then_laz(tmp_path):
-    P = products.Product
-    files = {P.POINT_CLOUD_LAZ: tmp_path / "m.laz", P.POINT_CLOUD_COPC: tmp_path / "m.copc.laz",
-             P.POINT_CLOUD_EPT: tmp_path / "entwine_pointcloud/ept.json"}
+    kind = products.Product
+    files = {kind.POINT_CLOUD_LAZ: tmp_path / "m.laz", kind.POINT_CLOUD_COPC: tmp_path / "m.copc.laz",
+             kind.POINT_CLOUD_EPT: tmp_path / "entwine_pointcloud/ept.json"}
     results = products.Results(tmp_path, files)
     assert products.choose_point_cloud(results, ["ept", "pdal"]).provider == "ept"
-    assert products.choose_point_cloud(results, ["copc", "pdal"]).path == files[P.POINT_CLOUD_COPC]
+    assert products.choose_point_cloud(results, ["copc", "pdal"]).path == files[kind.POINT_CLOUD_COPC]
     assert products.choose_point_cloud(results, ["pdal"]).provider == "pdal"
     assert products.choose_point_cloud(products.Results(tmp_path, {}), ["ept"]) is None
 

@@ -13,8 +13,14 @@ from devnode.samples import SAMPLE_EPSG
 from qgis_plugin.deps import shared
 from scripts.demo_qgis import painted_share, render_png
 from testkit.servers import free_port
-from tests.plugin.plugin_helpers import (FAST, FIXTURE_ZIP, RecordingFeedback, layers_to_load, run_algorithm,
-                                        where_photos_were_taken)
+from tests.plugin.plugin_helpers import (
+    FAST,
+    FIXTURE_ZIP,
+    RecordingFeedback,
+    layers_to_load,
+    run_algorithm,
+    where_photos_were_taken,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("odx_provider", "fast_polls")]
 

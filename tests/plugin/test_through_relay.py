@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from qgis.core import QgsCoordinateReferenceSystem, QgsProcessingException
@@ -14,8 +14,7 @@ from qgis_plugin.deps import shared
 from testkit.devnode import start_devnode
 from testkit.relay import start_relay
 from testkit.servers import ServerGroup
-from tests.plugin.plugin_helpers import (FAST, RecordingFeedback, layers_to_load, run_algorithm,
-                                        where_photos_were_taken)
+from tests.plugin.plugin_helpers import FAST, RecordingFeedback, layers_to_load, run_algorithm, where_photos_were_taken
 
 pytestmark = pytest.mark.usefixtures("odx_provider", "fast_polls")
 TOKEN = "relay-client-token"

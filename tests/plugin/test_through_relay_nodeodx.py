@@ -3,7 +3,7 @@ reach the node, and the orthophoto and elevation models load as valid layers. No
 no EPT, only a LAZ, which Debian's QGIS 3.22 (no PDAL provider) cannot show: the user is told so."""
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 import requests

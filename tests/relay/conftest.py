@@ -6,7 +6,8 @@ every 0.3 s, so a whole task cycle takes about a second. Helpers live in `relay_
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import pytest
 

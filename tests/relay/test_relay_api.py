@@ -21,8 +21,23 @@ from shared.assets import asset_by_name
 from testkit.devnode import DevNode, start_devnode
 from testkit.relay import Relay, start_relay
 from testkit.servers import ServerGroup
-from tests.relay.relay_helpers import (CANCELED, COMPLETED, FAST, QUEUED, RUNNING, Receiver, commit, get_json,
-                                       init_task, post_json, submit, task_info, upload, wait_for, wait_status)
+from tests.relay.relay_helpers import (
+    CANCELED,
+    COMPLETED,
+    FAST,
+    QUEUED,
+    RUNNING,
+    Receiver,
+    commit,
+    get_json,
+    init_task,
+    post_json,
+    submit,
+    task_info,
+    upload,
+    wait_for,
+    wait_status,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -7,8 +7,20 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.relay.relay_helpers import (COMPLETED, CANCELED, api, commit, get_json, init_task, post_json, submit,
-                                       task_info, upload, wait_for, wait_status)
+from tests.relay.relay_helpers import (
+    CANCELED,
+    COMPLETED,
+    api,
+    commit,
+    get_json,
+    init_task,
+    post_json,
+    submit,
+    task_info,
+    upload,
+    wait_for,
+    wait_status,
+)
 
 pytestmark = pytest.mark.slow
 

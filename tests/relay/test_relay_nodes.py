@@ -10,8 +10,16 @@ import pytest
 import requests
 
 from testkit.servers import REPO
-from tests.relay.relay_helpers import (COMPLETED, admin_nodes, get_json, restart_devnode, submit, task_info,
-                                       wait_for, wait_status)
+from tests.relay.relay_helpers import (
+    COMPLETED,
+    admin_nodes,
+    get_json,
+    restart_devnode,
+    submit,
+    task_info,
+    wait_for,
+    wait_status,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,21 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.relay.relay_helpers import (CANCELED, COMPLETED, QUEUED, RUNNING, commit, get_json, init_task,
-                                       post_json, submit, task_info, upload, wait_for, wait_status)
+from tests.relay.relay_helpers import (
+    CANCELED,
+    COMPLETED,
+    QUEUED,
+    RUNNING,
+    commit,
+    get_json,
+    init_task,
+    post_json,
+    submit,
+    task_info,
+    upload,
+    wait_for,
+    wait_status,
+)
 
 pytestmark = pytest.mark.slow
 

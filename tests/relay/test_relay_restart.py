@@ -8,8 +8,18 @@ import pytest
 import requests
 
 from testkit.relay import Relay, start_relay
-from tests.relay.relay_helpers import (COMPLETED, QUEUED, RUNNING, Receiver, admin_nodes, get_json, submit,
-                                       task_info, wait_for, wait_status)
+from tests.relay.relay_helpers import (
+    COMPLETED,
+    QUEUED,
+    RUNNING,
+    Receiver,
+    admin_nodes,
+    get_json,
+    submit,
+    task_info,
+    wait_for,
+    wait_status,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -3,7 +3,8 @@
 The cluster itself is `testkit/cluster.py` (also used by the fault suite, `python -m scripts.faults`)."""
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 

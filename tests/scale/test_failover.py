@@ -9,8 +9,18 @@ import pytest
 import requests
 
 from testkit.cluster import Cluster
-from tests.relay.relay_helpers import (COMPLETED, FAILED, FINAL, QUEUED, RUNNING, post_json, submit, task_info,
-                                       wait_for, wait_status)
+from tests.relay.relay_helpers import (
+    COMPLETED,
+    FAILED,
+    FINAL,
+    QUEUED,
+    RUNNING,
+    post_json,
+    submit,
+    task_info,
+    wait_for,
+    wait_status,
+)
 from tests.scale.scale_helpers import ADMIN, set_locked
 
 pytestmark = pytest.mark.slow

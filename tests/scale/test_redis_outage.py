@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.relay.relay_helpers import (COMPLETED, QUEUED, RUNNING, get_json, submit, task_info, wait_for,
-                                       wait_status)
+from tests.relay.relay_helpers import COMPLETED, QUEUED, RUNNING, get_json, submit, task_info, wait_for, wait_status
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,19 @@ import redis
 import requests
 
 from testkit.cluster import Cluster
-from tests.relay.relay_helpers import (COMPLETED, QUEUED, RUNNING, commit, get_json, init_task, submit, task_info,
-                                       upload, wait_for, wait_status)
+from tests.relay.relay_helpers import (
+    COMPLETED,
+    QUEUED,
+    RUNNING,
+    commit,
+    get_json,
+    init_task,
+    submit,
+    task_info,
+    upload,
+    wait_for,
+    wait_status,
+)
 from tests.scale.scale_helpers import ADMIN, set_locked
 
 pytestmark = pytest.mark.slow

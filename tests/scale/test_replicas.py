@@ -11,9 +11,18 @@ import pyodx
 import pytest
 import requests
 
-from testkit.cluster import Client
-from tests.relay.relay_helpers import (COMPLETED, QUEUED, Receiver, commit, get_json, init_task, submit, task_info, upload,
-                                       wait_status)
+from tests.relay.relay_helpers import (
+    COMPLETED,
+    QUEUED,
+    Receiver,
+    commit,
+    get_json,
+    init_task,
+    submit,
+    task_info,
+    upload,
+    wait_status,
+)
 
 pytestmark = pytest.mark.slow
 
