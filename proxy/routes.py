@@ -148,9 +148,9 @@ async def task_new(request: web.Request) -> web.Response:
     """The one-shot form: fields and images (or a `zipurl`) in one multipart body, staged, then committed."""
     relay = request.app[RELAY]
     owner = await relay.auth.identify(request)
-    uuid = await choose_uuid(request, relay)
     if not request.content_type.startswith("multipart/"):
         raise BadRequest("Need at least 1 file or a zip file url.")
+    uuid = await choose_uuid(request, relay)  # claims a set-uuid: from here on, a failure gives it back
     task = TaskRecord(uuid=uuid, owner=owner)
     relay.staging.create(uuid)
     try:
