@@ -49,6 +49,8 @@ class RelayConfig:
                               shown="0: no limit")
     upload_timeout: float = setting(60.0, "seconds an upload may send nothing before it is dropped, its partial "
                                           "file removed and its connection closed")
+    upload_min_kbps: float = setting(8.0, "least average rate of an upload request in KB/s, checked once it has "
+                                          "lasted --upload-timeout seconds (0: no floor)")
     zipurl_max_mb: float = setting(10240.0, "largest zip a task's zipurl may point to, and what it may extract to "
                                             "(--max-upload-mb applies too when smaller)")
     zipurl_timeout: float = setting(1800.0, "seconds a zipurl download may take in all")

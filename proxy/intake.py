@@ -53,6 +53,7 @@ class Body:
     def __init__(self, relay: Relay, reader: MultipartReader):
         self.relay, self.reader = relay, reader
         self.timeout = relay.config.upload_timeout or None
+        self.started, self.received = time.monotonic(), 0
         self.names: set[str] | None = None  # files the task holds, as of this request's first part
         self.used = 0                       # their bytes
         self.images = 0                     # and how many are photos (what --max-images limits)
@@ -102,7 +103,19 @@ class Body:
             await self.skip(part)  # a nested multipart: nothing NodeODX clients send
 
     async def chunk(self, part: BodyPartReader) -> bytes:
-        return await self._timed(part.read_chunk(CHUNK), part.filename or part.name or "a part")
+        data = await self._timed(part.read_chunk(CHUNK), part.filename or part.name or "a part")
+        self.received += len(data)
+        self.check_rate()
+        return data
+
+    def check_rate(self) -> None:
+        """A client that drips a few bytes now and then never trips `upload_timeout`; past that many seconds,
+        the request must also average `--upload-min-kbps`, or it is answered and closed like a stalled one."""
+        floor = self.relay.config.upload_min_kbps
+        elapsed = time.monotonic() - self.started
+        if floor and elapsed > (self.timeout or 60) and self.received / 1024 / elapsed < floor:
+            raise UploadStalled(f"Upload too slow: {self.received / 1024 / elapsed:.2f} KB/s on average; this "
+                                f"relay needs at least {floor:g} KB/s")
 
     async def skip(self, part) -> None:
         if isinstance(part, BodyPartReader):

@@ -11,7 +11,7 @@ from testkit.relay import Relay, start_relay
 from testkit.servers import ServerGroup
 from tests.hostile.hostile_helpers import ADMIN_TOKEN, CLIENT_TOKEN, Hostile
 
-LIMITS = {"max_upload_mb": 1.0, "max_images": 4, "upload_timeout": 1.5}
+LIMITS = {"max_upload_mb": 1.0, "max_images": 4, "upload_timeout": 1.5, "upload_min_kbps": 1.0}
 
 
 @pytest.fixture(scope="module")

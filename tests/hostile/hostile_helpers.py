@@ -29,6 +29,7 @@ class Hostile:
     max_upload_mb: float
     max_images: int
     upload_timeout: float
+    upload_min_kbps: float
 
     def staged(self, uuid: str) -> list[str]:
         """Every file the relay keeps for `uuid`, hidden partial files included."""

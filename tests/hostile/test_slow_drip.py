@@ -82,3 +82,28 @@ def test_many_stalled_uploads_free_every_connection_and_file(hostile: Hostile) -
             sock.close()
     wait_for(lambda: open_files(relay.process.pid) <= baseline + 2, timeout=10, what="descriptors freed")
     assert all(hostile.staged(u) == [] for u in uuids)
+
+
+def test_a_slow_drip_is_cut_off_by_the_rate_floor(hostile: Hostile) -> None:
+    """64 bytes every 0.3 s never trips the 1.5 s idle timeout; the 1 KB/s floor does, soon after 1.5 s."""
+    uuid = init_task(hostile.relay, token=CLIENT_TOKEN)["uuid"]
+    sock = open_upload(hostile.relay, with_token(f"/task/new/upload/{uuid}"), FILE_HEAD, 10 * 1024 * 1024)
+    started, data = time.monotonic(), b""
+    try:
+        sock.settimeout(0.3)
+        while time.monotonic() - started < 15 and not data:
+            try:
+                sock.sendall(b"x" * 64)
+                data = sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:  # closed by the relay between two drips
+                break
+        data += read_until_closed(sock, timeout=5)
+    finally:
+        sock.close()
+    elapsed = time.monotonic() - started
+    answer = json.loads(data.partition(b"\r\n\r\n")[2])
+    assert answer["error"].startswith("Upload too slow") and "at least 1 KB/s" in answer["error"], answer
+    assert hostile.upload_timeout < elapsed < hostile.upload_timeout + 5, elapsed
+    assert hostile.staged(uuid) == []
