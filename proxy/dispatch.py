@@ -57,7 +57,7 @@ async def dispatch_once(relay: Relay, excluded: dict[str, set[str]]) -> int:
         if not await reserve_slot(relay, task, decision.node_id, relay.needs(task)):
             continue  # another replica took the last slot first: next round
         task.stage, task.node_id = Stage.DISPATCHING, decision.node_id
-        async with relay.lock(task.uuid):  # `recover` leaves alone what this replica is sending
+        async with relay.locks.hold(task.uuid):  # `recover` leaves alone what this replica is sending
             keeper = asyncio.ensure_future(keep_claim(relay, task.uuid))
             try:
                 await relay.store.put_task(task)
@@ -115,7 +115,7 @@ async def recover(relay: Relay) -> None:
     Only tasks whose sender's claim ran out (it died), or that this replica's previous run was sending (its
     id outlives a restart): another live replica may be sending one right now, and renews its claim."""
     for task in await relay.store.tasks_in(Stage.DISPATCHING):
-        if relay.lock(task.uuid).locked():
+        if relay.locks.busy(task.uuid):
             continue  # this replica is sending it now
         if not await relay.store.lease(f"dispatch:{task.uuid}", relay.replica_id, dispatch_lease(relay)):
             continue

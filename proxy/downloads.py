@@ -56,6 +56,7 @@ class DownloadCache:
         if fill is None or fill.done():
             fill = asyncio.ensure_future(self._fill(nodes, task))
             self.fills[task.uuid] = fill
+            fill.add_done_callback(lambda done, uuid=task.uuid: self.fills.get(uuid) is done and self.fills.pop(uuid))
         return await asyncio.shield(fill)
 
     async def _fill(self, nodes: NodeRegistry, task: TaskRecord) -> Path:

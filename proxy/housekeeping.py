@@ -97,7 +97,7 @@ async def expire_idle_uploads(relay: Relay) -> None:
             last = max([folder.stat().st_mtime] + [p.stat().st_mtime for p in folder.glob(".*.part")])
         except OSError:
             last = task.created_ms / 1000
-        if last < idle_before and not relay.lock(task.uuid).locked():
+        if last < idle_before and not relay.locks.busy(task.uuid):
             relay.staging.remove(task.uuid)
             await relay.store.delete_task(task.uuid)
             log.info("upload expired uuid=%s: nothing received for %g s and never committed", task.uuid,

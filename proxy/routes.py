@@ -136,7 +136,7 @@ async def task_new_upload(request: web.Request) -> web.Response:
 
 async def task_new_commit(request: web.Request) -> web.Response:
     relay, task = await uploading_task(request)
-    async with relay.lock(task.uuid):
+    async with relay.locks.hold(task.uuid):
         task = await relay.store.get_task(task.uuid)
         if task is None or task.stage != Stage.UPLOADING:
             raise BadRequest("Invalid uuid (not found)")
@@ -272,7 +272,7 @@ async def task_remove(request: web.Request) -> web.Response:
 async def task_restart(request: web.Request) -> web.Response:
     relay, task, data = await command_target(request)
     new_options = read_options(data["options"], relay) if data.get("options") else None
-    async with relay.lock(task.uuid):  # a send from the relay's queue finishes first: then the node decides
+    async with relay.locks.hold(task.uuid):  # a send from the relay's queue finishes first: then the node decides
         task = await relay.store.get_task(task.uuid) or task
         if task.stage == Stage.ON_NODE:
             return web.json_response(await restart_on_node(request, relay, task, data, new_options))

@@ -5,8 +5,9 @@ There is no global state outside it; handlers reach it as `request.app[RELAY]`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,33 @@ CONFIG: web.AppKey[RelayConfig] = web.AppKey("config", RelayConfig)
 OPENAPI_DOCUMENT: web.AppKey[dict] = web.AppKey("openapi", dict)  # built once at start
 
 
+class TaskLocks:
+    """One asyncio lock per task uuid, kept only while someone holds or waits for it: a relay that runs for
+    months sees millions of uuids, and a lock left behind for each would be a slow leak."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._users: dict[str, int] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, uuid: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(uuid, asyncio.Lock())
+        self._users[uuid] = self._users.get(uuid, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._users[uuid] -= 1
+            if not self._users[uuid]:
+                del self._users[uuid], self._locks[uuid]
+
+    def busy(self, uuid: str) -> bool:
+        return uuid in self._locks and self._locks[uuid].locked()
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
 @dataclass
 class Relay:
     """The parts every handler and background loop shares, and the per-task locks between them."""
@@ -44,7 +72,7 @@ class Relay:
     secret: bytes
     replica_id: str = field(default_factory=lambda: secrets.token_hex(6))
     wake_dispatch: asyncio.Event = field(default_factory=asyncio.Event)
-    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    locks: TaskLocks = field(default_factory=lambda: TaskLocks())
     in_flight: SingleFlight = field(default_factory=SingleFlight)
     background: set[asyncio.Task] = field(default_factory=set)
 
@@ -54,8 +82,6 @@ class Relay:
         self.background.add(job)
         job.add_done_callback(self.background.discard)
 
-    def lock(self, uuid: str) -> asyncio.Lock:
-        return self.locks.setdefault(uuid, asyncio.Lock())
 
     def needs(self, task: TaskRecord) -> TaskNeeds:
         return TaskNeeds(task.image_count, estimate_memory_mb(task.image_count, task.options, self.config.memory_table))
