@@ -275,10 +275,10 @@ async def task_restart(request: web.Request) -> web.Response:
     async with relay.locks.hold(task.uuid):  # a send from the relay's queue finishes first: then the node decides
         task = await relay.store.get_task(task.uuid) or task
         if task.stage == Stage.ON_NODE:
-            return web.json_response(await restart_on_node(request, relay, task, data, new_options))
-        if task.stage in (Stage.CANCELED, Stage.FAILED) and not relay.staging.files(task.uuid):
-            raise BadRequest("Cannot restart: the relay no longer keeps this task's inputs")
+            return web.json_response(await restart_on_node(relay, task, data, new_options))
         if task.stage in (Stage.CANCELED, Stage.FAILED):
+            if not relay.staging.files(task.uuid):
+                raise BadRequest("Cannot restart: the relay no longer keeps this task's inputs")
             task.stage, task.error, task.ended_ms, task.node_id = Stage.QUEUED, "", None, None
             task.runs += 1
         if new_options is not None:  # a task still in the relay's queue is sent with its new options
@@ -288,7 +288,7 @@ async def task_restart(request: web.Request) -> web.Response:
     return web.json_response({"success": True})
 
 
-async def restart_on_node(request: web.Request, relay: Relay, task: TaskRecord, data: dict[str, str],
+async def restart_on_node(relay: Relay, task: TaskRecord, data: dict[str, str],
                           new_options: dict[str, Any] | None) -> Any:
     payload = {"uuid": task.uuid}
     if data.get("options"):

@@ -141,6 +141,12 @@ class ServerGroup:
         while self.servers:
             self.servers.pop().stop()
 
+    def __enter__(self) -> ServerGroup:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_all()
+
 
 class WebhookReceiver:
     """A tiny HTTP server on 127.0.0.1 recording the JSON bodies POSTed to it (answers 200).

@@ -30,11 +30,8 @@ def sample_images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 @pytest.fixture
 def servers(tmp_path: Path) -> Iterator[ServerGroup]:
     """Every server a test starts through this group is stopped when the test ends."""
-    group = ServerGroup(tmp_path)
-    try:
+    with ServerGroup(tmp_path) as group:
         yield group
-    finally:
-        group.stop_all()
 
 
 @pytest.fixture

@@ -99,11 +99,8 @@ TEST_SECONDS = {"cluster": 1, "slow_cluster": 2}
 
 @pytest.fixture(scope="session")
 def conformance_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerGroup]:
-    group = ServerGroup(tmp_path_factory.mktemp("conformance"))
-    try:
+    with ServerGroup(tmp_path_factory.mktemp("conformance")) as group:
         yield group
-    finally:
-        group.stop_all()
 
 
 @pytest.fixture(scope="session")

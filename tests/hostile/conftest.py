@@ -16,12 +16,9 @@ LIMITS = {"max_upload_mb": 1.0, "max_images": 4, "upload_timeout": 1.5, "upload_
 
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hostile]:
-    group = ServerGroup(tmp_path_factory.mktemp("hostile"))
-    try:
+    with ServerGroup(tmp_path_factory.mktemp("hostile")) as group:
         node = group.add(start_devnode(group.tmp_path, seconds_per_image=0.02, slots=4))
         relay = group.add(start_relay(group.tmp_path, [node.url], token=CLIENT_TOKEN, admin_token=ADMIN_TOKEN,
                                       check_interval=0.3, **LIMITS))
         assert isinstance(relay, Relay) and isinstance(node, DevNode)
         yield Hostile(relay=relay, node=node, **LIMITS)
-    finally:
-        group.stop_all()

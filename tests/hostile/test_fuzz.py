@@ -70,8 +70,7 @@ class Tally:
 
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory, sample_images: list[Path]) -> Iterator[Target]:
-    group = ServerGroup(tmp_path_factory.mktemp("fuzz"))
-    try:
+    with ServerGroup(tmp_path_factory.mktemp("fuzz")) as group:
         node = group.add(start_devnode(group.tmp_path, seconds_per_image=0.02, slots=4))
         relay = group.add(start_relay(group.tmp_path, [node.url], token=CLIENT_TOKEN, admin_token=ADMIN_TOKEN,
                                       check_interval=2, node_timeout=3, max_upload_mb=4, max_images=50,
@@ -81,8 +80,6 @@ def target(tmp_path_factory: pytest.TempPathFactory, sample_images: list[Path]) 
         wait_status(relay, done, [COMPLETED], token=CLIENT_TOKEN)
         uploading = init_task(relay, token=CLIENT_TOKEN)["uuid"]
         yield Target(relay, [done, uploading, done.upper()], admin_nodes(relay)[0]["id"])
-    finally:
-        group.stop_all()
 
 
 def bend(case: Any, knob: int, target: Target) -> tuple[dict[str, str], dict[str, str]]:

@@ -25,8 +25,7 @@ def written_by(folder: Path) -> str:
 
 
 def test_no_secret_in_replies_logs_or_files(tmp_path: Path, sample_images: list[Path]) -> None:
-    group = ServerGroup(tmp_path)
-    try:
+    with ServerGroup(tmp_path) as group:
         node = group.add(start_devnode(tmp_path, token=NODE_TOKEN, seconds_per_image=0.02))
         dead = f"http://relayuser:{PASSWORD}@127.0.0.1:{free_port()}"
         relay = group.add(start_relay(tmp_path, [f"{node.url}?token={NODE_TOKEN}", dead], token=CLIENT,
@@ -48,5 +47,3 @@ def test_no_secret_in_replies_logs_or_files(tmp_path: Path, sample_images: list[
         state = relay.data_dir / "relay.sqlite3"
         assert stat.S_IMODE(state.stat().st_mode) == 0o600
         assert stat.S_IMODE((relay.data_dir / "relay.secret").stat().st_mode) == 0o600
-    finally:
-        group.stop_all()

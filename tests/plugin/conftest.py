@@ -38,13 +38,10 @@ def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def devnode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevNode]:
     """One fast development node (two slots) for a whole test module."""
-    group = ServerGroup(tmp_path_factory.mktemp("devnode"))
-    try:
+    with ServerGroup(tmp_path_factory.mktemp("devnode")) as group:
         node = group.start(start_devnode, slots=2, **FAST)
         assert isinstance(node, DevNode)
         yield node
-    finally:
-        group.stop_all()
 
 
 @pytest.fixture(scope="session")

@@ -23,14 +23,11 @@ TOKEN = "relay-client-token"
 @pytest.fixture(scope="module")
 def relay(tmp_path_factory) -> Iterator:
     tmp = tmp_path_factory.mktemp("relay")
-    group = ServerGroup(tmp)
-    try:
+    with ServerGroup(tmp) as group:
         fast = group.start(start_devnode, slots=1, **FAST)
         secured = group.start(start_devnode, slots=1, token="node-secret", **FAST)
         yield group.add(start_relay(tmp, [fast.url, secured.url + "?token=node-secret"], token=TOKEN,
                                     check_interval=0.3))
-    finally:
-        group.stop_all()
 
 
 def test_processimages_through_the_relay_loads_valid_layers(relay, photo_folder, tmp_path):
@@ -61,8 +58,7 @@ def test_two_tasks_at_once_are_spread_over_both_nodes(relay, photo_folder, tmp_p
 
 def test_cancel_in_qgis_cancels_through_the_relay(tmp_path_factory, photo_folder, tmp_path):
     tmp = tmp_path_factory.mktemp("slow-relay")
-    group = ServerGroup(tmp)
-    try:
+    with ServerGroup(tmp) as group:
         slow = group.start(start_devnode, seconds_per_image=2.0)
         relay = group.add(start_relay(tmp, [slow.url], check_interval=0.3))
         node = shared.Node.from_url(relay.url)
@@ -86,5 +82,3 @@ def test_cancel_in_qgis_cancels_through_the_relay(tmp_path_factory, photo_folder
         [uuid] = node.list_tasks()
         assert node.get_task(uuid).info().status == shared.TaskStatus.CANCELED
         assert shared.Node.from_url(slow.url).get_task(uuid).info().status == shared.TaskStatus.CANCELED
-    finally:
-        group.stop_all()

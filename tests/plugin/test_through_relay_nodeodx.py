@@ -22,15 +22,12 @@ NODE_TOKEN = "nodeodx-secret"
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Iterator[tuple]:
     tmp = tmp_path_factory.mktemp("nodeodx-relay")
-    group = ServerGroup(tmp)
-    try:
+    with ServerGroup(tmp) as group:
         plain = group.start(start_nodeodx)
         secured = group.start(start_nodeodx, token=NODE_TOKEN)
         relay = group.add(start_relay(tmp, [plain.url, f"{secured.url}?token={NODE_TOKEN}"], token=TOKEN,
                                       check_interval=0.3))
         yield relay, plain, secured
-    finally:
-        group.stop_all()
 
 
 def test_processimages_through_the_relay_to_real_nodeodx(cluster, photo_folder, tmp_path):

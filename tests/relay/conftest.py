@@ -46,11 +46,8 @@ def fast_node(devnode_factory: Callable[..., DevNode]) -> Callable[..., DevNode]
 @pytest.fixture(scope="module")
 def module_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerGroup]:
     """A server group shared by one test module (for tests that only read a common cluster)."""
-    group = ServerGroup(tmp_path_factory.mktemp("servers"))
-    try:
+    with ServerGroup(tmp_path_factory.mktemp("servers")) as group:
         yield group
-    finally:
-        group.stop_all()
 
 
 @pytest.fixture
