@@ -12,6 +12,7 @@ import aiohttp
 
 from shared import endpoints
 
+from .crashpoints import crash_point
 from .errors import UpstreamError
 from .models import NodeRecord, Stage, TaskRecord
 from .scheduler import TaskNeeds
@@ -58,6 +59,7 @@ async def send_missing_files(relay: Relay, task: TaskRecord, node: NodeRecord) -
             result = await relay.upstream.upload(node, task.uuid, path.name, handle)
         if not (isinstance(result, dict) and result.get("success")):
             raise UpstreamError(f"node refused {path.name}: {result}")
+        crash_point("mid-dispatch")
         relay.staging.mark_forwarded(task.uuid, path.name, node.id)
 
 

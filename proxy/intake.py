@@ -26,6 +26,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from shared.inputs import count_photos
 from shared.options import MIN_IMAGES, parse_options_field, validate_options
 
+from .crashpoints import crash_point
 from .errors import BadRequest, UploadStalled, UpstreamError
 from .forward import commit_on_node, mark_on_node, open_on_node, reserve_slot
 from .models import Stage, TaskRecord
@@ -243,6 +244,7 @@ async def init_task(relay: Relay, uuid: str, owner: str, fields: dict[str, Any])
             task.forward_node_id = None
             await relay.store.put_task(task)
     log.info("task init uuid=%s forward_node=%s", uuid, task.forward_node_id)
+    crash_point("after-init")
     return task
 
 
@@ -289,6 +291,7 @@ async def stage_part(relay: Relay, task: TaskRecord, body: Body, part: BodyPartR
     partial.replace(relay.staging.folder(task.uuid) / name)
     body.kept(name, size)
     if forwarded:
+        crash_point("mid-upload")
         relay.staging.mark_forwarded(task.uuid, name, task.forward_node_id)
     return name
 
@@ -380,6 +383,7 @@ async def commit_on_forward_node(relay: Relay, task: TaskRecord, needs: TaskNeed
         return False
     try:
         await commit_on_node(relay, task, handle.record)
+        crash_point("in-commit")
     except UpstreamError as exc:
         log.warning("commit forward failed uuid=%s node=%s: %s", task.uuid, handle.record.id, exc)
         return False

@@ -16,6 +16,7 @@ import aiohttp
 
 from shared.types import TaskStatus
 
+from .crashpoints import crash_point
 from .models import Stage, TaskRecord
 from .replies import relay_side_info
 from .state import Relay
@@ -36,6 +37,7 @@ async def learn_info(relay: Relay, task: TaskRecord, info: dict[str, Any]) -> No
     if status_code(info) not in ENDED:
         return
     if changed:
+        crash_point("at-task-end")
         if await relay.store.claim_once(task.uuid, f"left:{task.runs}"):  # one replica counts the slot free
             await relay.registry.task_left(task.node_id, task.uuid)  # now, so the queue need not wait for a check
         relay.wake_dispatch.set()
