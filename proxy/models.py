@@ -14,6 +14,7 @@ class Stage(str, Enum):
     UPLOADING = "uploading"      # init done, files arriving, not committed
     QUEUED = "queued"            # committed, waiting in the relay's queue for a node with room
     DISPATCHING = "dispatching"  # being sent from the staging folder to a node
+    COMMITTING = "committing"    # commit asked of `node_id` (intake's forward node): whether it took it is unknown
     ON_NODE = "on_node"          # committed on `node_id`; the node is the source of truth
     CANCELED = "canceled"        # canceled while still in the relay's queue
     FAILED = "failed"            # the relay itself could not run it (reason in `error`)
