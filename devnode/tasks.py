@@ -45,6 +45,10 @@ STAGES = ("dataset", "opensfm", "openmvs", "odm_filterpoints", "odm_meshing", "m
 #: Share of the machine's memory taken before any task runs (the system and the node itself).
 IDLE_MEMORY_FRACTION = 0.10
 TASKS_FILE = "tasks.json"
+#: One JSON line per processing run that ended (uuid, run, status, images), appended and never read by the
+#: node: the fault suite counts from it how often each task ran to completion, and on which files (a
+#: task removed since still shows there). Answers to requests do not change.
+RUNS_FILE = "runs.jsonl"
 
 BuildOutputs = Callable[..., Path]
 
@@ -260,6 +264,13 @@ class TaskManager:
                 task.set_status(TaskStatus.QUEUED)
             self.tasks[task.uuid] = task
         log.info("restored %d tasks from %s", len(self.tasks), path)
+
+    def _journal(self, task: Task) -> None:
+        """Append the end of `task`'s current run to RUNS_FILE."""
+        line = {"uuid": task.uuid, "run": task.run, "status": int(task.status), "images": task.images,
+                "ended": now_ms()}
+        with (self.config.data_dir / RUNS_FILE).open("a", encoding="utf-8") as journal:
+            journal.write(json.dumps(line) + "\n")
 
     def _dump(self) -> None:
         path = self.config.data_dir / TASKS_FILE
@@ -484,6 +495,7 @@ class TaskManager:
         log.log(level, "task %s %s after %.1f s%s", task.uuid, task.status.name.lower(),
                 task.processing_time / 1000, f": {task.error_message}" if task.error_message else "")
         self._dump()
+        self._journal(task)
         if task.webhook and self._session is not None:
             payload = dict(task.info(), images=[])
             background = asyncio.get_running_loop().create_task(
