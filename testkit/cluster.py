@@ -11,15 +11,26 @@
   and commit over every replica;
 - a client that talks to the balancer with the retries a careful client has (a request that got no
   answer, or a 503, is sent again), and that tells each task's fate: completed, failed with a clear
-  error, or lost.
+  error, or lost;
+- kill points: replicas started with `ODX_FAULT_CRASH_AT` (`proxy.crashpoints`) kill themselves at a
+  protocol step, and `Cluster.revive_crashed` starts them again at once, as a supervisor would;
+- frozen nodes (SIGSTOP, then SIGCONT): a node that comes back after its tasks were sent elsewhere;
+- an audit of the nodes from outside the relay (`audit_nodes`): each devnode's journal of ended runs
+  (`runs.jsonl`), the tasks it still holds and the files it made each of them from, so a task that ran
+  to completion twice, or that a node received a file of twice, shows whatever the relay believes.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import itertools
+import json
+import os
+import re
 import shutil
+import signal
 import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -33,9 +44,11 @@ from typing import Any
 import redis
 import requests
 
+from proxy.crashpoints import ENV as CRASH_ENV
+from proxy.crashpoints import POINTS as CRASH_POINTS
 from testkit.devnode import DevNode, start_devnode
 from testkit.relay import Relay, start_relay
-from testkit.servers import ServerGroup, ServerProcess, free_port, start_server
+from testkit.servers import ServerGroup, ServerProcess, flags_to_argv, free_port, start_server
 
 QUEUED, RUNNING, FAILED, COMPLETED, CANCELED = 10, 20, 30, 40, 50
 FINAL = (FAILED, COMPLETED, CANCELED)
@@ -144,6 +157,37 @@ class Balancer:
 
 # --- the cluster ---------------------------------------------------------------------------------------
 @dataclass
+class CrashPlan:
+    """Kill points for a cluster's replicas: a start is given `ODX_FAULT_CRASH_AT=<point>:<nth>` (the replica
+    then kills itself, as `kill -9` would, the nth time it reaches `point`; see `proxy.crashpoints`) until
+    `kills` starts were so armed; later starts run without it. Every replica is armed at first."""
+
+    point: str
+    nth: int = 1
+    kills: int = 3
+    armed: int = 0  # starts given the variable so far
+
+    def __post_init__(self) -> None:
+        if self.point not in CRASH_POINTS:
+            raise ValueError(f"unknown kill point {self.point!r}; known: {', '.join(CRASH_POINTS)}")
+
+    def arm(self) -> dict[str, str]:
+        """The environment for the next start of a replica: armed while starts to arm remain."""
+        if self.armed >= self.kills:
+            return {}
+        self.armed += 1
+        return {CRASH_ENV: f"{self.point}:{self.nth}"}
+
+
+def relay_argv(port: int, data_dir: Path, node_urls: list[str], flags: dict[str, Any]) -> list[str]:
+    """The command line `testkit.relay.start_relay` runs, for a start that needs its own environment."""
+    argv = [sys.executable, "-m", "proxy", "--port", str(port), "--data-dir", str(data_dir)]
+    for url in node_urls:
+        argv += ["--node", url]
+    return argv + flags_to_argv(flags)
+
+
+@dataclass
 class Cluster:
     """Redis, relay replicas sharing a staging folder, development nodes, and a balancer in front."""
 
@@ -155,6 +199,13 @@ class Cluster:
     replicas: list[Relay] = field(default_factory=list)
     balancer: Balancer | None = None
     restarts: int = 0
+    crash: CrashPlan | None = None
+    kills: int = 0  # replicas seen dead by a kill point (SIGKILL of their own), by `revive_crashed`
+    problems: list[str] = field(default_factory=list)  # replicas that exited otherwise, or would not start
+    notes: list[str] = field(default_factory=list)  # what a fault did, for the report
+    frozen: set[int] = field(default_factory=set)  # indexes of nodes stopped with SIGSTOP
+    _settled: set[int] = field(default_factory=set)  # pids of dead replicas already seen to
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def staging(self) -> Path:
@@ -190,14 +241,40 @@ class Cluster:
         self.nodes.append(node)
         return node
 
+    def freeze_node(self, index: int) -> None:
+        """SIGSTOP: the node keeps its connections and answers nothing, as a machine that hangs or is
+        cut off; its tasks stand still where they are until `thaw_node`."""
+        os.kill(self.nodes[index].process.pid, signal.SIGSTOP)
+        self.frozen.add(index)
+
+    def thaw_node(self, index: int) -> None:
+        """SIGCONT: the node goes on where it stood, with the tasks it held (a node that comes back)."""
+        os.kill(self.nodes[index].process.pid, signal.SIGCONT)
+        self.frozen.discard(index)
+
+    def arm(self) -> dict[str, str]:
+        """The environment of a replica's next start (the crash plan's variable, while it arms starts)."""
+        with self._lock:
+            return self.crash.arm() if self.crash else {}
+
     def start_replica(self, nodes: list[DevNode] | None = None, **flags: Any) -> Relay:
         """One more relay replica on the cluster's Redis and staging folder, with its own data folder
         (without Redis: a lone relay with its state in SQLite, as a single relay runs by default)."""
         port = free_port()
         shared = {"redis": self.redis.url, "staging_dir": self.staging} if self.redis else {}
-        relay = start_relay(self.root, [n.url for n in (self.nodes if nodes is None else nodes)], port=port,
-                            data_dir=self.root / f"replica-{port}", **shared,
-                            **{**RELAY_FLAGS, **self.relay_flags, **flags})
+        urls = [n.url for n in (self.nodes if nodes is None else nodes)]
+        data_dir = self.root / f"replica-{port}"
+        flags = {**shared, **RELAY_FLAGS, **self.relay_flags, **flags}
+        env = self.arm()
+        if env:  # start_relay has no environment of its own to give
+            argv = relay_argv(port, data_dir, urls, flags)
+            relay = start_server(f"relay:{port}", argv, port, self.root / f"relay-{port}.log", env=env, cls=Relay,
+                                 data_dir=data_dir, token=str(flags.get("token") or ""),
+                                 admin_token=str(flags.get("admin_token") or ""))
+            assert isinstance(relay, Relay)
+            relay.argv = argv
+        else:
+            relay = start_relay(self.root, urls, port=port, data_dir=data_dir, **flags)
         self.group.add(relay)
         self.replicas.append(relay)
         return relay
@@ -209,33 +286,71 @@ class Cluster:
     def kill_replica(self, index: int) -> None:
         """`kill -9`: no shutdown handler runs, whatever it was doing stops half way."""
         replica = self.replicas[index]
+        self._settled.add(replica.process.pid)  # the harness's own kill: `revive_crashed` leaves it alone
         replica.process.kill()
         replica.process.wait(10)
 
-    def restart_replica(self, index: int) -> Relay:
+    def restart_replica(self, index: int, env: dict[str, str] | None = None) -> Relay:
         """Start a killed replica again with the same command line (same port, data folder, flags)."""
         old = self.replicas[index]
-        self.restarts += 1
-        log_dir = self.root / f"restart-{self.restarts}"
+        with self._lock:
+            self.restarts += 1
+            log_dir = self.root / f"restart-{self.restarts}"
         log_dir.mkdir(exist_ok=True)
-        again = start_server(old.name, old.argv, old.port, log_dir / f"relay-{old.port}.log", cls=Relay,
-                             data_dir=old.data_dir)
+        again = start_server(old.name, old.argv, old.port, log_dir / f"relay-{old.port}.log", cls=Relay, env=env,
+                             data_dir=old.data_dir, token=old.token, admin_token=old.admin_token)
         assert isinstance(again, Relay)
         again.argv = old.argv
         self.group.add(again)
         self.replicas[index] = again
         return again
 
+    def revive_crashed(self, arm: bool = True) -> int:
+        """Start again at once, as a supervisor would, every replica whose process ended by itself (a kill
+        point: SIGKILL of its own; anything else is noted in `problems`); armed by the crash plan while
+        `arm` and it has kills left. A start that dies on the way up (recovery reached the kill point) is
+        counted as a kill and tried again. Returns how many replicas were started again."""
+        revived = 0
+        for index, replica in enumerate(list(self.replicas)):
+            if replica.process.poll() is None or replica.process.pid in self._settled:
+                continue
+            self._settled.add(replica.process.pid)
+            self._count_exit(replica.name, replica.process.returncode)
+            for _ in range(5):
+                try:
+                    self.restart_replica(index, env=self.arm() if arm else None)
+                except RuntimeError as exc:
+                    status = re.search(r"exited with status (-?\d+) at start", str(exc))
+                    self._count_exit(replica.name, int(status.group(1)) if status else None, str(exc))
+                    continue
+                revived += 1
+                break
+            else:
+                self.problems.append(f"{replica.name} would not start again after a kill (5 tries)")
+        return revived
+
+    def _count_exit(self, name: str, status: int | None, why: str = "") -> None:
+        if status == -signal.SIGKILL and self.crash is not None:
+            self.kills += 1
+            return
+        why = f": {why[-600:]}" if why else ""
+        self.problems.append(f"{name} exited by itself (status {status}){why}")
+
     def close(self) -> None:
+        for index in list(self.frozen):
+            with contextlib.suppress(OSError):
+                self.thaw_node(index)
         if self.balancer is not None:
             self.balancer.close()
         self.group.stop_all()
 
 
 def start_cluster(root: Path, group: ServerGroup, node_flags: list[dict[str, Any]], replicas: int = 2,
-                  with_redis: bool = True, **relay_flags: Any) -> Cluster:
-    """Redis, one development node per entry of `node_flags`, `replicas` relays, a balancer in front."""
-    cluster = Cluster(root=root, group=group, relay_flags=relay_flags)
+                  with_redis: bool = True, crash: CrashPlan | None = None, **relay_flags: Any) -> Cluster:
+    """Redis, one development node per entry of `node_flags`, `replicas` relays, a balancer in front.
+
+    With a `crash` plan, replicas start armed with its kill point (see `Cluster.revive_crashed`)."""
+    cluster = Cluster(root=root, group=group, relay_flags=relay_flags, crash=crash)
     if with_redis:
         cluster.start_redis()
     with ThreadPoolExecutor(4) as pool:  # each start waits for its server to answer: wait for all at once
@@ -243,6 +358,155 @@ def start_cluster(root: Path, group: ServerGroup, node_flags: list[dict[str, Any
         list(pool.map(lambda _: cluster.start_replica(), range(replicas)))
     cluster.start_balancer()
     return cluster
+
+
+# --- what the nodes did, seen from outside the relay -----------------------------------------------------
+RUNS_FILE = "runs.jsonl"  # the devnode's journal of ended runs (devnode.tasks.RUNS_FILE)
+STAGED_BODY = "body.json"  # the init form in a devnode's staged upload (devnode.uploads.BODY_FILE)
+
+
+@dataclass
+class NodeCopy:
+    """What one node made of one uuid: a run in its journal ("run N"), a task it holds at the end ("held",
+    `count` its imagesCount), or an upload it never committed ("upload"); `images` the file names it had."""
+
+    node: str
+    uuid: str
+    source: str
+    status: int | None
+    images: list[str]
+    count: int | None = None
+
+
+def twin_of(name: str) -> str | None:
+    """The name a node renamed into `name` because it had it already (devnode and NodeODX's
+    assureUniqueFilename: `stem.ext` -> `stem_.ext`, `name` -> `name_`), or None."""
+    stem, dot, ext = name.rpartition(".")
+    if dot and stem:
+        return f"{stem[:-1]}.{ext}" if stem.endswith("_") and len(stem) > 1 else None
+    return name[:-1] if name.endswith("_") and len(name) > 1 else None
+
+
+def extra_files(names: list[str], sent: list[str] | None, count: int | None = None) -> list[str]:
+    """The files of one copy beyond what its client sent: a `stem_.ext` beside its `stem.ext` (the node got
+    that file twice), a name the client never sent, or more files (or imagesCount) than were sent."""
+    have = set(names)
+    extra = [n for n in names if twin_of(n) in have or (sent is not None and n not in sent)]
+    total = max(len(names), count or 0)
+    if sent is not None and total > len(sent) and not extra:
+        extra.append(f"{total} images for {len(sent)} sent")
+    return extra
+
+
+@dataclass
+class NodeAudit:
+    """Every copy of every task the nodes had, once they settled (see `audit_nodes`)."""
+
+    copies: list[NodeCopy] = field(default_factory=list)
+    unsettled: list[str] = field(default_factory=list)  # copies still queued or running when the wait ended
+
+    def completions(self) -> dict[str, list[str]]:
+        """uuid -> the node of each run of it that ended COMPLETED (a run a node completed, then lost with
+        the task's removal, is still counted: it ran)."""
+        done: dict[str, list[str]] = {}
+        for copy in self.copies:
+            if copy.source.startswith("run ") and copy.status == COMPLETED:
+                done.setdefault(copy.uuid, []).append(copy.node)
+        return done
+
+    def ran_twice(self) -> dict[str, list[str]]:
+        """uuid -> nodes, for each task that ran to completion more than once (on one node or several)."""
+        return {uuid: nodes for uuid, nodes in self.completions().items() if len(nodes) > 1}
+
+    def duplicate_files(self, sent: dict[str, list[str]], uploads: bool = False) -> dict[str, str]:
+        """uuid -> what was extra, for each task some node made (or, with `uploads`, staged but never
+        committed) from a file it received twice, or from more files than its client sent."""
+        found: dict[str, str] = {}
+        for copy in self.copies:
+            if (copy.source == "upload") != uploads:
+                continue
+            extra = extra_files(copy.images, sent.get(copy.uuid), copy.count)
+            if extra and copy.uuid not in found:
+                found[copy.uuid] = f"{copy.node} ({copy.source}): {', '.join(extra)}"
+        return found
+
+    def held_by(self) -> dict[str, list[str]]:
+        """uuid -> nodes that still hold a task of that uuid (whatever its status)."""
+        held: dict[str, list[str]] = {}
+        for copy in self.copies:
+            if copy.source == "held":
+                held.setdefault(copy.uuid, []).append(copy.node)
+        return held
+
+    def ran(self, uuid: str) -> bool:
+        """Whether any node made a task of `uuid` (ran it, or holds it committed)."""
+        return any(c.uuid == uuid and c.source != "upload" for c in self.copies)
+
+
+def _held_tasks(node: DevNode) -> dict[str, dict] | None:
+    """uuid -> /task/{uuid}/info of every task a live node holds; None if it is gone or does not answer."""
+    if not node.running:
+        return None
+    try:
+        listed = requests.get(node.api("/task/list"), timeout=3).json()
+        infos = {}
+        for item in listed:
+            info = requests.get(node.api(f"/task/{item['uuid']}/info"), timeout=3).json()
+            if isinstance(info, dict) and "uuid" in info:
+                infos[item["uuid"]] = info
+        return infos
+    except (requests.RequestException, ValueError, KeyError, TypeError):
+        return None
+
+
+def _read_journal(node: DevNode) -> list[dict]:
+    path = node.data_dir / RUNS_FILE
+    if not path.is_file():
+        return []
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        with contextlib.suppress(ValueError):
+            lines.append(json.loads(line))
+    return lines
+
+
+def _names(folder: Path, leave_out: tuple[str, ...] = ()) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.is_file() and p.name not in leave_out) \
+        if folder.is_dir() else []
+
+
+def audit_nodes(nodes: list[DevNode], settle: float = 15.0) -> NodeAudit:
+    """What the nodes did, from their own word and folders rather than the relay's: waits (at most `settle`
+    seconds) until no live node queues or runs a task, so that a copy left running (a ghost of a task sent
+    elsewhere) either ends one way or the other or is reported as unsettled; then reads each node's
+    journal of ended runs, the tasks it holds (with the files in their images folder) and the uploads it
+    was sent but never committed (its `tmp/` folder)."""
+    deadline = time.monotonic() + settle
+    while True:
+        held = {node.name: _held_tasks(node) for node in nodes}
+        busy = [f"{name}: {uuid} status {(info.get('status') or {}).get('code')}"
+                for name, infos in held.items() for uuid, info in (infos or {}).items()
+                if (info.get("status") or {}).get("code") in (QUEUED, RUNNING)]
+        if not busy or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    audit = NodeAudit(unsettled=busy)
+    for node in nodes:
+        for entry in _read_journal(node):
+            audit.copies.append(NodeCopy(node.name, str(entry.get("uuid")), f"run {entry.get('run')}",
+                                         entry.get("status"), list(entry.get("images") or [])))
+        for uuid, info in (held[node.name] or {}).items():
+            audit.copies.append(NodeCopy(node.name, uuid, "held", (info.get("status") or {}).get("code"),
+                                         _names(node.data_dir / uuid / "images"), info.get("imagesCount")))
+        if held[node.name] is None and node.data_dir.is_dir():  # a node that died: its folders say what it held
+            for images in sorted(node.data_dir.glob("*/images")):
+                audit.copies.append(NodeCopy(node.name, images.parent.name, "held", None, _names(images)))
+        tmp = node.data_dir / "tmp"
+        for folder in sorted(tmp.iterdir()) if tmp.is_dir() else []:
+            if folder.is_dir():
+                audit.copies.append(NodeCopy(node.name, folder.name, "upload", None,
+                                             _names(folder, (STAGED_BODY,))))
+    return audit
 
 
 # --- a client that retries, and keeps score ------------------------------------------------------------
@@ -255,7 +519,8 @@ class Outcome:
     """What became of one task a client tried to create."""
 
     uuid: str | None = None
-    committed: bool = False
+    uuids: list[str] = field(default_factory=list)  # every uuid the relay gave this client, the last is `uuid`
+    sent: list[str] = field(default_factory=list)  # names of the files sent
     code: int | None = None
     error: str = ""
     statuses: list[int] = field(default_factory=list)
@@ -317,7 +582,7 @@ class Client:
 
         A commit whose answer was lost is found again through `/task/{uuid}/info`."""
         outcome = outcome or Outcome()
-        outcome.images_sent = len(images)
+        outcome.images_sent, outcome.sent = len(images), [image.name for image in images]
         for _ in range(attempts):
             form = {k: (None, v) for k, v in (fields or {}).items()}
             result = self.call("POST", "/task/new/init", files=lambda form=form: form)
@@ -325,6 +590,7 @@ class Client:
                 outcome.error = f"init refused: {result.get('error')}"
                 return outcome
             outcome.uuid = uuid = result["uuid"]
+            outcome.uuids.append(uuid)
             refused = next((r for r in (self.upload(uuid, image) for image in images) if r != {"success": True}), None)
             if refused is not None:
                 outcome.error = f"upload refused: {refused.get('error') if isinstance(refused, dict) else refused}"
