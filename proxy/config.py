@@ -56,6 +56,8 @@ class RelayConfig:
     zipurl_timeout: float = setting(1800.0, "seconds a zipurl download may take in all")
     zipurl_allow_private: bool = setting(False, "let zipurl fetch from loopback, private and link-local addresses "
                                                 "(otherwise public addresses only)")
+    webhook_allow_private: bool = setting(False, "let a task's webhook be called on loopback, private and link-local "
+                                                 "addresses (otherwise public addresses only)")
     memory_table: tuple = setting(DEFAULT_TABLE, "memory model as images:GB,...", parse=parse_table,
                                   shown="WebODM's hardware table")
     log_level: str = setting("INFO", "DEBUG, INFO, WARNING")

@@ -30,6 +30,7 @@ from .crashpoints import crash_point
 from .errors import BadRequest, UploadStalled, UpstreamError
 from .forward import commit_on_node, mark_on_node, open_on_node, reserve_slot
 from .models import Stage, TaskRecord
+from .outbound import WEBHOOK
 from .scheduler import TaskNeeds, forward_target, refusal
 from .staging import safe_filename, valid_uuid
 from .state import Relay
@@ -195,7 +196,7 @@ def js_parse_int(text: str | None) -> int | None:
 
 
 def read_fields(fields: dict[str, str], relay: Relay) -> dict[str, Any]:
-    """The init fields, read as NodeODX reads them; options checked early."""
+    """The init fields, read as NodeODX reads them; options and the webhook's address checked early."""
     options = read_options(fields.get("options"), relay)
     outputs = None
     if fields.get("outputs"):
@@ -210,7 +211,10 @@ def read_fields(fields: dict[str, str], relay: Relay) -> dict[str, Any]:
     name = fields.get("name")  # no field, no name (as on NodeODX); an empty one gets NodeODX's default
     if name == "":
         name = "Task of " + datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return {"name": name, "options": options, "webhook": fields.get("webhook") or "",
+    webhook = fields.get("webhook") or ""
+    if webhook:  # refused now rather than found out when the task ends (checked again when it is called)
+        WEBHOOK.checked(webhook, relay.config.webhook_allow_private)
+    return {"name": name, "options": options, "webhook": webhook,
             "skip_post_processing": fields.get("skipPostProcessing") == "true",  # NodeODX takes no other spelling
             "outputs": outputs, "created_ms": created_ms}
 

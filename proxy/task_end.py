@@ -17,7 +17,9 @@ import aiohttp
 from shared.types import TaskStatus
 
 from .crashpoints import crash_point
+from .errors import BadRequest
 from .models import Stage, TaskRecord
+from .outbound import WEBHOOK, connector, refused
 from .replies import relay_side_info
 from .state import Relay
 
@@ -71,19 +73,36 @@ async def notify_client(relay: Relay, task: TaskRecord, info: dict[str, Any]) ->
     if not task.webhook or task.notified_run == task.runs:
         return
     if await relay.store.claim_once(task.uuid, f"webhook:{task.runs}"):
-        relay.spawn(call_client_webhook(relay.upstream.session, task.uuid, task.webhook, info))
+        relay.spawn(call_client_webhook(relay, task.uuid, task.webhook, info))
     task.notified_run = task.runs
     await relay.store.put_task(task)
 
 
-async def call_client_webhook(session: aiohttp.ClientSession, uuid: str, url: str, info: dict) -> None:
-    """POST the task's info as NodeODX does; retried a few times while the receiver fails or is away."""
-    for attempt in range(ATTEMPTS):
-        try:
-            async with session.post(url, json=info, timeout=aiohttp.ClientTimeout(total=15)) as resp:
-                log.info("webhook called uuid=%s status=%d", uuid, resp.status)
-                if resp.status < 500:
+async def call_client_webhook(relay: Relay, uuid: str, url: str, info: dict) -> None:
+    """POST the task's info as NodeODX does; retried a few times while the receiver fails or is away.
+
+    The URL was checked when the task was created; it is checked again now (the operator may have taken
+    `--webhook-allow-private` away since), its name is resolved to public addresses only (a name that
+    pointed elsewhere at creation gains nothing: DNS rebinding), and redirects are not followed."""
+    allow_private = relay.config.webhook_allow_private
+    try:
+        target = WEBHOOK.checked(url, allow_private)
+    except BadRequest as exc:
+        log.warning("webhook not called uuid=%s: %s", uuid, exc)
+        return
+    async with aiohttp.ClientSession(connector=connector(allow_private)) as session:
+        for attempt in range(ATTEMPTS):
+            try:
+                async with session.post(target, json=info, allow_redirects=False,
+                                        timeout=aiohttp.ClientTimeout(total=15)) as resp:
+                    log.info("webhook called uuid=%s status=%d", uuid, resp.status)
+                    if resp.status < 500:
+                        return
+            except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:  # ValueError: an unusable URL
+                if refused(exc):
+                    log.warning("webhook not called uuid=%s: %s resolves to internal addresses only (an operator "
+                                "can allow those with --webhook-allow-private)", uuid, target.host)
                     return
-        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:  # ValueError: a URL aiohttp cannot use
-            log.warning("webhook failed uuid=%s attempt=%d: %s", uuid, attempt + 1, type(exc).__name__)
-        await asyncio.sleep(2 ** attempt)
+                log.warning("webhook failed uuid=%s attempt=%d: %s: %s", uuid, attempt + 1, type(exc).__name__,
+                            str(exc)[:200])
+            await asyncio.sleep(2 ** attempt)

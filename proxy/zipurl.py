@@ -5,24 +5,20 @@ The relay does the same before it chooses a node, so that the zip's photos are c
 for failover like uploaded ones. A URL is a way to make the relay send requests on a client's behalf, so
 it is held short: http(s) only, bounded in size and time, at most a few redirects, and never towards a
 loopback, private, link-local or otherwise internal address unless the operator allows it
-(`--zipurl-allow-private`). Addresses are checked where the connection is made (the resolver), so a
-name that resolves elsewhere on the second lookup gains nothing.
+(`--zipurl-allow-private`): the policy in `outbound.py`, which task webhooks follow too.
 """
 from __future__ import annotations
 
-import ipaddress
 import logging
-import socket
 import zipfile
 from pathlib import Path
 
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
 from .errors import ZipUrlError
 from .models import TaskRecord
+from .outbound import Policy, connector
 from .staging import safe_filename
 from .state import Relay
 
@@ -32,57 +28,20 @@ CHUNK = 1024 * 1024
 MB = 1024 * 1024
 
 
-def internal(address: str) -> bool:
-    """Loopback, private, link-local, multicast, reserved or unspecified: not a place for a client to send us."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not ip.is_global or ip.is_multicast
-
-
-class PublicOnlyResolver(AbstractResolver):
-    """The system's resolver, keeping only public addresses."""
-
-    def __init__(self) -> None:
-        self.inner = DefaultResolver()
-
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        results = [r for r in await self.inner.resolve(host, port, family) if not internal(r["host"])]
-        if not results:
-            raise OSError(f"{host} resolves only to internal addresses")
-        return results
-
-    async def close(self) -> None:
-        await self.inner.close()
+ZIPURL = Policy("zipurl", "fetches zip files from", "--zipurl-allow-private", ZipUrlError)
 
 
 def checked_url(text: str, allow_private: bool) -> URL:
     """The URL if the relay may fetch it; ZipUrlError naming the rule it breaks otherwise."""
-    try:
-        url = URL(text.strip())
-    except ValueError:
-        raise ZipUrlError(f"Invalid zipurl: {text!r} is not a URL") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ZipUrlError("Invalid zipurl: only http:// and https:// URLs with a host are fetched")
-    if not allow_private:
-        try:
-            literal = internal(url.host)
-        except ValueError:
-            literal = url.host.lower() == "localhost" or url.host.lower().endswith(".localhost")
-        if literal:
-            raise ZipUrlError(f"zipurl refused: {url.host} is an internal address; this relay fetches zip files "
-                              f"from public addresses only (an operator can allow others with --zipurl-allow-private)")
-    return url
+    return ZIPURL.checked(text, allow_private)
 
 
 async def fetch(relay: Relay, text: str, target: Path, limit_bytes: int) -> None:
     """Download the zip to `target`, following at most a few redirects, each checked like the first."""
     config = relay.config
-    resolver = None if config.zipurl_allow_private else PublicOnlyResolver()
     timeout = aiohttp.ClientTimeout(total=config.zipurl_timeout, sock_connect=30, sock_read=60)
     url = checked_url(text, config.zipurl_allow_private)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=resolver), timeout=timeout,
+    async with aiohttp.ClientSession(connector=connector(config.zipurl_allow_private), timeout=timeout,
                                      auto_decompress=False) as session:
         for _ in range(MAX_REDIRECTS + 1):
             async with session.get(url, allow_redirects=False) as resp:

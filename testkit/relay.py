@@ -28,10 +28,15 @@ class Relay(ServerProcess):
 def start_relay(tmp_path: Path, nodes: list[str] | tuple = (), *, port: int | None = None, **flags: Any) -> Relay:
     """`start_relay(tmp, [n1.url, n2.url + "?token=t"], token="T", admin_token="A", check_interval=0.5)`.
 
-    Pass the same `port` and `data_dir` again to restart a relay on its old state."""
+    Pass the same `port` and `data_dir` again to restart a relay on its old state.
+
+    Unlike a relay started by hand, a test relay calls task webhooks on loopback addresses: tests receive
+    them with a receiver on 127.0.0.1 (`WebhookReceiver`). Pass `webhook_allow_private=False` for a relay
+    that refuses them, as a production relay does by default."""
     port = port or free_port()
     data_dir = Path(flags.pop("data_dir", tmp_path / f"relay-{port}"))
     flags.setdefault("check_interval", 0.5)
+    flags.setdefault("webhook_allow_private", True)  # see above: the one default that differs from production
     argv = [sys.executable, "-m", "proxy", "--port", str(port), "--data-dir", str(data_dir)]
     for url in nodes:
         argv += ["--node", url]

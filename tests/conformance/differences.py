@@ -84,6 +84,14 @@ DIFFERENCES: tuple[Difference, ...] = (
         "downloads any URL.",
         "SSRF protection: the relay usually sits next to a private network that its clients must not "
         "reach through it."),
+    Difference(
+        "webhook-private-refused",
+        "`/task/new/init` and `/task/new` with a `webhook` that is not an http(s) URL, or that is on a private, "
+        "loopback or link-local address, are refused with an error naming `--webhook-allow-private` (the "
+        "operator's flag that allows such addresses); when the task ends, the webhook's name is resolved to "
+        "public addresses only and a redirect is not followed. NodeODX takes any webhook and POSTs to it.",
+        "SSRF protection, as for `zipurl`: a webhook is a request the relay sends on a client's behalf, from "
+        "inside its network."),
 )
 
 BY_ID = {entry.id: entry for entry in DIFFERENCES}

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from proxy.zipurl import ZipUrlError, checked_url, extract_flat, internal
+from proxy.outbound import internal
+from proxy.zipurl import ZipUrlError, checked_url, extract_flat
 from tests.relay.relay_helpers import COMPLETED, get_json, task_info, wait_status
 
 
