@@ -58,6 +58,8 @@ class RelayConfig:
                                                 "(otherwise public addresses only)")
     webhook_allow_private: bool = setting(False, "let a task's webhook be called on loopback, private and link-local "
                                                  "addresses (otherwise public addresses only)")
+    max_open_uploads: int = setting(20, "most uploads one client (token or account) may have open, begun with "
+                                        "/task/new/init and not yet committed; init is refused past it (0: no cap)")
     memory_table: tuple = setting(DEFAULT_TABLE, "memory model as images:GB,...", parse=parse_table,
                                   shown="WebODM's hardware table")
     log_level: str = setting("INFO", "DEBUG, INFO, WARNING")

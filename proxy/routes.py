@@ -17,7 +17,16 @@ from shared import endpoints
 
 from .downloads import ALL_ZIP, resolve, serve
 from .errors import BadRequest, CommandFailed, DownloadError, NotFound, UpstreamError
-from .intake import choose_uuid, commit_task, init_task, one_shot_files, read_fields, read_options, upload_files
+from .intake import (
+    choose_uuid,
+    commit_task,
+    forget,
+    init_task,
+    one_shot_files,
+    read_fields,
+    read_options,
+    upload_files,
+)
 from .models import Stage, TaskRecord
 from .replies import public_info, relay_side_info, relay_side_output
 from .staging import valid_uuid
@@ -121,9 +130,24 @@ async def task_new_init(request: web.Request) -> web.Response:
     relay = request.app[RELAY]
     owner = await relay.auth.identify(request)
     fields = read_fields(await init_form(request), relay)
+    await check_open_uploads(relay, owner)
     uuid = await choose_uuid(request, relay)
     await init_task(relay, uuid, owner, fields)
     return web.json_response({"uuid": uuid})
+
+
+async def check_open_uploads(relay: Relay, owner: str) -> None:
+    """An init past the owner's `--max-open-uploads` uploads begun and never committed is refused, saying how
+    to free one: each holds staged files and a record until it is committed, removed or expires."""
+    cap = relay.config.max_open_uploads
+    if not cap:
+        return
+    open_now = sum(1 for t in await relay.store.tasks_in(Stage.UPLOADING) if t.owner == owner)
+    if open_now >= cap:
+        raise BadRequest(f"Too many open uploads: this client has {open_now} uploads begun with /task/new/init and "
+                         f"never committed, and this relay allows {cap} (--max-open-uploads). Commit them, remove "
+                         f"the ones given up with /task/remove, or wait until they expire "
+                         f"({relay.config.upload_idle:g} s after their last upload).")
 
 
 async def task_new_upload(request: web.Request) -> web.Response:
@@ -228,12 +252,19 @@ async def task_list(request: web.Request) -> web.Response:
     return web.json_response([{"uuid": t.uuid} for t in tasks if t.stage != Stage.UPLOADING])
 
 
-async def command_target(request: web.Request) -> tuple[Relay, TaskRecord, dict[str, str]]:
+async def command_target(request: web.Request, uploads: bool = False) -> tuple[Relay, TaskRecord, dict[str, str]]:
     """The task a cancel/remove/restart names, answered as NodeODX answers: a missing uuid is an error,
-    an unknown one (or another owner's) is `{"success": false, "error": ...}`."""
+    an unknown one (or another owner's) is `{"success": false, "error": ...}`. With `uploads`, an upload
+    never committed is found too (for its owner only), which NodeODX does not do."""
     data = await form(request) if request.content_type in COMMAND_BODIES else {}
     if not data.get("uuid"):
         raise BadRequest("uuid param missing.")
+    relay = request.app[RELAY]
+    if uploads:
+        owner = await relay.auth.identify(request)
+        task = await relay.store.get_task(data["uuid"]) if valid_uuid(data["uuid"]) else None
+        if task is not None and task.owner == owner and task.stage == Stage.UPLOADING:
+            return relay, task, data
     try:
         relay, task = await task_for(request, data["uuid"])
     except NotFound as exc:
@@ -253,7 +284,17 @@ async def task_cancel(request: web.Request) -> web.Response:
 
 
 async def task_remove(request: web.Request) -> web.Response:
-    relay, task, _ = await command_target(request)
+    relay, task, _ = await command_target(request, uploads=True)
+    if task.stage == Stage.UPLOADING:  # its owner gives it up: record and staged files go (an intended difference)
+        async with relay.locks.hold(task.uuid):  # after a commit under way, which may have taken it
+            current = await relay.store.get_task(task.uuid)
+            if current is not None and current.stage == Stage.UPLOADING:
+                await forget(relay, current)
+                log.info("upload removed by its owner uuid=%s", task.uuid)
+                return web.json_response({"success": True})
+        if current is None:
+            raise CommandFailed(f"{task.uuid} not found")
+        task = current  # committed meanwhile: removed as any task
     if task.stage == Stage.ON_NODE:
         try:
             result = await node_call(relay, task, "POST", endpoints.TASK_REMOVE, data={"uuid": task.uuid})

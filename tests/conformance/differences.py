@@ -92,6 +92,20 @@ DIFFERENCES: tuple[Difference, ...] = (
         "public addresses only and a redirect is not followed. NodeODX takes any webhook and POSTs to it.",
         "SSRF protection, as for `zipurl`: a webhook is a request the relay sends on a client's behalf, from "
         "inside its network."),
+    Difference(
+        "remove-open-upload",
+        "`/task/remove` of an upload that was begun with `/task/new/init` and never committed removes it and "
+        "its files (`{\"success\": true}`), for its owner only; NodeODX answers `{\"success\": false, "
+        "\"error\": \"<uuid> not found\"}` and keeps the upload until its own clean-up.",
+        "A client that gives up on an upload can free what it holds at once, which matters since each client "
+        "may have only `--max-open-uploads` of them open."),
+    Difference(
+        "open-uploads-capped",
+        "A client (token or account) may have at most `--max-open-uploads` uploads (default 20) begun with "
+        "`/task/new/init` and not yet committed; one more init is refused with an error that says how many are "
+        "open and how to free them. NodeODX takes any number.",
+        "An upload holds staged files and a record until it expires; a client that opens them and never "
+        "commits must not fill the relay's disk or its store."),
 )
 
 BY_ID = {entry.id: entry for entry in DIFFERENCES}

@@ -9,7 +9,7 @@ import pytest
 
 from testkit.servers import WebhookReceiver
 from tests.conformance.differences import difference
-from tests.conformance.sides import Cluster
+from tests.conformance.sides import COMPLETED, Cluster
 
 pytestmark = pytest.mark.slow
 
@@ -28,3 +28,39 @@ def test_a_webhook_on_loopback_is_refused_by_the_relay(own_pair, webhook: Webhoo
     direct, relay = cluster.both(lambda side: side.init({"name": "hooked", "webhook": "not a url at all"}))
     assert set(direct) == {"uuid"}, direct
     assert set(relay) == {"error"} and "Invalid webhook" in relay["error"], relay
+
+
+@difference("remove-open-upload")
+def test_the_owner_removes_an_upload_never_committed(cluster: Cluster, sample_images: list[Path]) -> None:
+    uuids = cluster.both(lambda side: side.init({"name": "given up"})["uuid"])
+    assert cluster.relay.upload(uuids[1], sample_images[:1]) == {"success": True}
+    staged = cluster.relay_server.data_dir / "staging" / uuids[1]
+    assert staged.is_dir()
+    direct, relay = cluster.each(lambda side, uuid: side.task_post("/task/remove", {"uuid": uuid}), uuids)
+    assert direct == {"success": False, "error": f"{uuids[0]} not found"}
+    assert relay == {"success": True}
+    assert not staged.exists()
+    assert cluster.relay.upload(uuids[1], sample_images[:2]) == {"error": "Invalid uuid (not found)"}
+    assert cluster.relay.task_post("/task/remove", {"uuid": uuids[1]}) == {"success": False,
+                                                                          "error": f"{uuids[1]} not found"}
+    # NodeODX kept its upload: it can still be finished
+    assert cluster.direct.upload(uuids[0], sample_images[:3]) == {"success": True}
+    assert cluster.direct.commit(uuids[0]) == {"uuid": uuids[0]}
+    assert cluster.direct.wait(uuids[0])["status"]["code"] == COMPLETED
+
+
+@difference("open-uploads-capped")
+def test_open_uploads_are_capped_per_client(own_pair, sample_images: list[Path]) -> None:
+    cluster: Cluster = own_pair(relay_flags={"max_open_uploads": 2})
+    opened = [cluster.both(lambda side: side.init({"name": f"open {i}"})) for i in range(3)]
+    assert all(set(direct) == {"uuid"} for direct, _ in opened), opened
+    assert all(set(relay) == {"uuid"} for _, relay in opened[:2]), opened
+    refused = opened[2][1]
+    assert set(refused) == {"error"} and "2" in refused["error"] and "/task/remove" in refused["error"], refused
+    # removing one, or committing one, makes room again
+    assert cluster.relay.task_post("/task/remove", {"uuid": opened[0][1]["uuid"]}) == {"success": True}
+    again = cluster.relay.init({"name": "room again"})
+    assert set(again) == {"uuid"}, again
+    assert cluster.relay.upload(again["uuid"], sample_images[:2]) == {"success": True}
+    assert cluster.relay.commit(again["uuid"]) == {"uuid": again["uuid"]}
+    assert set(cluster.relay.init({"name": "room once more"})) == {"uuid"}
