@@ -190,6 +190,9 @@ async def task_new_init(request: web.Request) -> web.Response:
         try:
             filter_options(request.app[OPTIONS], form["options"])
         except OptionsRefused as exc:
+            # NodeODX's init dies with its error and removes `tmp/<uuid>`: an upload opened before under this
+            # set-uuid loses its files (the relay relies on it to start a node's upload afresh)
+            request.app[MANAGER].staging.discard(task_uuid)
             return error(str(exc))
     request.app[MANAGER].staging.open(task_uuid, form)
     log.info("task %s upload opened", task_uuid)

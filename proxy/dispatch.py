@@ -8,37 +8,18 @@ the loop again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 
 from redis.exceptions import RedisError
 
-from shared import endpoints
-
-from .errors import UpstreamError
-from .forward import commit_on_node, mark_on_node, open_on_node, reserve_slot
+from .errors import NoAnswer, UpstreamError
+from .forward import claim_sending, commit_on_node, held_by, mark_on_node, open_on_node, renewing_claim, reserve_slot
 from .models import Stage, TaskRecord
 from .scheduler import Outcome, place
 from .state import Relay
 from .task_end import end_here
 
 log = logging.getLogger("odx_relay.dispatch")
-DISPATCH_LEASE_SECONDS = 30.0
-
-
-def dispatch_lease(relay: Relay) -> float:
-    """How long a replica's claim on sending a task lasts unless renewed: a few health intervals."""
-    return min(DISPATCH_LEASE_SECONDS, max(1.0, 5 * relay.config.check_interval))
-
-
-async def keep_claim(relay: Relay, uuid: str) -> None:
-    """Renew the claim while a send lasts, so that recovery never takes a long send for an abandoned one."""
-    seconds = dispatch_lease(relay)
-    while True:
-        await asyncio.sleep(seconds / 3)
-        with contextlib.suppress(RedisError):
-            await relay.store.lease(f"dispatch:{uuid}", relay.replica_id, seconds)
 
 
 async def dispatch_once(relay: Relay, excluded: dict[str, set[str]]) -> int:
@@ -57,13 +38,9 @@ async def dispatch_once(relay: Relay, excluded: dict[str, set[str]]) -> int:
         if not await reserve_slot(relay, task, decision.node_id, relay.needs(task)):
             continue  # another replica took the last slot first: next round
         task.stage, task.node_id = Stage.DISPATCHING, decision.node_id
-        async with relay.locks.hold(task.uuid):  # `recover` leaves alone what this replica is sending
-            keeper = asyncio.ensure_future(keep_claim(relay, task.uuid))
-            try:
-                await relay.store.put_task(task)
-                sent_now = await send_to_node(relay, task, decision.node_id)
-            finally:
-                keeper.cancel()
+        async with relay.locks.hold(task.uuid), renewing_claim(relay, task.uuid):  # `recover` leaves it alone
+            await relay.store.put_task(task)  # the intent, before the node hears of it
+            sent_now = await send_to_node(relay, task, decision.node_id)
         if not sent_now:
             excluded.setdefault(task.uuid, set()).add(decision.node_id)
             if len(excluded[task.uuid]) >= len(relay.registry.handles):
@@ -75,15 +52,16 @@ async def dispatch_once(relay: Relay, excluded: dict[str, set[str]]) -> int:
 
 
 async def claim(relay: Relay, uuid: str) -> bool:
-    """Only one replica dispatches a given task: a lease on it, then a fresh look at its stage."""
-    if not await relay.store.lease(f"dispatch:{uuid}", relay.replica_id, dispatch_lease(relay)):
+    """Only one replica dispatches a given task: a claim on it, then a fresh look at its stage."""
+    if not await claim_sending(relay, uuid):
         return False
     fresh = await relay.store.get_task(uuid)
     return fresh is not None and fresh.stage == Stage.QUEUED
 
 
 async def send_to_node(relay: Relay, task: TaskRecord, node_id: str) -> bool:
-    """Init, upload from staging and commit on `node_id`; on failure put the task back in the queue."""
+    """Init, upload from staging and commit on `node_id`. On failure the task goes back to the queue, unless
+    the commit went unanswered and the node cannot be asked: then `recover` asks it later."""
     handle = relay.registry.get(node_id)
     try:
         if handle is None:
@@ -93,50 +71,56 @@ async def send_to_node(relay: Relay, task: TaskRecord, node_id: str) -> bool:
         await open_on_node(relay, task, node_id)
         await commit_on_node(relay, task, handle.record)
     except UpstreamError as exc:
-        await relay.registry.release(task.uuid)
-        fresh = await relay.store.get_task(task.uuid)
-        if fresh is not None and fresh.stage == Stage.DISPATCHING:
-            fresh.stage, fresh.node_id = Stage.QUEUED, None
-            await relay.store.put_task(fresh)
-        log.warning("dispatch failed uuid=%s node=%s: %s", task.uuid, node_id, exc)
-        return False
-    fresh = await relay.store.get_task(task.uuid) or task
-    if fresh.stage == Stage.CANCELED:  # canceled while it was on its way: cancel it on the node too
-        await relay.upstream.call(handle.record, "POST", endpoints.TASK_CANCEL, data={"uuid": task.uuid})
-    await mark_on_node(relay, fresh, node_id, relay.needs(fresh))
+        held = await held_by(relay, handle.record, task.uuid) if isinstance(exc, NoAnswer) and handle else False
+        if held is None:
+            log.warning("dispatch unsettled uuid=%s node=%s: %s; the node is asked again later", task.uuid,
+                        node_id, exc)
+            return False
+        if not held:
+            await back_to_queue(relay, task.uuid, Stage.DISPATCHING)
+            log.warning("dispatch failed uuid=%s node=%s: %s", task.uuid, node_id, exc)
+            return False
+    await mark_on_node(relay, task, node_id, relay.needs(task))
     log.info("task dispatched uuid=%s node=%s", task.uuid, node_id)
     return True
 
 
+async def back_to_queue(relay: Relay, uuid: str, *stages: Stage) -> None:
+    """A send that did not reach the node: its slot is given back and the task waits again (if it is still
+    in one of `stages`: a cancel that came meanwhile stands)."""
+    await relay.registry.release(uuid)
+    fresh = await relay.store.get_task(uuid)
+    if fresh is not None and fresh.stage in stages:
+        fresh.stage, fresh.node_id, fresh.forward_node_id = Stage.QUEUED, None, None
+        await relay.store.put_task(fresh)
+        relay.wake_dispatch.set()
+
+
 async def recover(relay: Relay) -> None:
-    """At start, and each interval: a task caught mid-dispatch by a relay's death is either on its node
-    already or back in the queue. The slot held for the send is settled or given back.
+    """At start, and each interval: a task caught mid-send by a relay's death (from its queue, or committed at
+    intake) is on its node already, or back in the queue: the node that was asked says which. A node that
+    cannot be asked now is asked again next time (failover takes the task once the node is gone for good):
+    sending it elsewhere meanwhile could run it twice.
 
     Only tasks whose sender's claim ran out (it died), or that this replica's previous run was sending (its
     id outlives a restart): another live replica may be sending one right now, and renews its claim."""
-    for task in await relay.store.tasks_in(Stage.DISPATCHING):
-        if relay.locks.busy(task.uuid):
-            continue  # this replica is sending it now
-        if not await relay.store.lease(f"dispatch:{task.uuid}", relay.replica_id, dispatch_lease(relay)):
-            continue
+    for task in await relay.store.tasks_in(Stage.DISPATCHING, Stage.COMMITTING):
+        if relay.locks.busy(task.uuid) or not await claim_sending(relay, task.uuid):
+            continue  # being sent now, here or by another replica
         task = await relay.store.get_task(task.uuid)  # as it is now that the claim is ours
-        if task is None or task.stage != Stage.DISPATCHING:
+        if task is None or task.stage not in (Stage.DISPATCHING, Stage.COMMITTING):
             continue
         handle = relay.registry.get(task.node_id)
-        info = None
-        if handle is not None:
-            try:
-                info = await relay.upstream.call(handle.record, "GET", endpoints.task_info(task.uuid))
-            except UpstreamError:
-                info = None
-        if isinstance(info, dict) and info.get("uuid") == task.uuid:
-            task.stage = Stage.ON_NODE
-            await relay.store.commit_reservation(task.uuid, time.time())
+        held = await held_by(relay, handle.record, task.uuid) if handle is not None else False
+        if held is None:
+            continue
+        if held:
+            await mark_on_node(relay, task, task.node_id, relay.needs(task))
         else:
-            task.stage, task.node_id = Stage.QUEUED, None
-            await relay.registry.release(task.uuid)
-        await relay.store.put_task(task)
-        log.info("recovered uuid=%s stage=%s", task.uuid, task.stage.value)
+            if handle is not None:
+                relay.staging.unsure_of(task.uuid, handle.record.id)  # what it holds of the upload is unknown
+            await back_to_queue(relay, task.uuid, task.stage)
+        log.info("recovered uuid=%s: %s", task.uuid, "on its node" if held else "queued again")
 
 
 async def dispatch_loop(relay: Relay) -> None:

@@ -73,6 +73,11 @@ class UpstreamError(RelayError):
     """A node could not be reached or answered something unusable (never with its token in the words)."""
 
 
+class NoAnswer(UpstreamError):
+    """A request to a node got no answer (connection refused or cut, timeout): whether the node acted on it
+    is unknown, unlike a node that answered, even with an error."""
+
+
 class HTTPError(RelayError):
     """An error of the relay's own endpoints, answered with a real HTTP status."""
 

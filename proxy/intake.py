@@ -27,8 +27,17 @@ from shared.inputs import count_photos
 from shared.options import MIN_IMAGES, parse_options_field, validate_options
 
 from .crashpoints import crash_point
-from .errors import BadRequest, UploadStalled, UpstreamError
-from .forward import commit_on_node, mark_on_node, open_on_node, reserve_slot
+from .errors import BadRequest, NoAnswer, UploadStalled, UpstreamError
+from .forward import (
+    claim_sending,
+    commit_on_node,
+    held_by,
+    mark_on_node,
+    open_on_node,
+    renewing_claim,
+    reserve_slot,
+    send_file,
+)
 from .models import Stage, TaskRecord
 from .outbound import WEBHOOK
 from .scheduler import TaskNeeds, forward_target, refusal
@@ -36,7 +45,7 @@ from .staging import safe_filename, valid_uuid
 from .state import Relay
 
 log = logging.getLogger("odx_relay.intake")
-CHUNK = 1024 * 1024
+CHUNK = 64 * 1024
 MAX_FIELD = 1024 * 1024  # a text field of a multipart body (name, options, ...) is read into memory: cap it
 MB = 1024 * 1024
 
@@ -269,16 +278,14 @@ async def stage_part(relay: Relay, task: TaskRecord, body: Body, part: BodyPartR
     check_image_count(relay, task, body, name)
     reader = body.budget(task)
     partial = relay.staging.partial(task.uuid, name)
-    forwarded = False
+    node = relay.registry.get(task.forward_node_id) if forward else None
+    if node is not None and not forwardable(relay, task, name, node.record.id):
+        node = None
     try:
         with open(partial, "wb") as handle:
-            if forward:
-                node = relay.registry.get(task.forward_node_id)
+            if node is not None:
                 try:
-                    if node is None:
-                        raise UpstreamError("node was removed")
-                    result = await relay.upstream.upload(node.record, task.uuid, name, reader.tee(part, handle))
-                    forwarded = isinstance(result, dict) and bool(result.get("success"))
+                    await send_file(relay, task, node.record, name, reader.tee(part, handle))
                 except UpstreamError as exc:
                     if reader.refusal is None:
                         log.warning("forward failed uuid=%s file=%s: %s", task.uuid, name, exc)
@@ -294,10 +301,19 @@ async def stage_part(relay: Relay, task: TaskRecord, body: Body, part: BodyPartR
     size = partial.stat().st_size
     partial.replace(relay.staging.folder(task.uuid) / name)
     body.kept(name, size)
-    if forwarded:
-        crash_point("mid-upload")
-        relay.staging.mark_forwarded(task.uuid, name, task.forward_node_id)
     return name
+
+
+def forwardable(relay: Relay, task: TaskRecord, name: str, node_id: str) -> bool:
+    """Whether a file may go to the forward node as it arrives. Not when the node's upload is in doubt (it is
+    sent again from the start at commit anyway), nor for a name sent there before (a client's retry, or one
+    after a crash): the node would keep both copies, so its upload is put in doubt instead."""
+    if relay.staging.uncertain(task.uuid, node_id):
+        return False
+    if relay.staging.was_forwarded(task.uuid, name, node_id):
+        relay.staging.unsure_of(task.uuid, node_id)
+        return False
+    return True
 
 
 async def upload_files(relay: Relay, task: TaskRecord, request: web.Request) -> list[str]:
@@ -365,7 +381,7 @@ async def commit_task(relay: Relay, task: TaskRecord) -> None:
     if task.forward_node_id and await commit_on_forward_node(relay, task, needs):
         return
     await relay.registry.release(task.uuid)
-    task.stage, task.forward_node_id = Stage.QUEUED, None
+    task.stage, task.node_id, task.forward_node_id = Stage.QUEUED, None, None
     await relay.store.put_task(task)
     relay.wake_dispatch.set()
     log.info("task queued uuid=%s images=%d memory_mb=%d", task.uuid, task.image_count, needs.memory_mb)
@@ -373,7 +389,9 @@ async def commit_task(relay: Relay, task: TaskRecord) -> None:
 
 async def commit_on_forward_node(relay: Relay, task: TaskRecord, needs: TaskNeeds) -> bool:
     """Commit where the files already went, if that node still takes the task now: a slot is reserved
-    first (atomically, across replicas), so commits racing for its last slot never overbook it."""
+    first (atomically, across replicas), so commits racing for its last slot never overbook it. The intent
+    is recorded before the node is asked, so that a relay killed meanwhile asks the node on its return.
+    True when the task is (or may be, pending an answer) on the node; False: put it in the relay's queue."""
     handle = relay.registry.get(task.forward_node_id)
     if handle is None or not handle.online:
         return False
@@ -385,13 +403,22 @@ async def commit_on_forward_node(relay: Relay, task: TaskRecord, needs: TaskNeed
     if not await reserve_slot(relay, task, handle.record.id, needs):
         log.info("forward node has no room now uuid=%s node=%s", task.uuid, handle.record.id)
         return False
-    try:
-        await commit_on_node(relay, task, handle.record)
-        crash_point("in-commit")
-    except UpstreamError as exc:
-        log.warning("commit forward failed uuid=%s node=%s: %s", task.uuid, handle.record.id, exc)
-        return False
-    await mark_on_node(relay, task, handle.record.id, needs)
+    await claim_sending(relay, task.uuid)
+    async with renewing_claim(relay, task.uuid):
+        task.stage, task.node_id = Stage.COMMITTING, handle.record.id
+        await relay.store.put_task(task)
+        try:
+            await commit_on_node(relay, task, handle.record)
+            crash_point("in-commit")
+        except UpstreamError as exc:
+            held = await held_by(relay, handle.record, task.uuid) if isinstance(exc, NoAnswer) else False
+            if held is None:  # accepted: `recover` asks the node until it can answer
+                log.warning("commit unsettled uuid=%s node=%s: %s", task.uuid, handle.record.id, exc)
+                return True
+            if not held:
+                log.warning("commit forward failed uuid=%s node=%s: %s", task.uuid, handle.record.id, exc)
+                return False
+        await mark_on_node(relay, task, handle.record.id, needs)
     return True
 
 

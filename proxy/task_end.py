@@ -34,16 +34,17 @@ def status_code(info: Any) -> int | None:
 
 
 async def learn_info(relay: Relay, task: TaskRecord, info: dict[str, Any]) -> None:
-    """A node's word on a task it holds: remembered; on an end, the node's slot is freed and the client told."""
-    changed = await record_info(relay, task, info)
-    if status_code(info) not in ENDED:
-        return
-    if changed:
-        crash_point("at-task-end")
+    """A node's word on a task it holds: remembered; on an end, the node's slot is freed and the client told.
+
+    The end's effects come before the end is recorded, each done once (across replicas) by a claim: a relay
+    killed in between finds the task still open on start-up, asks its node, and finishes the rest."""
+    if status_code(info) in ENDED and task.ended_ms is None:
         if await relay.store.claim_once(task.uuid, f"left:{task.runs}"):  # one replica counts the slot free
             await relay.registry.task_left(task.node_id, task.uuid)  # now, so the queue need not wait for a check
         relay.wake_dispatch.set()
-    await notify_client(relay, task, info)
+        await notify_client(relay, task, info)
+        crash_point("at-task-end")
+    await record_info(relay, task, info)
 
 
 async def record_info(relay: Relay, task: TaskRecord, info: dict[str, Any]) -> bool:

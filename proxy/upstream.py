@@ -14,7 +14,7 @@ from yarl import URL
 
 from shared import endpoints
 
-from .errors import UpstreamError
+from .errors import NoAnswer, UpstreamError
 from .models import NodeRecord
 
 
@@ -58,8 +58,10 @@ class Upstream:
                 except ValueError:
                     raise UpstreamError(f"node {public_name(node)} answered {path} with something that is "
                                         f"not JSON (HTTP {resp.status})") from None
-        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:  # ValueError: a URL aiohttp cannot use
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, ValueError) as exc:  # never sent
             raise UpstreamError(f"node {public_name(node)} is unreachable ({type(exc).__name__})") from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:  # sent, perhaps acted on, but not answered
+            raise NoAnswer(f"node {public_name(node)} is unreachable ({type(exc).__name__})") from None
 
     async def open_stream(self, node: NodeRecord, path: str, headers: Mapping[str, str] | None = None
                           ) -> aiohttp.ClientResponse:
