@@ -16,7 +16,7 @@ POINTS = {
     "mid-upload": "a file reached the forward node; the relay has not noted that the node holds it",
     "in-commit": "the node committed the task; the relay's record does not say so yet",
     "mid-dispatch": "a file from the relay's disk reached the node; the relay has not noted it",
-    "at-task-end": "the node's end of a task is recorded; its slot is not freed, the client not told",
+    "at-task-end": "the relay hears a task ended; its slot is not freed, the client not told, the end not recorded",
 }
 _hits: dict[str, int] = {}
 

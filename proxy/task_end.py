@@ -39,11 +39,11 @@ async def learn_info(relay: Relay, task: TaskRecord, info: dict[str, Any]) -> No
     The end's effects come before the end is recorded, each done once (across replicas) by a claim: a relay
     killed in between finds the task still open on start-up, asks its node, and finishes the rest."""
     if status_code(info) in ENDED and task.ended_ms is None:
+        crash_point("at-task-end")
         if await relay.store.claim_once(task.uuid, f"left:{task.runs}"):  # one replica counts the slot free
             await relay.registry.task_left(task.node_id, task.uuid)  # now, so the queue need not wait for a check
         relay.wake_dispatch.set()
         await notify_client(relay, task, info)
-        crash_point("at-task-end")
     await record_info(relay, task, info)
 
 

@@ -25,10 +25,12 @@ class Relay(ServerProcess):
         return {"Authorization": f"Bearer {self.admin_token}"}
 
 
-def start_relay(tmp_path: Path, nodes: list[str] | tuple = (), *, port: int | None = None, **flags: Any) -> Relay:
+def start_relay(tmp_path: Path, nodes: list[str] | tuple = (), *, port: int | None = None,
+                env: dict[str, str] | None = None, **flags: Any) -> Relay:
     """`start_relay(tmp, [n1.url, n2.url + "?token=t"], token="T", admin_token="A", check_interval=0.5)`.
 
-    Pass the same `port` and `data_dir` again to restart a relay on its old state.
+    Pass the same `port` and `data_dir` again to restart a relay on its old state; `env` adds environment
+    variables (e.g. `{"ODX_FAULT_CRASH_AT": "in-commit"}`, see proxy/crashpoints.py).
 
     Unlike a relay started by hand, a test relay calls task webhooks on loopback addresses: tests receive
     them with a receiver on 127.0.0.1 (`WebhookReceiver`). Pass `webhook_allow_private=False` for a relay
@@ -41,7 +43,7 @@ def start_relay(tmp_path: Path, nodes: list[str] | tuple = (), *, port: int | No
     for url in nodes:
         argv += ["--node", url]
     argv += flags_to_argv(flags)
-    relay = start_server(f"relay:{port}", argv, port, tmp_path / f"relay-{port}.log",
+    relay = start_server(f"relay:{port}", argv, port, tmp_path / f"relay-{port}.log", env=env,
                          token=str(flags.get("token") or ""), cls=Relay, data_dir=data_dir,
                          admin_token=str(flags.get("admin_token") or ""))
     assert isinstance(relay, Relay)
