@@ -13,7 +13,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from .admin import add_admin_routes
-from .auth import Auth
+from .auth import Auth, LoginLimiter
 from .config import RelayConfig
 from .downloads import DownloadCache
 from .errors import errors_middleware
@@ -62,7 +62,8 @@ async def relay_context(app: web.Application) -> AsyncIterator[None]:
     await registry.load([parse_node_url(url) for url in config.node_urls()])
     relay = Relay(config=config, store=store, upstream=upstream, registry=registry,
                   staging=Staging(config.staging_dir or data / "staging"),
-                  auth=Auth(store, config.token, config.admin_token, config.allow_registration),
+                  auth=Auth(store, config.token, config.admin_token, config.allow_registration,
+                            LoginLimiter(config.login_failures, config.login_window, config.trusted_proxy)),
                   cache=DownloadCache(data / "cache"), secret=await store.shared_secret(),
                   # the same after a restart, so the replica takes up its own leases (a task it was sending)
                   replica_id=f"{socket.gethostname()}:{config.host}:{config.port}")

@@ -60,6 +60,12 @@ class RelayConfig:
                                                  "addresses (otherwise public addresses only)")
     max_open_uploads: int = setting(20, "most uploads one client (token or account) may have open, begun with "
                                         "/task/new/init and not yet committed; init is refused past it (0: no cap)")
+    login_failures: int = setting(5, "failed logins allowed per client address, and per username, within "
+                                     "--login-window seconds; past it /auth/login answers 429 (0: no limit)")
+    login_window: float = setting(300.0, "seconds over which failed logins are counted")
+    trusted_proxy: list[str] = setting(help="address or network (CIDR) of a balancer in front of the relay, whose "
+                                            "X-Forwarded-For names the client for the login limit; repeat for more",
+                                       repeat=True, default_factory=list)
     memory_table: tuple = setting(DEFAULT_TABLE, "memory model as images:GB,...", parse=parse_table,
                                   shown="WebODM's hardware table")
     log_level: str = setting("INFO", "DEBUG, INFO, WARNING")

@@ -68,7 +68,7 @@ def operation(summary: str, tag: str, responses: dict[str, Any], *, op_id: str, 
 
 
 ERROR_RESPONSES = {"BadRequest": "400", "Unauthorized": "401", "Forbidden": "403", "NotFound": "404",
-                   "Conflict": "409", "PayloadTooLarge": "413"}
+                   "Conflict": "409", "PayloadTooLarge": "413", "TooManyRequests": "429"}
 AUTH = ("Unauthorized", "Forbidden")  # what a missing or wrong token causes
 FORM = AUTH + ("PayloadTooLarge",)  # and a form body over the relay's 16 MB (files are streamed instead)
 NO_TOKEN: list[dict[str, list]] = []
@@ -86,7 +86,9 @@ TASK_FIELDS: dict[str, Schema] = {
     "name": {"type": "string", "description": "A name for the task"},
     "options": {"type": "string", "description": 'Processing options as JSON: [{"name": "dsm", "value": true}, '
                                                  '...] (checked against GET /options)'},
-    "webhook": {"type": "string", "description": "URL the relay POSTs the task's info to when it ends"},
+    "webhook": {"type": "string", "description": "URL the relay POSTs the task's info to when it ends: http(s), "
+                                                 "on a public address unless the operator allows others "
+                                                 "(--webhook-allow-private); refused at creation otherwise"},
     "skipPostProcessing": {"type": "string", "description": "true to skip point-cloud tiles, COG and glTF"},
     "outputs": {"type": "string", "description": "JSON list of paths to keep in all.zip"},
     "dateCreated": {"type": "string", "description": "Creation time, milliseconds since the epoch"},
@@ -157,6 +159,11 @@ def responses() -> dict[str, Schema]:
         "Conflict": {"description": "It exists already", "content": error},
         "PayloadTooLarge": {"description": "A form body over 16 MB (file uploads are streamed instead, and "
                                            "limited by --max-upload-mb)", "content": error},
+        "TooManyRequests": {"description": "Too many failed logins from this client or for this username "
+                                           "(--login-failures within --login-window seconds); try again later",
+                            "headers": {"Retry-After": {"description": "Seconds until a login is taken again",
+                                                        "schema": {"type": "integer"}}},
+                            "content": error},
         "StoreUnavailable": {"description": "The relay's state store (Redis) is unreachable; retry shortly",
                              "content": error},
         "InternalError": {"description": "A bug in the relay (logged); never a traceback", "content": error},
@@ -177,7 +184,10 @@ def paths() -> dict[str, Schema]:
             op_id="getAuthInfo", security=NO_TOKEN)},
         "/auth/login": {"post": operation("Log in; a fresh token (the previous one stops working)", "Auth", {
             "200": result_or_error(ref("Token"), "The new token")},
-            op_id="login", security=NO_TOKEN, errors=("Forbidden", "PayloadTooLarge"),
+            op_id="login", security=NO_TOKEN, errors=("Forbidden", "PayloadTooLarge", "TooManyRequests"),
+            description="The password is checked off the relay's event loop. Failed logins are limited per client "
+                        "address and per username: past --login-failures within --login-window seconds, HTTP 429 "
+                        "with Retry-After, whatever the password.",
             body=form_body({"username": {"type": "string"}, "password": {"type": "string"}}))},
         "/auth/register": {"post": operation("Create an account (with --allow-registration)", "Auth", {
             "200": result_or_error(ref("Token"), "The account's token")},
@@ -185,6 +195,8 @@ def paths() -> dict[str, Schema]:
             body=form_body({"username": {"type": "string"}, "password": {"type": "string"}}))},
         "/task/new/init": {"post": operation("Start a task whose files come in separate uploads", task_ops, {
             "200": result_or_error(ref("Uuid"), "The new task's uuid")}, op_id="taskNewInit",
+            description="Refused with an Error when this client already has --max-open-uploads uploads begun "
+                        "and never committed (commit them, remove them with /task/remove, or let them expire).",
             parameters=[SET_UUID], body=form_body(TASK_FIELDS, media=MULTIPART), **form)},
         "/task/new/upload/{uuid}": {"post": operation("Add files to a task started with init", task_ops, {
             "200": result_or_error(ref("Success"), "The files are staged (and on their way to a node)")},
@@ -247,6 +259,8 @@ def paths() -> dict[str, Schema]:
             body=form_body(UUID_FIELD, ("uuid",), COMMAND_BODIES), **form)},
         "/task/remove": {"post": operation("Remove a task and its results", task_ops, {
             "200": result_or_error(ref("Success"), "Done")}, op_id="taskRemove",
+            description="Also removes an upload that was begun with /task/new/init and never committed, with its "
+                        "staged files, for its owner (NodeODX answers that it is not found).",
             body=form_body(UUID_FIELD, ("uuid",), COMMAND_BODIES), **form)},
         "/task/restart": {"post": operation("Run a task again, optionally with new options", task_ops, {
             "200": result_or_error(ref("Success"), "Done")}, op_id="taskRestart",

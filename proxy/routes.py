@@ -15,6 +15,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from shared import endpoints
 
+from .auth import TooManyLogins
 from .downloads import ALL_ZIP, resolve, serve
 from .errors import BadRequest, CommandFailed, DownloadError, NotFound, UpstreamError
 from .intake import (
@@ -114,8 +115,13 @@ async def auth_info(request: web.Request) -> web.Response:
 
 
 async def auth_login(request: web.Request) -> web.Response:
+    """A fresh token for a username and password; 429 with Retry-After past `--login-failures`."""
+    auth = request.app[RELAY].auth
     data = await form(request)
-    token = await request.app[RELAY].auth.login(data.get("username", ""), data.get("password", ""))
+    try:
+        token = await auth.login(data.get("username", ""), data.get("password", ""), auth.client_address(request))
+    except TooManyLogins as exc:
+        return web.json_response(exc.body(), status=exc.status, headers={"Retry-After": str(exc.retry_after)})
     return web.json_response({"token": token})
 
 
