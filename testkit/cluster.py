@@ -30,7 +30,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 import zipfile
@@ -48,7 +47,7 @@ from proxy.crashpoints import ENV as CRASH_ENV
 from proxy.crashpoints import POINTS as CRASH_POINTS
 from testkit.devnode import DevNode, start_devnode
 from testkit.relay import Relay, start_relay
-from testkit.servers import ServerGroup, ServerProcess, flags_to_argv, free_port, start_server
+from testkit.servers import ServerGroup, ServerProcess, free_port, start_server
 
 QUEUED, RUNNING, FAILED, COMPLETED, CANCELED = 10, 20, 30, 40, 50
 FINAL = (FAILED, COMPLETED, CANCELED)
@@ -179,14 +178,6 @@ class CrashPlan:
         return {CRASH_ENV: f"{self.point}:{self.nth}"}
 
 
-def relay_argv(port: int, data_dir: Path, node_urls: list[str], flags: dict[str, Any]) -> list[str]:
-    """The command line `testkit.relay.start_relay` runs, for a start that needs its own environment."""
-    argv = [sys.executable, "-m", "proxy", "--port", str(port), "--data-dir", str(data_dir)]
-    for url in node_urls:
-        argv += ["--node", url]
-    return argv + flags_to_argv(flags)
-
-
 @dataclass
 class Cluster:
     """Redis, relay replicas sharing a staging folder, development nodes, and a balancer in front."""
@@ -265,16 +256,7 @@ class Cluster:
         urls = [n.url for n in (self.nodes if nodes is None else nodes)]
         data_dir = self.root / f"replica-{port}"
         flags = {**shared, **RELAY_FLAGS, **self.relay_flags, **flags}
-        env = self.arm()
-        if env:  # start_relay has no environment of its own to give
-            argv = relay_argv(port, data_dir, urls, flags)
-            relay = start_server(f"relay:{port}", argv, port, self.root / f"relay-{port}.log", env=env, cls=Relay,
-                                 data_dir=data_dir, token=str(flags.get("token") or ""),
-                                 admin_token=str(flags.get("admin_token") or ""))
-            assert isinstance(relay, Relay)
-            relay.argv = argv
-        else:
-            relay = start_relay(self.root, urls, port=port, data_dir=data_dir, **flags)
+        relay = start_relay(self.root, urls, port=port, data_dir=data_dir, env=self.arm(), **flags)
         self.group.add(relay)
         self.replicas.append(relay)
         return relay
