@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import re
@@ -24,7 +23,7 @@ from aiohttp import BodyPartReader, MultipartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from shared.inputs import count_photos
-from shared.options import MIN_IMAGES, parse_options_field, validate_options
+from shared.options import MIN_IMAGES, loads_limited, parse_options_field, validate_options
 
 from .crashpoints import crash_point
 from .errors import BadRequest, NoAnswer, UploadStalled, UpstreamError
@@ -210,10 +209,12 @@ def read_fields(fields: dict[str, str], relay: Relay) -> dict[str, Any]:
     outputs = None
     if fields.get("outputs"):
         try:
-            outputs = json.loads(fields["outputs"])
+            outputs = loads_limited(fields["outputs"], "outputs")
             assert isinstance(outputs, list) and all(isinstance(o, str) for o in outputs)
-        except (ValueError, AssertionError):
-            raise BadRequest("Invalid outputs: expected a JSON list of paths") from None
+        except (ValueError, AssertionError) as exc:
+            deep = isinstance(exc, ValueError) and "nested" in str(exc)
+            raise BadRequest(f"Invalid outputs: {exc}" if deep else "Invalid outputs: expected a JSON list of "
+                                                                     "paths") from None
     created_ms = js_parse_int(fields.get("dateCreated"))
     if created_ms is None or abs(created_ms) >= 2 ** 53:  # not a number (NodeODX takes the time now), or unsafe
         created_ms = int(time.time() * 1000)

@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from shared import endpoints
+from shared.options import loads_limited
 
 from .auth import TooManyLogins
 from .downloads import ALL_ZIP, resolve, serve
@@ -46,9 +47,9 @@ async def form(request: web.Request) -> dict[str, str]:
     """A POST body as a dict, whether it came urlencoded, multipart or JSON."""
     if request.content_type == "application/json":
         try:
-            data = await request.json()
-        except ValueError:
-            raise BadRequest("Malformed JSON body") from None
+            data = await request.json(loads=lambda text: loads_limited(text, "the JSON body"))
+        except ValueError as exc:  # JSON nested past the limit is said so; other malformed JSON, as before
+            raise BadRequest("Malformed JSON body" + (f": {exc}" if "nested" in str(exc) else "")) from None
         if not isinstance(data, dict):
             raise BadRequest("Expected a JSON object")
         return {k: v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}

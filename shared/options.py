@@ -19,6 +19,7 @@ from typing import Any
 from .types import NodeOption
 
 MIN_IMAGES = 2
+MAX_JSON_DEPTH = 64  # levels of nesting in JSON a client sends; a GeoJSON boundary option needs about ten
 
 _RANGE = re.compile(r"^(float|integer):\s*([-+.\deE]+)\s*<=\s*x\s*<=\s*([-+.\deE]+)$")
 _COMPARE = re.compile(r"^(float|integer)\s*(>=|>|<=|<)\s*([-+.\deE]+)$")
@@ -58,14 +59,42 @@ def options_to_json(options: Mapping[str, Any] | Iterable[Mapping[str, Any]] | N
     return json.dumps([{"name": k, "value": v} for k, v in normalize_options(options).items()])
 
 
+def json_depth(value: Any) -> int:
+    """How deeply lists and objects nest in a parsed JSON value (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def check_depth(value: Any, what: str) -> Any:
+    """`value` if it nests no deeper than MAX_JSON_DEPTH; ValueError in words otherwise."""
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise ValueError(f"{what} is nested too deeply (at most {MAX_JSON_DEPTH} levels of lists and objects)")
+    return value
+
+
+def loads_limited(text: str | bytes, what: str) -> Any:
+    """`json.loads` for text a client sent: JSON nested past MAX_JSON_DEPTH is a ValueError in words (Python's
+    parser would raise RecursionError past about a thousand levels), as is JSON that does not parse."""
+    try:
+        return check_depth(json.loads(text), what)
+    except RecursionError:
+        raise ValueError(f"{what} is nested too deeply (at most {MAX_JSON_DEPTH} levels of lists and "
+                         f"objects)") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{what} is not valid JSON ({exc.msg} at character {exc.pos})") from None
+
+
 def parse_options_field(raw: str | None) -> dict[str, Any]:
     """Parse the `options` form field of `/task/new` and `/task/new/init`; raise ValueError in words."""
     if raw is None or raw.strip() == "":
         return {}
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"options is not valid JSON ({exc.msg} at character {exc.pos})") from None
+    data = loads_limited(raw, "options")
     if not isinstance(data, (list, dict)):
         raise ValueError("options must be a JSON list of {\"name\": ..., \"value\": ...} objects")
     return normalize_options(data)
@@ -120,9 +149,13 @@ def _check_domain(option: NodeOption, value: Any) -> str | None:
         if isinstance(value, (dict, list)) or value in (None, ""):
             return None
         try:
-            json.loads(str(value))
+            check_depth(json.loads(str(value)), "the value")
         except json.JSONDecodeError as exc:
             return f"expected JSON ({exc.msg} at character {exc.pos})"
+        except RecursionError:
+            return f"the value is nested too deeply (at most {MAX_JSON_DEPTH} levels of lists and objects)"
+        except ValueError as exc:
+            return str(exc)
         return None
     try:
         if domain == "percent":
