@@ -135,22 +135,23 @@ class Scenario:
     what: str = ""
     kill_point: str | None = None  # a point of proxy.crashpoints: replicas die there (see `revive_crashed`)
     nth: int = 1  # ... the nth time a process reaches it
-    kills: int = 3  # ... until this many armed starts were spent
+    kills: int = 3  # ... until this many armed starts were spent, per 5 tasks (--quick: 3; 12 tasks: 7)
     redis: bool = True  # two replicas on Redis; False: one relay with its state in SQLite
     ci: bool = True  # run by tests/scale/test_faults.py (all run under `make faults`)
 
-    def crash_plan(self) -> CrashPlan | None:
-        return CrashPlan(self.kill_point, self.nth, self.kills) if self.kill_point else None
+    def crash_plan(self, tasks: int = 5) -> CrashPlan | None:
+        kills = max(1, round(self.kills * tasks / 5))
+        return CrashPlan(self.kill_point, self.nth, kills) if self.kill_point else None
 
 
 def kill_point(point: str, nth: int, nodes: list[dict[str, Any]], what: str, redis: bool = True) -> Scenario:
-    """A scenario where replicas die at `point` (each process the `nth` time it gets there), three times.
+    """A scenario where replicas die at `point` (each process the `nth` time it gets there), 3 times per 5 tasks.
     CI runs every point on two replicas, and on a lone relay the points where a node's answer is at stake."""
     deployment = "two replicas on Redis" if redis else "a lone relay on SQLite"
     return Scenario(f"kill {point}" + ("" if redis else " sqlite"), nodes, kill_point=point, nth=nth, redis=redis,
                     ci=redis or point in SQLITE_IN_CI,
                     what=f"{deployment}, killed -9 {what} (each process the {ordinal(nth)} time it gets there, "
-                         f"3 kills), started again at once")
+                         f"3 kills per 5 tasks), started again at once")
 
 
 def ordinal(n: int) -> str:
@@ -257,7 +258,7 @@ def run_scenario(scenario: Scenario, root: Path, images: list[Path], tasks: int,
     fault runs, follow each task to its end, stop everything."""
     started = time.monotonic()
     group = ServerGroup(root)
-    crash = scenario.crash_plan()
+    crash = scenario.crash_plan(tasks)
     cluster = start_cluster(root, group, [{"seconds_per_image": 0.05, **n} for n in scenario.nodes],
                             replicas=2 if scenario.redis else 1, with_redis=scenario.redis, crash=crash,
                             **scenario.relay_flags)
