@@ -113,7 +113,14 @@ class Body:
             await self.skip(part)  # a nested multipart: nothing NodeODX clients send
 
     async def chunk(self, part: BodyPartReader) -> bytes:
-        data = await self._timed(part.read_chunk(CHUNK), part.filename or part.name or "a part")
+        """The part's next bytes; b"" once its closing boundary has been read. A body that ends before that
+        (its length reached, its last chunk sent) has been cut short: aiohttp then answers b"" too, without
+        marking the part done, so that is told apart here and refused, and the partial file not kept."""
+        what = part.filename or part.name or "a part"
+        data = await self._timed(part.read_chunk(CHUNK), what)
+        if not data and not part.at_eof():
+            raise BadRequest(f"Upload cut short: the request's body ended in the middle of {what!r}, before the "
+                             f"part's closing boundary; the part was not kept")
         self.received += len(data)
         self.check_rate()
         return data
