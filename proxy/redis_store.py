@@ -4,6 +4,12 @@ Keys (prefix `odx:` by default):
   task:<uuid>            the task record, JSON
   stage:<stage>          sorted set of uuids in that stage, scored by creation time
   owner:<owner>          sorted set of that owner's uuids
+  listed:<owner>         sorted set of that owner's committed uuids (what /task/list shows), by creation time
+  opentasks              hash uuid -> node id of every unfinished task (sent or being sent, not ended)
+  open:<node id>         set of the node's unfinished tasks (the same, by node)
+  ghosts:<node id>       set of tasks moved off the node (failover) that it may still run: canceled there later
+  ghostnodes             set of the node ids that have ghosts
+  schema                 "2" once the listed/open indexes are built (a store from before them is indexed at open)
   nodes                  hash node id -> node record JSON
   user:<name>            user record JSON;  usertoken:<hash> -> name
   resv:<node id>         hash task uuid -> [memory MB, committed at or null]  (reservations)
@@ -11,6 +17,8 @@ Keys (prefix `odx:` by default):
   lease:<name>           who runs a job (health round, one dispatch): SET NX PX, extended by its holder
   settled:<node id>      the newest /info time that settled a reservation on the node
   once:<uuid>            hash of things done exactly once for the task (its client webhook per run)
+Tasks are written and deleted by Lua scripts that keep the indexes in step in the same round trip: a task
+that moves to another node or ends leaves its old node's set, which `opentasks` names.
 A reservation is taken by a Lua script that checks the node's free slots and memory and writes in one
 step, so two replicas placing at the same instant never overbook a node. A replica whose numbers for
 the node are older than `settled` is refused too: its queue count may not show a task whose reservation
@@ -28,6 +36,87 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .models import NodeRecord, Stage, TaskRecord, UserRecord
+from .store import ON_NODE_STAGES, listed, open_on
+
+SCHEMA = "2"
+REINDEX_BATCH = 500
+# Lua for the task indexes, shared by the scripts below. Keys are named from the prefix (ARGV[1]) inside the
+# scripts (a node's set is only known once `opentasks` is read): fine on one Redis, not on a Redis Cluster.
+_INDEX = """
+local function list_index(p, uuid, owner, created, listed)
+  if listed then
+    redis.call('ZADD', p .. 'listed:' .. owner, created, uuid)
+  else
+    redis.call('ZREM', p .. 'listed:' .. owner, uuid)
+  end
+end
+local function open_index(p, uuid, node)
+  local old = redis.call('HGET', p .. 'opentasks', uuid)
+  if old and old ~= node then
+    redis.call('SREM', p .. 'open:' .. old, uuid)
+  end
+  if node then
+    redis.call('HSET', p .. 'opentasks', uuid, node)
+    redis.call('SADD', p .. 'open:' .. node, uuid)
+  elseif old then
+    redis.call('HDEL', p .. 'opentasks', uuid)
+  end
+end
+"""
+# ARGV: prefix, uuid, record JSON, stage, created, owner, listed ("1" or ""), open node ("" if none), every stage
+_PUT_TASK = _INDEX + """
+local p, uuid, stage, created, owner = ARGV[1], ARGV[2], ARGV[4], ARGV[5], ARGV[6]
+redis.call('SET', p .. 'task:' .. uuid, ARGV[3])
+for i = 9, #ARGV do
+  if ARGV[i] ~= stage then redis.call('ZREM', p .. 'stage:' .. ARGV[i], uuid) end
+end
+redis.call('ZADD', p .. 'stage:' .. stage, created, uuid)
+redis.call('ZADD', p .. 'owner:' .. owner, created, uuid)
+list_index(p, uuid, owner, created, ARGV[7] == '1')
+open_index(p, uuid, ARGV[8] ~= '' and ARGV[8] or false)
+"""
+# ARGV: prefix, uuid, every stage
+_DELETE_TASK = _INDEX + """
+local p, uuid = ARGV[1], ARGV[2]
+local raw = redis.call('GET', p .. 'task:' .. uuid)
+redis.call('DEL', p .. 'task:' .. uuid, p .. 'once:' .. uuid)
+for i = 3, #ARGV do redis.call('ZREM', p .. 'stage:' .. ARGV[i], uuid) end
+if raw then
+  local owner = cjson.decode(raw)['owner']
+  if type(owner) ~= 'string' then owner = '' end
+  redis.call('ZREM', p .. 'owner:' .. owner, uuid)
+  redis.call('ZREM', p .. 'listed:' .. owner, uuid)
+end
+open_index(p, uuid, false)
+"""
+# ARGV: prefix, the on-node stages joined by ",", uuids... : index each record as it is now (atomic per batch,
+# so a write racing with the indexing is never undone by it)
+_REINDEX = _INDEX + """
+local p = ARGV[1]
+local on_node = {}
+for stage in string.gmatch(ARGV[2], '[^,]+') do on_node[stage] = true end
+for i = 3, #ARGV do
+  local raw = redis.call('GET', p .. 'task:' .. ARGV[i])
+  if raw then
+    local t = cjson.decode(raw)
+    local owner = type(t['owner']) == 'string' and t['owner'] or ''
+    local node = false
+    local ended = t['ended_ms'] ~= nil and t['ended_ms'] ~= cjson.null
+    if on_node[t['stage']] and not ended and type(t['node_id']) == 'string' and t['node_id'] ~= '' then
+      node = t['node_id']
+    end
+    local created = type(t['created_ms']) == 'number' and string.format('%.0f', t['created_ms']) or '0'
+    list_index(p, ARGV[i], owner, created, t['stage'] ~= 'uploading')
+    open_index(p, ARGV[i], node)
+  end
+end
+return #ARGV - 2
+"""
+_DROP_GHOST = """
+redis.call('SREM', KEYS[1], ARGV[1])
+if redis.call('SCARD', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[2]) end
+"""
+_STAGES = [stage.value for stage in Stage]
 
 _RESERVE = """
 if tonumber(ARGV[5]) >= 0 and tonumber(redis.call('GET', KEYS[2]) or '0') > tonumber(ARGV[5]) then return 0 end
@@ -78,6 +167,7 @@ class RedisStore:
         self.prefix = prefix
         self.redis: aioredis.Redis | None = None
         self._reserve = self._settle = self._lease = None
+        self._put_task = self._delete_task = self._reindex = self._drop_ghost = None
 
     def k(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -97,7 +187,23 @@ class RedisStore:
         self._reserve = self.redis.register_script(_RESERVE)
         self._settle = self.redis.register_script(_SETTLE)
         self._lease = self.redis.register_script(_LEASE)
+        self._put_task = self.redis.register_script(_PUT_TASK)
+        self._delete_task = self.redis.register_script(_DELETE_TASK)
+        self._reindex = self.redis.register_script(_REINDEX)
+        self._drop_ghost = self.redis.register_script(_DROP_GHOST)
         await self.redis.ping()
+        if await self.redis.get(self.k("schema")) != SCHEMA:
+            await self.build_indexes()
+
+    async def build_indexes(self) -> None:
+        """Index every stored task (listed and open), for a store written before those indexes existed.
+        Replicas starting together may both do it: indexing a record as it is now is idempotent."""
+        for stage in _STAGES:
+            uuids = await self.r.zrange(self.k("stage", stage), 0, -1)
+            for first in range(0, len(uuids), REINDEX_BATCH):
+                await self._reindex(args=[self.prefix, ",".join(s.value for s in ON_NODE_STAGES),
+                                          *uuids[first:first + REINDEX_BATCH]])
+        await self.r.set(self.k("schema"), SCHEMA)
 
     async def close(self) -> None:
         if self.redis is not None:
@@ -106,28 +212,19 @@ class RedisStore:
 
     # --- tasks ----------------------------------------------------------------------------
     async def put_task(self, task: TaskRecord) -> None:
-        pipe = self.r.pipeline(transaction=True)
-        pipe.set(self.k("task", task.uuid), json.dumps(task.to_json()))
-        for stage in Stage:
-            if stage != task.stage:
-                pipe.zrem(self.k("stage", stage.value), task.uuid)
-        pipe.zadd(self.k("stage", task.stage.value), {task.uuid: task.created_ms})
-        pipe.zadd(self.k("owner", task.owner), {task.uuid: task.created_ms})
-        await pipe.execute()
+        """The record and every index of it, in one step (one round trip, as before the indexes)."""
+        assert self._put_task is not None, "store is not open"
+        await self._put_task(args=[self.prefix, task.uuid, json.dumps(task.to_json()), task.stage.value,
+                                   task.created_ms, task.owner, "1" if listed(task) else "",
+                                   open_on(task) or "", *_STAGES])
 
     async def get_task(self, uuid: str) -> TaskRecord | None:
         raw = await self.r.get(self.k("task", uuid))
         return TaskRecord.from_json(json.loads(raw)) if raw else None
 
     async def delete_task(self, uuid: str) -> None:
-        task = await self.get_task(uuid)
-        pipe = self.r.pipeline(transaction=True)
-        pipe.delete(self.k("task", uuid), self.k("once", uuid))
-        for stage in Stage:
-            pipe.zrem(self.k("stage", stage.value), uuid)
-        if task is not None:
-            pipe.zrem(self.k("owner", task.owner), uuid)
-        await pipe.execute()
+        assert self._delete_task is not None, "store is not open"
+        await self._delete_task(args=[self.prefix, uuid, *_STAGES])
 
     async def _tasks(self, uuids: list[str]) -> list[TaskRecord]:
         if not uuids:
@@ -146,6 +243,43 @@ class RedisStore:
             scored += [(score, uuid) for uuid, score in
                        await self.r.zrange(self.k("stage", stage.value), 0, -1, withscores=True)]
         return await self._tasks([uuid for _, uuid in sorted(scored)])
+
+    async def open_tasks_on(self, node_id: str) -> list[TaskRecord]:
+        """The node's unfinished tasks, oldest first: its set, then those records only."""
+        tasks = await self._tasks(list(await self.r.smembers(self.k("open", node_id))))
+        return sorted((t for t in tasks if open_on(t) == node_id), key=lambda t: (t.created_ms, t.uuid))
+
+    async def nodes_with_open_tasks(self) -> set[str]:
+        return set(await self.r.hvals(self.k("opentasks")))
+
+    async def listed_uuids(self, owner: str, offset: int = 0, limit: int | None = None) -> list[str]:
+        """The owner's committed tasks' uuids, oldest first (ties by uuid), `limit` of them from `offset`."""
+        if limit is not None and limit <= 0:
+            return []
+        return await self.r.zrange(self.k("listed", owner), offset, -1 if limit is None else offset + limit - 1)
+
+    # --- ghosts ---------------------------------------------------------------------------------
+    async def add_ghost(self, node_id: str, uuid: str) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.sadd(self.k("ghosts", node_id), uuid)
+        pipe.sadd(self.k("ghostnodes"), node_id)
+        await pipe.execute()
+
+    async def ghosts(self, node_id: str) -> list[str]:
+        return sorted(await self.r.smembers(self.k("ghosts", node_id)))
+
+    async def ghost_nodes(self) -> set[str]:
+        return set(await self.r.smembers(self.k("ghostnodes")))
+
+    async def drop_ghost(self, node_id: str, uuid: str) -> None:
+        assert self._drop_ghost is not None, "store is not open"
+        await self._drop_ghost(keys=[self.k("ghosts", node_id), self.k("ghostnodes")], args=[uuid, node_id])
+
+    async def drop_ghosts(self, node_id: str) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(self.k("ghosts", node_id))
+        pipe.srem(self.k("ghostnodes"), node_id)
+        await pipe.execute()
 
     # --- nodes and users --------------------------------------------------------------------
     async def put_node(self, node: NodeRecord) -> None:

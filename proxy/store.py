@@ -2,6 +2,14 @@
 
 Handlers only ever see `Store`; a Redis backend (several replicas, one view) implements the same
 methods. SQLite runs in WAL mode and commits every write, so a `kill -9` loses nothing committed.
+
+Besides the records, both backends keep the indexes the control plane reads each interval or on each
+listing, so neither ever decodes every task a long-running relay holds:
+- the unfinished tasks of each node (`open_tasks_on`, `nodes_with_open_tasks`): what failover and the
+  catch-up after a restart look at;
+- each owner's committed tasks, oldest first (`listed_uuids`): what `/task/list` answers, a page at a time;
+- ghosts (`add_ghost`, `ghosts`, `drop_ghost`): tasks moved off a node that may still run them there, to be
+  canceled and removed on that node when it is back.
 """
 from __future__ import annotations
 
@@ -15,6 +23,21 @@ from typing import Protocol
 from .models import NodeRecord, Stage, TaskRecord, UserRecord
 from .scheduler import Reservations
 
+#: Stages in which a task's record names the node that has it, or is being given it.
+ON_NODE_STAGES = (Stage.DISPATCHING, Stage.COMMITTING, Stage.ON_NODE)
+
+
+def open_on(task: TaskRecord) -> str | None:
+    """The node a task is unfinished on (sent, or being sent, and not ended), or None."""
+    if task.stage in ON_NODE_STAGES and task.ended_ms is None and task.node_id:
+        return task.node_id
+    return None
+
+
+def listed(task: TaskRecord) -> bool:
+    """Whether `/task/list` shows the task: committed, as NodeODX lists only committed tasks."""
+    return task.stage != Stage.UPLOADING
+
 
 class Store(Protocol):
     async def open(self) -> None: ...
@@ -24,6 +47,14 @@ class Store(Protocol):
     async def delete_task(self, uuid: str) -> None: ...
     async def list_tasks(self, owner: str | None = None) -> list[TaskRecord]: ...
     async def tasks_in(self, *stages: Stage) -> list[TaskRecord]: ...
+    async def open_tasks_on(self, node_id: str) -> list[TaskRecord]: ...
+    async def nodes_with_open_tasks(self) -> set[str]: ...
+    async def listed_uuids(self, owner: str, offset: int = 0, limit: int | None = None) -> list[str]: ...
+    async def add_ghost(self, node_id: str, uuid: str) -> None: ...
+    async def ghosts(self, node_id: str) -> list[str]: ...
+    async def ghost_nodes(self) -> set[str]: ...
+    async def drop_ghost(self, node_id: str, uuid: str) -> None: ...
+    async def drop_ghosts(self, node_id: str) -> None: ...
     async def put_node(self, node: NodeRecord) -> None: ...
     async def delete_node(self, node_id: str) -> None: ...
     async def list_nodes(self) -> list[NodeRecord]: ...
@@ -43,13 +74,23 @@ class Store(Protocol):
     async def shared_secret(self) -> bytes: ...
 
 
+# `open_on`: the node the task is unfinished on (see `open_on()`), NULL otherwise; a database made before it
+# existed gets the column, filled from the records, when it is opened (`_migrate`)
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS tasks (uuid TEXT PRIMARY KEY, owner TEXT, stage TEXT, created INTEGER, data TEXT);
-CREATE INDEX IF NOT EXISTS tasks_owner ON tasks(owner);
-CREATE INDEX IF NOT EXISTS tasks_stage ON tasks(stage);
+CREATE TABLE IF NOT EXISTS tasks (uuid TEXT PRIMARY KEY, owner TEXT, stage TEXT, created INTEGER, data TEXT,
+                                  open_on TEXT);
 CREATE TABLE IF NOT EXISTS nodes (id TEXT PRIMARY KEY, data TEXT);
 CREATE TABLE IF NOT EXISTS users (username TEXT PRIMARY KEY, token_hash TEXT UNIQUE, data TEXT);
 CREATE TABLE IF NOT EXISTS once (uuid TEXT, what TEXT, PRIMARY KEY (uuid, what));
+CREATE TABLE IF NOT EXISTS ghosts (node_id TEXT, uuid TEXT, PRIMARY KEY (node_id, uuid));
+"""
+# `tasks_listed` answers `/task/list` alone (owner, oldest first, uuids only: the records are never read; `stage`
+# is in it so that SQLite sees it covers the query); its WHERE must be written the same way in the query
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS tasks_owner ON tasks(owner);
+CREATE INDEX IF NOT EXISTS tasks_stage ON tasks(stage);
+CREATE INDEX IF NOT EXISTS tasks_open_on ON tasks(open_on) WHERE open_on IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_listed ON tasks(owner, created, uuid, stage) WHERE stage != 'uploading';
 """
 
 
@@ -75,6 +116,29 @@ class SQLiteStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
+        self._migrate()
+        self.db.executescript(_INDEXES)
+
+    def _migrate(self) -> None:
+        """A database from before the `open_on` column: add it, and fill it from the records of the tasks in
+        an on-node stage (the only ones it can be set for), in one transaction."""
+        assert self.db is not None, "store is not open"
+        if "open_on" in {row[1] for row in self.db.execute("PRAGMA table_info(tasks)")}:
+            return
+        marks = ",".join("?" * len(ON_NODE_STAGES))
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("ALTER TABLE tasks ADD COLUMN open_on TEXT")
+            rows = self.db.execute(f"SELECT data FROM tasks WHERE stage IN ({marks})",
+                                   [s.value for s in ON_NODE_STAGES]).fetchall()
+            for (data,) in rows:
+                task = TaskRecord.from_json(json.loads(data))
+                if open_on(task):
+                    self.db.execute("UPDATE tasks SET open_on = ? WHERE uuid = ?", (open_on(task), task.uuid))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
 
     async def close(self) -> None:
         if self.db is not None:
@@ -86,8 +150,9 @@ class SQLiteStore:
         return self.db.execute(sql, args).fetchall()
 
     async def put_task(self, task: TaskRecord) -> None:
-        self._rows("INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?)", task.uuid, task.owner,
-                   task.stage.value, task.created_ms, json.dumps(task.to_json()))
+        self._rows("INSERT OR REPLACE INTO tasks (uuid, owner, stage, created, data, open_on) "
+                   "VALUES (?, ?, ?, ?, ?, ?)", task.uuid, task.owner, task.stage.value, task.created_ms,
+                   json.dumps(task.to_json()), open_on(task))
 
     async def get_task(self, uuid: str) -> TaskRecord | None:
         rows = self._rows("SELECT data FROM tasks WHERE uuid = ?", uuid)
@@ -109,6 +174,35 @@ class SQLiteStore:
         rows = self._rows(f"SELECT data FROM tasks WHERE stage IN ({marks}) ORDER BY created",
                           *[s.value for s in stages])
         return [TaskRecord.from_json(json.loads(r[0])) for r in rows]
+
+    async def open_tasks_on(self, node_id: str) -> list[TaskRecord]:
+        """The node's unfinished tasks (sent or being sent, not ended), oldest first, from the index alone."""
+        rows = self._rows("SELECT data FROM tasks WHERE open_on = ? ORDER BY created, uuid", node_id)
+        return [TaskRecord.from_json(json.loads(r[0])) for r in rows]
+
+    async def nodes_with_open_tasks(self) -> set[str]:
+        return {r[0] for r in self._rows("SELECT DISTINCT open_on FROM tasks WHERE open_on IS NOT NULL")}
+
+    async def listed_uuids(self, owner: str, offset: int = 0, limit: int | None = None) -> list[str]:
+        """The owner's committed tasks' uuids, oldest first (ties by uuid), `limit` of them from `offset`."""
+        rows = self._rows("SELECT uuid FROM tasks WHERE owner = ? AND stage != 'uploading' "
+                          "ORDER BY created, uuid LIMIT ? OFFSET ?", owner, -1 if limit is None else limit, offset)
+        return [r[0] for r in rows]
+
+    async def add_ghost(self, node_id: str, uuid: str) -> None:
+        self._rows("INSERT OR IGNORE INTO ghosts VALUES (?, ?)", node_id, uuid)
+
+    async def ghosts(self, node_id: str) -> list[str]:
+        return [r[0] for r in self._rows("SELECT uuid FROM ghosts WHERE node_id = ? ORDER BY uuid", node_id)]
+
+    async def ghost_nodes(self) -> set[str]:
+        return {r[0] for r in self._rows("SELECT DISTINCT node_id FROM ghosts")}
+
+    async def drop_ghost(self, node_id: str, uuid: str) -> None:
+        self._rows("DELETE FROM ghosts WHERE node_id = ? AND uuid = ?", node_id, uuid)
+
+    async def drop_ghosts(self, node_id: str) -> None:
+        self._rows("DELETE FROM ghosts WHERE node_id = ?", node_id)
 
     async def put_node(self, node: NodeRecord) -> None:
         self._rows("INSERT OR REPLACE INTO nodes VALUES (?, ?)", node.id, json.dumps(node.to_json()))

@@ -2,7 +2,28 @@
 in tests/conftest.py, gives each test both)."""
 from __future__ import annotations
 
+import asyncio
+import json
+import sqlite3
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+
 from proxy.models import NodeRecord, Stage, TaskRecord, UserRecord
+from proxy.redis_store import RedisStore
+from proxy.store import SQLiteStore
+
+
+@pytest.fixture
+def store(store):
+    """tests/conftest.py's stores, a Redis one under a prefix of its own: the tests of the indexes read whole
+    sets, and the prefix made there from id(tmp_path) can repeat between tests."""
+    run, backend = store
+    if isinstance(backend, RedisStore):
+        backend.prefix = f"t{uuid.uuid4().hex}:"
+    return run, backend
 
 
 def test_tasks_round_trip_and_index_by_stage_and_owner(store):
@@ -58,3 +79,129 @@ def test_claim_once_is_true_for_the_first_caller_only_until_the_task_is_deleted(
     assert run(s.claim_once("c", "webhook:1")) is True  # another run of the same task
     run(s.delete_task("c"))
     assert run(s.claim_once("c", "webhook:0")) is True
+
+
+def test_open_tasks_per_node_follow_moves_ends_and_deletes(store):
+    """A task is open on a node while its record names the node in an on-node stage and it has not ended."""
+    run, s = store
+    a = TaskRecord(uuid="a", created_ms=1, stage=Stage.ON_NODE, node_id="n1")
+    b = TaskRecord(uuid="b", created_ms=2, stage=Stage.DISPATCHING, node_id="n1")
+    c = TaskRecord(uuid="c", created_ms=3, stage=Stage.COMMITTING, node_id="n2")
+    done = TaskRecord(uuid="done", created_ms=0, stage=Stage.ON_NODE, node_id="n1", ended_ms=5)
+    queued = TaskRecord(uuid="q", created_ms=4, stage=Stage.QUEUED)
+    for task in (a, b, c, done, queued):
+        run(s.put_task(task))
+    assert [t.uuid for t in run(s.open_tasks_on("n1"))] == ["a", "b"]
+    assert run(s.open_tasks_on("n1"))[0] == a, "the whole record"
+    assert run(s.nodes_with_open_tasks()) == {"n1", "n2"}
+    b.node_id = "n2"  # sent elsewhere: it leaves n1's set
+    run(s.put_task(b))
+    assert [t.uuid for t in run(s.open_tasks_on("n1"))] == ["a"]
+    assert [t.uuid for t in run(s.open_tasks_on("n2"))] == ["b", "c"]
+    a.ended_ms = 9  # ended on its node: no longer open
+    run(s.put_task(a))
+    c.stage, c.node_id = Stage.QUEUED, None  # back to the relay's queue
+    run(s.put_task(c))
+    assert run(s.open_tasks_on("n1")) == []
+    assert run(s.nodes_with_open_tasks()) == {"n2"}
+    run(s.delete_task("b"))
+    assert run(s.open_tasks_on("n2")) == [] and run(s.nodes_with_open_tasks()) == set()
+    a.ended_ms, a.runs = None, 1  # restarted on its node: open again
+    run(s.put_task(a))
+    assert [t.uuid for t in run(s.open_tasks_on("n1"))] == ["a"]
+
+
+def test_listed_uuids_are_the_owners_committed_tasks_oldest_first_a_page_at_a_time(store):
+    run, s = store
+    for i in range(12):
+        run(s.put_task(TaskRecord(uuid=f"t{i:02d}", owner="alice", created_ms=100 + i // 2,  # pairs share a time
+                                  stage=Stage.ON_NODE if i % 3 else Stage.QUEUED, node_id="n1")))
+    run(s.put_task(TaskRecord(uuid="up", owner="alice", created_ms=1)))  # still uploading: not listed
+    run(s.put_task(TaskRecord(uuid="b0", owner="bob", created_ms=50, stage=Stage.QUEUED)))
+    every = [f"t{i:02d}" for i in range(12)]
+    assert run(s.listed_uuids("alice")) == every
+    assert run(s.listed_uuids("alice", offset=0, limit=5)) == every[:5]
+    assert run(s.listed_uuids("alice", offset=5, limit=5)) == every[5:10]
+    assert run(s.listed_uuids("alice", offset=10, limit=5)) == every[10:]
+    assert run(s.listed_uuids("alice", offset=12, limit=5)) == []
+    assert run(s.listed_uuids("alice", offset=7)) == every[7:]
+    assert run(s.listed_uuids("bob")) == ["b0"] and run(s.listed_uuids("nobody")) == []
+    up = TaskRecord(uuid="up", owner="alice", created_ms=1, stage=Stage.QUEUED)  # committed: listed, first
+    run(s.put_task(up))
+    assert run(s.listed_uuids("alice", limit=2)) == ["up", "t00"]
+    run(s.delete_task("t00"))
+    assert run(s.listed_uuids("alice", limit=2)) == ["up", "t01"]
+
+
+def test_ghosts_are_kept_per_node_until_dropped_and_outlive_the_task(store):
+    run, s = store
+    run(s.add_ghost("n1", "a"))
+    run(s.add_ghost("n1", "b"))
+    run(s.add_ghost("n1", "a"))
+    run(s.add_ghost("n2", "c"))
+    run(s.put_task(TaskRecord(uuid="a")))
+    run(s.delete_task("a"))  # the client removed it: it may still run on n1, so the ghost stays
+    assert run(s.ghosts("n1")) == ["a", "b"] and run(s.ghosts("n2")) == ["c"]
+    assert run(s.ghost_nodes()) == {"n1", "n2"}
+    run(s.drop_ghost("n1", "a"))
+    run(s.drop_ghost("n1", "zzz"))
+    assert run(s.ghosts("n1")) == ["b"]
+    run(s.drop_ghost("n1", "b"))
+    assert run(s.ghosts("n1")) == [] and run(s.ghost_nodes()) == {"n2"}
+    run(s.drop_ghosts("n2"))
+    assert run(s.ghost_nodes()) == set() and run(s.ghosts("n2")) == []
+
+
+OLD_RECORDS = [  # as a relay from before the indexes wrote them
+    TaskRecord(uuid="run", owner="alice", created_ms=3, stage=Stage.ON_NODE, node_id="n1"),
+    TaskRecord(uuid="sent", owner="alice", created_ms=2, stage=Stage.DISPATCHING, node_id="n2"),
+    TaskRecord(uuid="end", owner="alice", created_ms=1, stage=Stage.ON_NODE, node_id="n1", ended_ms=7),
+    TaskRecord(uuid="up", owner="alice", created_ms=0),
+    TaskRecord(uuid="bob", owner="bob", created_ms=4, stage=Stage.FAILED, ended_ms=8),
+]
+
+
+def write_old_sqlite(path: Path) -> None:
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE tasks (uuid TEXT PRIMARY KEY, owner TEXT, stage TEXT, created INTEGER, data TEXT);
+        CREATE INDEX tasks_owner ON tasks(owner);
+        CREATE INDEX tasks_stage ON tasks(stage);""")
+    db.executemany("INSERT INTO tasks VALUES (?, ?, ?, ?, ?)",
+                   [(t.uuid, t.owner, t.stage.value, t.created_ms, json.dumps(t.to_json())) for t in OLD_RECORDS])
+    db.commit()
+    db.close()
+
+
+def write_old_redis(url: str, prefix: str) -> None:
+    client = redis.Redis.from_url(url)
+    for t in OLD_RECORDS:
+        client.set(f"{prefix}task:{t.uuid}", json.dumps(t.to_json()))
+        client.zadd(f"{prefix}stage:{t.stage.value}", {t.uuid: t.created_ms})
+        client.zadd(f"{prefix}owner:{t.owner}", {t.uuid: t.created_ms})
+    client.close()
+
+
+def test_a_store_from_before_the_indexes_is_indexed_when_opened(tmp_path, redis_url):
+    write_old_sqlite(tmp_path / "old.sqlite3")
+    write_old_redis(redis_url, "old:")
+    for backend in (SQLiteStore(tmp_path / "old.sqlite3"), RedisStore(redis_url, prefix="old:")):
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(backend.open())
+            run = loop.run_until_complete
+            assert [t.uuid for t in run(backend.open_tasks_on("n1"))] == ["run"], backend
+            assert [t.uuid for t in run(backend.open_tasks_on("n2"))] == ["sent"], backend
+            assert run(backend.listed_uuids("alice")) == ["end", "sent", "run"], backend
+            assert run(backend.listed_uuids("bob")) == ["bob"], backend
+            assert run(backend.get_task("run")) == OLD_RECORDS[0]
+            task = run(backend.get_task("run"))  # and kept in step from then on
+            task.ended_ms = 9
+            run(backend.put_task(task))
+            assert run(backend.nodes_with_open_tasks()) == {"n2"}, backend
+            run(backend.close())
+            run(backend.open())  # opened again: nothing to do twice
+            assert run(backend.nodes_with_open_tasks()) == {"n2"}, backend
+            run(backend.close())
+        finally:
+            loop.close()
