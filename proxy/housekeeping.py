@@ -1,8 +1,10 @@
-"""The relay's background work: node health each interval, failover of tasks from lost nodes, ends missed
-while the relay was down, expiry of abandoned uploads and old inputs, and the loops that run it all.
+"""The relay's background work: node health each interval, failover of tasks from lost nodes, ghosts laid
+to rest on nodes that come back, ends missed while the relay was down, expiry of abandoned uploads and old
+inputs, and the loops that run it all.
 
 With several replicas, the one holding the "health" lease asks the nodes and does the housekeeping; the
-others take in what it shared through the store.
+others take in what it shared through the store. Each round reads the store's indexes (a node's unfinished
+tasks, its ghosts), never every task a long-running relay holds: a round must not hold up the event loop.
 """
 from __future__ import annotations
 
@@ -16,8 +18,10 @@ from shared import endpoints
 
 from .dispatch import dispatch_loop, recover
 from .errors import UpstreamError
-from .models import Stage
+from .forward import claim_sending
+from .models import NodeRecord, Stage, TaskRecord
 from .state import Relay
+from .store import ON_NODE_STAGES, open_on
 from .task_end import ENDED, end_here, learn_info, status_code
 
 log = logging.getLogger("odx_relay.housekeeping")
@@ -30,6 +34,7 @@ async def health_round(relay: Relay) -> None:
         await relay.registry.sync()
         await relay.registry.check_all()
         await fail_over(relay)
+        await lay_ghosts(relay)
         await recover(relay)  # sends cut short by a replica that died (and may not come back)
         await drop_old_inputs(relay)
         await expire_idle_uploads(relay)
@@ -49,29 +54,97 @@ async def health_loop(relay: Relay) -> None:
 
 
 async def fail_over(relay: Relay) -> None:
-    """Tasks on a node that has been offline past the grace period go back to the relay's queue, to be
-    sent again from their staged inputs, under the same uuid, to a node that fits."""
+    """Tasks on a node that has been offline past the grace period, or that was removed, go back to the relay's
+    queue, to be sent again from their staged inputs, under the same uuid, to a node that fits. Only those
+    nodes' unfinished tasks are read (the store's index), however many tasks it holds."""
     now = time.time()
     gone = {h.record.id for h in relay.registry.handles.values()
             if not h.online and h.offline_since is not None and now - h.offline_since >= relay.config.failover_after}
-    if not gone and not relay.registry.removed:
-        return  # the common case: no need to read every task each interval
-    relay.registry.removed = False
-    for task in await relay.store.tasks_in(Stage.ON_NODE):
-        if (task.node_id not in gone and relay.registry.get(task.node_id) is not None) or task.ended_ms:
-            continue
-        lost_node = task.node_id
+    holders = await relay.store.nodes_with_open_tasks()
+    removed = holders - set(relay.registry.handles)
+    if removed:  # or added through another replica since this one's last sync: the store says which
+        removed -= {record.id for record in await relay.store.list_nodes()}
+    for node_id in sorted((gone & holders) | removed):
+        for task in await relay.store.open_tasks_on(node_id):
+            await move_off(relay, task, node_id, node_id in removed)
+
+
+async def move_off(relay: Relay, task: TaskRecord, lost_node: str, removed: bool) -> None:
+    """One unfinished task of a lost node: back to the queue (or failed, without its inputs). Skipped while this
+    replica is sending or committing it (that send decides); the node keeps a ghost of it, to be canceled
+    there if it comes back."""
+    if relay.locks.busy(task.uuid):
+        return
+    if task.stage != Stage.ON_NODE and not await claim_sending(relay, task.uuid):
+        return  # another replica is sending it: its send decides (or `recover`, once its claim runs out)
+    async with relay.locks.hold(task.uuid):
+        fresh = await relay.store.get_task(task.uuid)  # as it is now, not as the index was read
+        if fresh is None or open_on(fresh) != lost_node:
+            return
+        task = fresh
         await relay.registry.release(task.uuid)
+        if not removed:  # written first: a relay dying right after still cancels it there once it is back
+            await relay.store.add_ghost(lost_node, task.uuid)
+        why = "removed from the relay" if removed else "offline"
         if relay.staging.files(task.uuid):
+            relay.staging.unsure_of(task.uuid, lost_node)  # what the node holds of it is unknown from now on
             task.stage, task.node_id, task.last_info = Stage.QUEUED, None, None
-            relay.wake_dispatch.set()
-            log.warning("failover uuid=%s: node %s offline, task queued again from its staged inputs",
-                        task.uuid, lost_node)
+            log.warning("failover uuid=%s: node %s %s, task queued again from its staged inputs",
+                        task.uuid, lost_node, why)
             await relay.store.put_task(task)
+            relay.wake_dispatch.set()
         else:
+            task.node_id = None  # no node holds it: a word from the lost one is a ghost's
             await end_here(relay, task, Stage.FAILED,
-                           f"The node running this task ({lost_node}) went offline and the relay no longer "
+                           f"The node running this task ({lost_node}) went {why} and the relay no longer "
                            f"keeps the task's inputs, so it cannot be sent elsewhere. Create the task again.")
+
+
+async def lay_ghosts(relay: Relay) -> None:
+    """Tasks moved off a node that may still run them there (it was only unreachable): once the node is online
+    again, each is canceled and removed there, unless the task was sent back to that very node meanwhile.
+    A node removed from the relay takes its ghosts with it."""
+    ghost_nodes = await relay.store.ghost_nodes()
+    if not ghost_nodes:
+        return
+    known: set[str] | None = None
+    for node_id in sorted(ghost_nodes):
+        handle = relay.registry.get(node_id)
+        if handle is None:
+            known = known if known is not None else {record.id for record in await relay.store.list_nodes()}
+            if node_id not in known:
+                await relay.store.drop_ghosts(node_id)
+                log.info("ghosts forgotten: node %s was removed", node_id)
+            continue
+        if handle.online:
+            for uuid in await relay.store.ghosts(node_id):
+                if await bury_ghost(relay, handle.record, uuid):
+                    log.warning("ghost uuid=%s canceled and removed on node %s, back online: the task is no "
+                                "longer there", uuid, node_id)
+
+
+async def bury_ghost(relay: Relay, node: NodeRecord, uuid: str) -> bool:
+    """Cancel, then remove, a run of `uuid` on `node` that is no longer the task's (moved elsewhere, ended, or
+    removed), and forget the ghost; True if it was canceled and removed. A task sent to that node again is
+    its own run there: the ghost is forgotten once it is on the node (left for later while it is being sent)."""
+    if relay.locks.busy(uuid):
+        return False  # this replica is sending it (perhaps to that node): next round
+    async with relay.locks.hold(uuid):  # no send of this replica starts while the node is told
+        task = await relay.store.get_task(uuid)
+        if task is not None and task.node_id == node.id and task.stage in ON_NODE_STAGES:
+            if task.stage == Stage.ON_NODE:
+                await relay.store.drop_ghost(node.id, uuid)
+            return False
+        try:
+            for path in (endpoints.TASK_CANCEL, endpoints.TASK_REMOVE):
+                # a node that says it has no such task has nothing left to stop: that answer is fine too
+                await relay.upstream.call(node, "POST", path, data={"uuid": uuid})
+        except UpstreamError as exc:
+            log.warning("ghost uuid=%s on node %s not removed yet: %s", uuid, node.id, exc)
+            return False
+        relay.staging.forget_node(uuid, node.id)  # it holds nothing of the task now: a later send starts afresh
+        await relay.store.drop_ghost(node.id, uuid)
+        return True
 
 
 async def drop_old_inputs(relay: Relay) -> None:
@@ -105,17 +178,21 @@ async def expire_idle_uploads(relay: Relay) -> None:
 
 
 async def catch_up(relay: Relay) -> None:
-    """After a restart, learn the ends that happened while the relay was down (webhooks it missed)."""
-    for task in await relay.store.tasks_in(Stage.ON_NODE):
-        handle = relay.registry.get(task.node_id)
-        if task.ended_ms or handle is None:
+    """After a restart, learn the ends that happened while the relay was down (webhooks it missed): the
+    unfinished tasks of each known node (the store's index), not every task ever stored."""
+    for node_id in sorted(await relay.store.nodes_with_open_tasks()):
+        handle = relay.registry.get(node_id)
+        if handle is None:
             continue
-        try:
-            info = await relay.upstream.call(handle.record, "GET", endpoints.task_info(task.uuid))
-        except UpstreamError:
-            continue
-        if isinstance(info, dict) and status_code(info) in ENDED:
-            await learn_info(relay, task, info)
+        for task in await relay.store.open_tasks_on(node_id):
+            if task.stage != Stage.ON_NODE:
+                continue  # a send cut short: `recover` settles it
+            try:
+                info = await relay.upstream.call(handle.record, "GET", endpoints.task_info(task.uuid))
+            except UpstreamError:
+                continue
+            if isinstance(info, dict) and status_code(info) in ENDED:
+                await learn_info(relay, task, info)
 
 
 @contextlib.asynccontextmanager

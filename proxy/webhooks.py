@@ -43,8 +43,14 @@ async def receive(request: web.Request) -> web.Response:
         raise HTTPError(400, "Expected the task's info as JSON") from None
     if task is None or not isinstance(info, dict) or info.get("uuid") != uuid:
         raise HTTPError(404, f"{uuid} not found")
-    if task.node_id != node_id:  # the task was moved off that node (failover): its word no longer counts
-        log.warning("webhook ignored uuid=%s from node=%s; the task is on node=%s", uuid, node_id, task.node_id)
+    if task.node_id != node_id:  # the task was moved off that node (failover): a ghost run, stopped there
+        handle = relay.registry.get(node_id)
+        log.warning("webhook ignored uuid=%s from node=%s; the task is on node=%s, so that run is a ghost: %s", uuid,
+                    node_id, task.node_id, "canceling and removing it there" if handle else "the node was removed")
+        if handle is not None:
+            from .housekeeping import bury_ghost  # here, not at the top: housekeeping imports this module's users
+
+            relay.spawn(bury_ghost(relay, handle.record, uuid))  # answered at once; never told to the client
         return web.json_response({"ok": False})
     log.info("node webhook uuid=%s status=%s", uuid, (info.get("status") or {}).get("code"))
     await learn_info(relay, task, info)
