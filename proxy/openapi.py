@@ -82,6 +82,11 @@ SET_UUID = {"name": "set-uuid", "in": "header", "required": False,
             "description": "Create the task under this uuid (lowercase or uppercase UUID) instead of a new one; "
                            "refused when it is not a UUID or already in use",
             "schema": {"type": "string"}}
+LIST_PARAMS = [
+    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1},
+     "description": "Answer one page of at most this many tasks (without it: the whole list, as NodeODX)"},
+    {"name": "offset", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0},
+     "description": "Where the page starts in the list, oldest first (default 0)"}]
 TASK_FIELDS: dict[str, Schema] = {
     "name": {"type": "string", "description": "A name for the task"},
     "options": {"type": "string", "description": 'Processing options as JSON: [{"name": "dsm", "value": true}, '
@@ -218,7 +223,13 @@ def paths() -> dict[str, Schema]:
                                                      "(public addresses only unless the operator allows others)"}}}}}},
             **token)},
         "/task/list": {"get": operation("The tasks of this token", task_ops, {
-            "200": json_body({"type": "array", "items": ref("Uuid")}, "Their uuids")}, op_id="taskList", **token)},
+            "200": json_body({"type": "array", "items": ref("Uuid")}, "Their uuids, oldest first"),
+            "400": ref("BadRequest", "responses")}, op_id="taskList",
+            description="Without `limit` and `offset` the whole list, as NodeODX answers it: every committed task "
+                        "of this token, oldest first (uploads not committed yet are not listed). With `limit`, one "
+                        "page of that same list: `limit` tasks from position `offset` (0 is the oldest); a page "
+                        "past the end is empty. A value that is not a whole number in range is answered HTTP 400.",
+            parameters=LIST_PARAMS, **token)},
         "/task/{uuid}/info": {"get": operation("A task's status", task_ops, {
             "200": result_or_error(ref("TaskInfo"), "The task's info")}, op_id="taskInfo", parameters=[
                 UUID_PARAM, {"name": "with_output", "in": "query", "required": False,

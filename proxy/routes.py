@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -18,7 +20,7 @@ from shared.options import loads_limited
 
 from .auth import TooManyLogins
 from .downloads import ALL_ZIP, resolve, serve
-from .errors import BadRequest, CommandFailed, DownloadError, NotFound, UpstreamError
+from .errors import BadRequest, CommandFailed, DownloadError, HTTPError, NotFound, UpstreamError
 from .intake import (
     choose_uuid,
     commit_task,
@@ -253,10 +255,39 @@ async def task_download(request: web.Request) -> web.StreamResponse:
 
 
 async def task_list(request: web.Request) -> web.Response:
+    """The owner's committed tasks, oldest first, as NodeODX lists them (`[{"uuid": ...}, ...]`), read from the
+    store's index (uuids only, no record decoded); `limit` and `offset` answer one page of that list."""
     relay = request.app[RELAY]
     owner = await relay.auth.identify(request)
-    tasks = await relay.store.list_tasks(owner)
-    return web.json_response([{"uuid": t.uuid} for t in tasks if t.stage != Stage.UPLOADING])
+    page = list_page(request.query)
+    uuids = await relay.store.listed_uuids(owner, offset=page.offset, limit=page.limit)
+    return web.Response(text=json.dumps([{"uuid": uuid} for uuid in uuids], separators=(",", ":")),
+                        content_type="application/json")
+
+
+@dataclass(frozen=True)
+class ListPage:
+    """Which part of `/task/list` is asked for: the whole list unless `limit` is given."""
+
+    offset: int = 0
+    limit: int | None = None
+
+
+def list_page(query: Mapping[str, str]) -> ListPage:
+    """`limit` (1 or more) and `offset` (0 or more) from `/task/list`'s query; other parameters are left alone
+    (NodeODX clients send only `token`). A value that is not such a number is refused with HTTP 400."""
+    return ListPage(offset=_count(query, "offset", 0) or 0, limit=_count(query, "limit", 1))
+
+
+def _count(query: Mapping[str, str], name: str, least: int) -> int | None:
+    if name not in query:
+        return None
+    text = query[name].strip()
+    digits = text.lstrip("0") or "0"
+    value = (int(digits) if len(digits) <= 18 else 10 ** 18) if text.isascii() and text.isdigit() else -1
+    if value < least:  # (10 ** 18: more than any list holds, and what the stores take)
+        raise HTTPError(400, f"{name} must be a whole number of at least {least}, not {query[name][:40]!r}")
+    return value
 
 
 async def command_target(request: web.Request, uploads: bool = False) -> tuple[Relay, TaskRecord, dict[str, str]]:
