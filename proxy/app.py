@@ -64,7 +64,8 @@ async def relay_context(app: web.Application) -> AsyncIterator[None]:
                   staging=Staging(config.staging_dir or data / "staging"),
                   auth=Auth(store, config.token, config.admin_token, config.allow_registration,
                             LoginLimiter(config.login_failures, config.login_window, config.trusted_proxy)),
-                  cache=DownloadCache(data / "cache"), secret=await store.shared_secret(),
+                  cache=DownloadCache(data / "cache", int(config.cache_mb * 1024 * 1024)),
+                  secret=await store.shared_secret(),
                   # the same after a restart, so the replica takes up its own leases (a task it was sending)
                   replica_id=f"{socket.gethostname()}:{config.host}:{config.port}")
     app[RELAY] = relay

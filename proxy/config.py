@@ -66,6 +66,8 @@ class RelayConfig:
     trusted_proxy: list[str] = setting(help="address or network (CIDR) of a balancer in front of the relay, whose "
                                             "X-Forwarded-For names the client for the login limit; repeat for more",
                                        repeat=True, default_factory=list)
+    cache_mb: float = setting(10240.0, "most megabytes the download cache (all.zip and products cut from it) may "
+                                       "take; the least recently used tasks' files go first (0: no limit)")
     memory_table: tuple = setting(DEFAULT_TABLE, "memory model as images:GB,...", parse=parse_table,
                                   shown="WebODM's hardware table")
     log_level: str = setting("INFO", "DEBUG, INFO, WARNING")

@@ -5,7 +5,7 @@ NodeODX ignores Range and serves nothing but all.zip. The first plain download s
 through to the client while it fills the cache; a Range request (or a single asset) waits for the
 cache to be whole, fetched once however many clients ask, and is then served from disk by aiohttp's
 FileResponse, which answers 206 and sends with sendfile. Names come from the asset catalogue, never
-from a path in the request.
+from a path in the request. The cache is bounded (`--cache-mb`): least recently used tasks' files go first.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import asyncio
 import logging
 import re
 import shutil
+import time
 import zipfile
 from pathlib import Path
 
@@ -33,11 +34,26 @@ EPT_TILE = re.compile(r"^(ept-data|ept-hierarchy|ept-sources)/[0-9A-Za-z_\-]+(\.
 
 
 class DownloadCache:
-    """`<data>/cache/<uuid>/all.zip` plus products cut out of it; one fill per uuid at a time."""
+    """`<data>/cache/<uuid>/all.zip` plus products cut out of it; one fill per uuid at a time; bounded in size.
 
-    def __init__(self, root: Path):
-        self.root = root
+    With `limit_bytes` (`--cache-mb`; 0: no bound), whenever the whole files kept pass the limit, whole tasks'
+    folders go, the least recently used first, but never one whose files are being served or filled (held
+    by a `Lease` from the start of a request until its response is sent). A single all.zip larger than the
+    limit is served, then let go. The size is counted here, in this process (each replica has a cache of its
+    own), from a walk of the folder at start; files still being written (`*.fill`, `*.stream`, `*.cut`) are
+    not counted, and those a dead process left behind are removed at start.
+    """
+
+    PARTIAL = (".fill", ".stream", ".cut")
+
+    def __init__(self, root: Path, limit_bytes: int = 0):
+        self.root, self.limit = root, limit_bytes
         self.fills: dict[str, asyncio.Task] = {}
+        self.files: dict[str, dict[str, int]] = {}  # uuid -> {path in its folder: bytes}, whole files only
+        self.total = 0
+        self.last_used: dict[str, float] = {}
+        self.users: dict[str, int] = {}  # requests serving from a uuid's folder right now
+        self._scan()
 
     def folder(self, uuid: str) -> Path:
         return self.root / uuid
@@ -45,9 +61,89 @@ class DownloadCache:
     def zip_path(self, uuid: str) -> Path:
         return self.folder(uuid) / ALL_ZIP
 
-    def drop(self, uuid: str) -> None:
-        shutil.rmtree(self.folder(uuid), ignore_errors=True)
+    # --- what the cache holds ----------------------------------------------------------------------
+    def _scan(self) -> None:
+        if not self.root.is_dir():
+            return
+        for folder in self.root.iterdir():
+            if folder.name.startswith(".trash-"):
+                shutil.rmtree(folder, ignore_errors=True)
+                continue
+            if not folder.is_dir():
+                continue
+            for path in [p for p in folder.rglob("*") if p.is_file()]:
+                if path.name.endswith(self.PARTIAL):
+                    path.unlink(missing_ok=True)
+                else:
+                    self.record(folder.name, path, found=True)
+        self.shrink()
 
+    def record(self, uuid: str, path: Path, found: bool = False) -> None:
+        """Count a whole file just written in `uuid`'s folder (again: its new size replaces the old), then
+        evict what no longer fits. `found`: met on disk at start, last used when it was last written."""
+        try:
+            stat = path.stat()
+        except OSError:
+            return
+        files = self.files.setdefault(uuid, {})
+        name = path.relative_to(self.folder(uuid)).as_posix()
+        self.total += stat.st_size - files.get(name, 0)
+        files[name] = stat.st_size
+        self.last_used[uuid] = max(self.last_used.get(uuid, 0.0), stat.st_mtime if found else time.time())
+        if not found:
+            self.shrink()
+
+    def size(self, uuid: str) -> int:
+        return sum(self.files.get(uuid, {}).values())
+
+    def hold(self, uuid: str) -> Lease:
+        """Keep `uuid`'s files from eviction until the lease is released (the response sent)."""
+        self.users[uuid] = self.users.get(uuid, 0) + 1
+        self.last_used[uuid] = time.time()
+        return Lease(self, uuid)
+
+    def _release(self, uuid: str) -> None:
+        self.users[uuid] -= 1
+        if not self.users[uuid]:
+            del self.users[uuid]
+        self.last_used[uuid] = time.time()
+        self.shrink()
+
+    def busy(self, uuid: str) -> bool:
+        fill = self.fills.get(uuid)
+        return uuid in self.users or (fill is not None and not fill.done())
+
+    def shrink(self) -> None:
+        """Evict least recently used tasks' files until the cache fits its limit (those in use stay)."""
+        if not self.limit or self.total <= self.limit:
+            return
+        for uuid in sorted(self.files, key=lambda u: self.last_used.get(u, 0.0)):
+            if self.total <= self.limit:
+                break
+            if self.busy(uuid):
+                continue
+            size = self.size(uuid)
+            self.drop(uuid)
+            log.info("cache evicted uuid=%s bytes=%d (cache at %d of %d bytes)", uuid, size, self.total, self.limit)
+
+    def drop(self, uuid: str) -> None:
+        """Forget `uuid`'s files: the folder is renamed at once (nothing serves from it after this) and
+        deleted in a thread, since a folder of point-cloud tiles can take a while."""
+        self.total -= self.size(uuid)
+        self.files.pop(uuid, None)
+        self.last_used.pop(uuid, None)
+        folder = self.folder(uuid)
+        trash = self.root / f".trash-{uuid}-{time.monotonic_ns()}"
+        try:
+            folder.rename(trash)
+        except OSError:  # not there (nothing cached) or already going
+            return
+        try:
+            asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, trash, True)
+        except RuntimeError:  # no event loop (tests, tools): at once
+            shutil.rmtree(trash, ignore_errors=True)
+
+    # --- filling ------------------------------------------------------------------------------------
     async def ensure(self, nodes: NodeRegistry, task: TaskRecord) -> Path:
         path = self.zip_path(task.uuid)
         if path.exists():
@@ -72,7 +168,34 @@ class DownloadCache:
             resp.release()
         partial.replace(path)
         log.info("cached all.zip uuid=%s bytes=%d", task.uuid, path.stat().st_size)
+        self.record(task.uuid, path)
         return path
+
+
+class Lease:
+    """One request's hold on a task's cached files; released once, however often `release` is called."""
+
+    def __init__(self, cache: DownloadCache, uuid: str):
+        self.cache, self.uuid, self.held = cache, uuid, True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.cache._release(self.uuid)
+
+
+class CachedFile(web.FileResponse):
+    """A file of the cache, sent by aiohttp after the handler returns: its lease is let go once it is sent."""
+
+    def __init__(self, path: Path, lease: Lease, **kwargs):
+        super().__init__(path, **kwargs)
+        self.lease = lease
+
+    async def prepare(self, request: web.BaseRequest):
+        try:
+            return await super().prepare(request)
+        finally:
+            self.lease.release()
 
 
 async def open_node_zip(nodes: NodeRegistry, task: TaskRecord):
@@ -116,6 +239,7 @@ async def stream_zip(request: web.Request, nodes: NodeRegistry, cache: DownloadC
         resp.release()
         if complete and not path.exists():
             partial.replace(path)
+            cache.record(task.uuid, path)
         else:
             partial.unlink(missing_ok=True)
     return out
@@ -159,9 +283,23 @@ def resolve(name: str) -> tuple[str, str, bool] | None:
 
 async def serve(request: web.Request, nodes: NodeRegistry, cache: DownloadCache, task: TaskRecord,
                 name: str) -> web.StreamResponse:
+    """all.zip or one product; the task's cached files are held from eviction until the answer is sent."""
+    lease = cache.hold(task.uuid)
+    try:
+        response = await _serve(request, nodes, cache, task, name, lease)
+    except BaseException:
+        lease.release()
+        raise
+    if not isinstance(response, CachedFile):  # streamed in full already
+        lease.release()
+    return response
+
+
+async def _serve(request: web.Request, nodes: NodeRegistry, cache: DownloadCache, task: TaskRecord,
+                 name: str, lease: Lease) -> web.StreamResponse:
     if name == ALL_ZIP:
         if cache.zip_path(task.uuid).exists() or request.headers.get("Range"):
-            return web.FileResponse(await cache.ensure(nodes, task), headers={
+            return CachedFile(await cache.ensure(nodes, task), lease, headers={
                 "Content-Type": "application/zip", "Content-Disposition": ZIP_DISPOSITION})
         return await stream_zip(request, nodes, cache, task)
     resolved = resolve(name)
@@ -170,6 +308,9 @@ async def serve(request: web.Request, nodes: NodeRegistry, cache: DownloadCache,
     member, cache_name, folder = resolved
     zip_path = await cache.ensure(nodes, task)
     target = cache.folder(task.uuid) / "assets" / cache_name
+    new = not target.exists()
     loop = asyncio.get_running_loop()
     path = await loop.run_in_executor(None, extract, zip_path, member, target, folder)
-    return web.FileResponse(path)
+    if new:
+        cache.record(task.uuid, path)
+    return CachedFile(path, lease)
