@@ -1,33 +1,25 @@
 """The webhook nodes call when a task ends: checked, then handed to `task_end` like any other news of an end.
 
-The relay gives each node a signed URL of its own (`/_relay/webhook/{uuid}?sig=...`) instead of the
-client's, so it learns of every end without polling each task, and only nodes it sent the task to can
-report on it. The client's webhook is then called (once) with the node's task info, as NodeODX would.
+The relay gives each node a signed URL of its own (`/_relay/webhook/{uuid}?sig=...`, made in `forward.py`
+with the init form) instead of the client's, so it learns of every end without polling each task, and only
+nodes it sent the task to can report on it. The client's webhook is then called (once) with the node's task
+info, as NodeODX would.
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 
 from aiohttp import web
 
 from .errors import HTTPError
-from .state import RELAY, Relay
+from .forward import mark_on_node, sign
+from .housekeeping import bury_ghost
+from .models import Stage
+from .state import RELAY
 from .task_end import learn_info
 
 log = logging.getLogger("odx_relay.webhooks")
-
-
-def node_webhook_url(relay: Relay, uuid: str, node_id: str) -> str:
-    """The URL a node calls when `uuid` ends there. It names the node, so a node the task was taken from
-    (failover) cannot speak for it any more."""
-    return (f"{relay.config.callback_base}/_relay/webhook/{uuid}?node={node_id}"
-            f"&sig={sign(relay, uuid, node_id)}")
-
-
-def sign(relay: Relay, uuid: str, node_id: str) -> str:
-    return hmac.new(relay.secret, f"{uuid}:{node_id}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
 async def receive(request: web.Request) -> web.Response:
@@ -48,10 +40,14 @@ async def receive(request: web.Request) -> web.Response:
         log.warning("webhook ignored uuid=%s from node=%s; the task is on node=%s, so that run is a ghost: %s", uuid,
                     node_id, task.node_id, "canceling and removing it there" if handle else "the node was removed")
         if handle is not None:
-            from .housekeeping import bury_ghost  # here, not at the top: housekeeping imports this module's users
-
             relay.spawn(bury_ghost(relay, handle.record, uuid))  # answered at once; never told to the client
         return web.json_response({"ok": False})
     log.info("node webhook uuid=%s status=%s", uuid, (info.get("status") or {}).get("code"))
-    await learn_info(relay, task, info)
+    if task.stage in (Stage.COMMITTING, Stage.DISPATCHING):  # its commit's answer was lost: the node has it
+        async with relay.locks.hold(uuid):  # after a send of this replica's own, if one is under way
+            task = await relay.store.get_task(uuid)
+            if task is not None and task.stage in (Stage.COMMITTING, Stage.DISPATCHING) and task.node_id == node_id:
+                await mark_on_node(relay, task, node_id, relay.needs(task))
+    if task is not None:
+        await learn_info(relay, task, info)
     return web.json_response({"ok": True})
