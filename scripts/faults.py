@@ -24,7 +24,10 @@ again until the scenario's kills are spent). The exit status is 1 if any task is
 overbooked, a task ran twice or had duplicate files.
 
 Each client behaves as a careful user would: one connection per request (pyodx's way, so init, uploads
-and commit land on different replicas), and a request that got no answer or a 503 is sent again.
+and commit land on different replicas), and a request that got no answer or a 503 is sent again; except
+that every other client, when a commit's answer is lost, first looks for the task with its info for
+LOOK_FIRST seconds and commits again only if the relay still does not know it (so the relay must settle a
+commit that reached a node by itself, not only when the client sends it twice).
 Everything runs on 127.0.0.1 in a temporary folder, removed at the end unless `--keep`.
 """
 from __future__ import annotations
@@ -54,6 +57,9 @@ from testkit.cluster import Client, Cluster, CrashPlan, NodeAudit, Outcome, audi
 from testkit.servers import ServerGroup
 
 Fault = Callable[[Cluster, threading.Event], None]
+#: How long every other client looks for a task with its info, when its commit's answer was lost, before it
+#: commits again: a killed replica is back in a second or two and must know by then what its commit did.
+LOOK_FIRST = 6.0
 
 
 def after(seconds: float, stop: threading.Event) -> bool:
@@ -105,7 +111,9 @@ FROZEN_SECONDS = 9.0
 def node_returns(cluster: Cluster, stop: threading.Event) -> None:
     """Node 0 frozen (SIGSTOP) while it runs tasks, long enough that the relay sends them to node 1, then
     resumed (SIGCONT) with its old copies half run: the relay must cancel and remove those copies before
-    they complete. The thaw is never cut short: the audit at the end waits for what the node does then."""
+    they complete. The node is slow (2 s an image), so that each copy has seconds of work left when it comes
+    back: time for the relay's next checks. The thaw is never cut short: the audit at the end waits for what
+    the node does then."""
     node = cluster.nodes[0]
     deadline, first = time.monotonic() + 30, None
     held = 0
@@ -198,7 +206,7 @@ SCENARIOS = [
              what="a node dies, another drops uploads, a replica and Redis are killed and restarted"),
     *(kill_point(point, nth, nodes, what) for point, nth, nodes, what in KILL_POINTS),
     *(kill_point(point, nth, nodes, what, redis=False) for point, nth, nodes, what in KILL_POINTS),
-    Scenario("node returns", [{"slots": 2, "seconds_per_image": 1.0}, {"slots": 2}], node_returns,
+    Scenario("node returns", [{"slots": 2, "seconds_per_image": 2.0}, {"slots": 2}], node_returns,
              relay_flags={"node_timeout": 1.5},
              what=f"a node frozen (SIGSTOP) {FROZEN_SECONDS:.0f} s while it runs tasks, so that the relay sends "
                   "them to the other node, then resumed (SIGCONT): its old copies must be canceled and removed "
@@ -263,7 +271,7 @@ def run_scenario(scenario: Scenario, root: Path, images: list[Path], tasks: int,
                             replicas=2 if scenario.redis else 1, with_redis=scenario.redis, crash=crash,
                             **scenario.relay_flags)
     stop = threading.Event()
-    clients = [Client(cluster.url) for _ in range(tasks)]
+    clients = [Client(cluster.url, look_first=LOOK_FIRST if i % 2 else 0.0) for i in range(tasks)]
     problems: list[str] = []
     action = scenario.fault or (revive_crashed if crash else None)
 

@@ -397,7 +397,8 @@ class NodeAudit:
         return done
 
     def ran_twice(self) -> dict[str, list[str]]:
-        """uuid -> nodes, for each task that ran to completion more than once (on one node or several)."""
+        """uuid -> nodes, for each task that ran to completion more than once (on one node or several). The
+        suite's clients never restart a task: every completion beyond the first is the same run again."""
         return {uuid: nodes for uuid, nodes in self.completions().items() if len(nodes) > 1}
 
     def duplicate_files(self, sent: dict[str, list[str]], uploads: bool = False) -> dict[str, str]:
@@ -527,32 +528,59 @@ class Outcome:
 class Client:
     """One user of the cluster; every request opens a connection of its own (as pyodx does), so behind
     the balancer consecutive requests land on different replicas. A request that gets no answer, or a
-    503 (Redis away), or a 502/500, is sent again until `patience` seconds have passed."""
+    503 (Redis away), or a 502/500, is sent again until `patience` seconds have passed.
 
-    def __init__(self, url: str, patience: float = 40.0, token: str = ""):
+    A commit whose answer was lost is sent again at once, or, with `look_first` seconds, first looked
+    for with `/task/{uuid}/info` for that long (the relay must then know a commit it passed on to a node
+    by itself, without the client's second commit), and sent again only if the relay still does not."""
+
+    def __init__(self, url: str, patience: float = 40.0, token: str = "", look_first: float = 0.0):
         self.url = url.rstrip("/")
         self.patience = patience
         self.token = token
+        self.look_first = look_first
         self.retries = 0
+
+    def once(self, method: str, path: str, files: Callable[[], Any] | None = None, **kwargs: Any) -> tuple[Any, str]:
+        """One try: (the JSON answer, "") or (None, why there is no usable answer)."""
+        params = {"token": self.token} if self.token else None
+        try:
+            response = requests.request(method, self.url + path, params=params, timeout=20,
+                                        files=files() if files else None, **kwargs)
+            if response.status_code < 500:
+                return response.json(), ""
+            return None, f"HTTP {response.status_code}: {response.text[:200]}"
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+            return None, type(exc).__name__
+        except ValueError:
+            return None, "an answer that is not JSON"
 
     def call(self, method: str, path: str, files: Callable[[], Any] | None = None, **kwargs: Any) -> Any:
         deadline = time.monotonic() + self.patience
         last = ""
-        params = {"token": self.token} if self.token else None
         while time.monotonic() < deadline:
-            try:
-                response = requests.request(method, self.url + path, params=params, timeout=20,
-                                            files=files() if files else None, **kwargs)
-                if response.status_code < 500:
-                    return response.json()
-                last = f"HTTP {response.status_code}: {response.text[:200]}"
-            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-                last = type(exc).__name__
-            except ValueError:
-                last = "an answer that is not JSON"
+            answer, last = self.once(method, path, files, **kwargs)
+            if not last:
+                return answer
             self.retries += 1
             time.sleep(0.25)
         raise Unanswered(f"{method} {path}: no usable answer in {self.patience:.0f} s (last: {last})")
+
+    def commit(self, uuid: str) -> Any:
+        """Commit; an answer lost is made up for as the client was told (`look_first`)."""
+        path = f"/task/new/commit/{uuid}"
+        if not self.look_first:
+            return self.call("POST", path)
+        answer, lost = self.once("POST", path)
+        if not lost:
+            return answer
+        deadline = time.monotonic() + self.look_first
+        while time.monotonic() < deadline:
+            if "uuid" in self.info(uuid):
+                return {"uuid": uuid}
+            time.sleep(0.25)
+        self.retries += 1
+        return self.call("POST", path)
 
     def upload(self, uuid: str, image: Path) -> Any:
         return self.call("POST", f"/task/new/upload/{uuid}",
@@ -577,7 +605,7 @@ class Client:
             if refused is not None:
                 outcome.error = f"upload refused: {refused.get('error') if isinstance(refused, dict) else refused}"
                 continue  # the relay forgot the upload (it should not): start over, as pyodx users do
-            result = self.call("POST", f"/task/new/commit/{uuid}")
+            result = self.commit(uuid)
             if result == {"uuid": uuid} or "uuid" in self.info(uuid):
                 outcome.committed, outcome.error = True, ""
                 return outcome
