@@ -9,11 +9,15 @@ Keys (prefix `odx:` by default):
   open:<node id>         set of the node's unfinished tasks (the same, by node)
   ghosts:<node id>       set of tasks moved off the node (failover) that it may still run: canceled there later
   ghostnodes             set of the node ids that have ghosts
-  schema                 "2" once the listed/open indexes are built (a store from before them is indexed at open)
+  schema                 "3" once the indexes above are built (a store from before them is indexed at open)
+No command reads the whole keyspace (SCAN, KEYS): with tens of thousands of tasks stored, each would cost
+hundreds of round trips, and /info, placement and every health round read reservations and node info.
   nodes                  hash node id -> node record JSON
   user:<name>            user record JSON;  usertoken:<hash> -> name
   resv:<node id>         hash task uuid -> [memory MB, committed at or null]  (reservations)
+  resvnodes              set of the node ids that have had reservations (which resv: keys to read)
   nodeinfo:<node id>     the node's last health-check result, JSON, shared by replicas
+  nodeinfonodes          set of the node ids that have a nodeinfo: key
   lease:<name>           who runs a job (health round, one dispatch): SET NX PX, extended by its holder
   settled:<node id>      the newest /info time that settled a reservation on the node
   once:<uuid>            hash of things done exactly once for the task (its client webhook per run)
@@ -38,7 +42,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from .models import NodeRecord, Stage, TaskRecord, UserRecord
 from .store import ON_NODE_STAGES, listed, open_on
 
-SCHEMA = "2"
+SCHEMA = "3"
 REINDEX_BATCH = 500
 # Lua for the task indexes, shared by the scripts below. Keys are named from the prefix (ARGV[1]) inside the
 # scripts (a node's set is only known once `opentasks` is read): fine on one Redis, not on a Redis Cluster.
@@ -133,6 +137,7 @@ local headroom = tonumber(ARGV[4])
 if free <= 0 then return 0 end
 if headroom >= 0 and headroom - mb < tonumber(ARGV[2]) then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode({tonumber(ARGV[2]), cjson.null}))
+redis.call('SADD', KEYS[3], ARGV[6])
 return 1
 """
 _LEASE = """
@@ -203,6 +208,10 @@ class RedisStore:
             for first in range(0, len(uuids), REINDEX_BATCH):
                 await self._reindex(args=[self.prefix, ",".join(s.value for s in ON_NODE_STAGES),
                                           *uuids[first:first + REINDEX_BATCH]])
+        for kind, members in (("resv", "resvnodes"), ("nodeinfo", "nodeinfonodes")):  # once, at upgrade
+            nodes = [key.rsplit(":", 1)[1] async for key in self.r.scan_iter(match=self.k(kind, "*"), count=1000)]
+            if nodes:
+                await self.r.sadd(self.k(members), *nodes)
         await self.r.set(self.k("schema"), SCHEMA)
 
     async def close(self) -> None:
@@ -312,9 +321,9 @@ class RedisStore:
     async def reserve(self, node_id: str, uuid: str, memory_mb: int, free_slots: int, headroom_mb: int | None,
                       info_asked_at: float | None = None) -> bool:
         """Reserve a slot if, counting every replica's reservations, the node still has one free."""
-        ok = await self._reserve(keys=[self.k("resv", node_id), self.k("settled", node_id)],
+        ok = await self._reserve(keys=[self.k("resv", node_id), self.k("settled", node_id), self.k("resvnodes")],
                                  args=[uuid, memory_mb, free_slots, -1 if headroom_mb is None else headroom_mb,
-                                       -1 if info_asked_at is None else repr(info_asked_at)])
+                                       -1 if info_asked_at is None else repr(info_asked_at), node_id])
         return bool(ok)
 
     async def commit_reservation(self, uuid: str, at: float) -> None:
@@ -324,28 +333,38 @@ class RedisStore:
                 await self.r.hset(key, uuid, json.dumps([json.loads(raw)[0], at]))
 
     async def drop_reservation(self, uuid: str) -> None:
-        for key in await self._resv_keys():
-            await self.r.hdel(key, uuid)
+        keys = await self._resv_keys()
+        if keys:
+            pipe = self.r.pipeline(transaction=False)
+            for key in keys:
+                pipe.hdel(key, uuid)
+            await pipe.execute()
 
     async def settle_reservations(self, node_id: str, asked_at: float) -> None:
         await self._settle(keys=[self.k("resv", node_id), self.k("settled", node_id)], args=[repr(asked_at)])
 
     async def reservations(self) -> dict[str, dict[str, tuple[int, float | None]]]:
-        out = {}
-        for key in await self._resv_keys():
-            out[key.rsplit(":", 1)[1]] = {u: tuple(json.loads(v)) for u, v in (await self.r.hgetall(key)).items()}
-        return out
+        keys = await self._resv_keys()
+        pipe = self.r.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key)
+        held = await pipe.execute() if keys else []
+        return {key.rsplit(":", 1)[1]: {u: tuple(json.loads(v)) for u, v in tasks.items()}
+                for key, tasks in zip(keys, held) if tasks}
 
     async def _resv_keys(self) -> list[str]:
-        return [k async for k in self.r.scan_iter(match=self.k("resv", "*"), count=100)]
+        return [self.k("resv", node_id) for node_id in sorted(await self.r.smembers(self.k("resvnodes")))]
 
     async def put_node_info(self, node_id: str, state: dict) -> None:
-        await self.r.set(self.k("nodeinfo", node_id), json.dumps(state))
+        pipe = self.r.pipeline(transaction=False)
+        pipe.set(self.k("nodeinfo", node_id), json.dumps(state))
+        pipe.sadd(self.k("nodeinfonodes"), node_id)
+        await pipe.execute()
 
     async def node_infos(self) -> dict[str, dict]:
-        keys = [k async for k in self.r.scan_iter(match=self.k("nodeinfo", "*"), count=100)]
-        raws = await self.r.mget(keys) if keys else []
-        return {k.rsplit(":", 1)[1]: json.loads(v) for k, v in zip(keys, raws) if v}
+        nodes = sorted(await self.r.smembers(self.k("nodeinfonodes")))
+        raws = await self.r.mget([self.k("nodeinfo", n) for n in nodes]) if nodes else []
+        return {node: json.loads(raw) for node, raw in zip(nodes, raws) if raw}
 
     async def lease(self, name: str, holder: str, seconds: float) -> bool:
         """True if `holder` may run job `name` for the next `seconds` (once per interval across replicas);

@@ -179,6 +179,8 @@ def write_old_redis(url: str, prefix: str) -> None:
         client.set(f"{prefix}task:{t.uuid}", json.dumps(t.to_json()))
         client.zadd(f"{prefix}stage:{t.stage.value}", {t.uuid: t.created_ms})
         client.zadd(f"{prefix}owner:{t.owner}", {t.uuid: t.created_ms})
+    client.hset(f"{prefix}resv:n9", "held", json.dumps([1000, None]))  # found by SCAN before, by a set now
+    client.set(f"{prefix}nodeinfo:n9", json.dumps({"online": True}))
     client.close()
 
 
@@ -195,6 +197,9 @@ def test_a_store_from_before_the_indexes_is_indexed_when_opened(tmp_path, redis_
             assert run(backend.listed_uuids("alice")) == ["end", "sent", "run"], backend
             assert run(backend.listed_uuids("bob")) == ["bob"], backend
             assert run(backend.get_task("run")) == OLD_RECORDS[0]
+            if isinstance(backend, RedisStore):
+                assert run(backend.reservations()) == {"n9": {"held": (1000, None)}}
+                assert run(backend.node_infos()) == {"n9": {"online": True}}
             task = run(backend.get_task("run"))  # and kept in step from then on
             task.ended_ms = 9
             run(backend.put_task(task))
