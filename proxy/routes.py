@@ -261,8 +261,16 @@ async def task_list(request: web.Request) -> web.Response:
     owner = await relay.auth.identify(request)
     page = list_page(request.query)
     uuids = await relay.store.listed_uuids(owner, offset=page.offset, limit=page.limit)
-    return web.Response(text=json.dumps([{"uuid": uuid} for uuid in uuids], separators=(",", ":")),
-                        content_type="application/json")
+    return web.Response(text=uuid_objects(uuids), content_type="application/json")
+
+
+def uuid_objects(uuids: list[str]) -> str:
+    """`[{"uuid":...},...]` as JSON, at the cost of encoding a list of strings (about half that of encoding as
+    many dicts: a list of 50,000 tasks holds up the event loop that much less)."""
+    encoded = json.dumps(uuids, separators=(",", ":"))
+    if not uuids or "\\" in encoded:  # an escape in it: a quote may then be inside a string, so encode each dict
+        return json.dumps([{"uuid": uuid} for uuid in uuids], separators=(",", ":"))
+    return '[{"uuid":' + encoded[1:-1].replace('","', '"},{"uuid":"') + "}]"
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ a while holds them."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +15,7 @@ import requests
 from proxy.auth import ANONYMOUS
 from proxy.models import Stage, TaskRecord
 from proxy.redis_store import RedisStore
+from proxy.routes import uuid_objects
 from proxy.store import SQLiteStore
 from testkit.relay import Relay, start_redis, start_relay
 from testkit.servers import ServerGroup
@@ -100,3 +102,8 @@ def test_bad_values_are_refused_with_a_clear_error(relay: Relay, bad: str, query
     assert response.status_code == 400 and response.headers["Content-Type"].startswith("application/json")
     error = response.json()["error"]
     assert error.startswith(f"{bad} must be a whole number of at least"), error
+
+
+@pytest.mark.parametrize("uuids", [[], ["a"], ["a", "b", "c"], ['x"y', "z"], ['a","b', "c"], ["é", "\\"]])
+def test_the_list_is_encoded_as_json_of_uuid_objects_whatever_the_strings(uuids: list[str]) -> None:
+    assert json.loads(uuid_objects(uuids)) == [{"uuid": uuid} for uuid in uuids]
