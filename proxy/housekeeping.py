@@ -118,15 +118,19 @@ async def lay_ghosts(relay: Relay) -> None:
             continue
         if handle.online:
             for uuid in await relay.store.ghosts(node_id):
-                if await bury_ghost(relay, handle.record, uuid):
+                buried = await bury_ghost(relay, handle.record, uuid)
+                if buried is None:
+                    break  # the node does not answer after all: its other ghosts wait for the next round too
+                if buried:
                     log.warning("ghost uuid=%s canceled and removed on node %s, back online: the task is no "
                                 "longer there", uuid, node_id)
 
 
-async def bury_ghost(relay: Relay, node: NodeRecord, uuid: str) -> bool:
+async def bury_ghost(relay: Relay, node: NodeRecord, uuid: str) -> bool | None:
     """Cancel, then remove, a run of `uuid` on `node` that is no longer the task's (moved elsewhere, ended, or
-    removed), and forget the ghost; True if it was canceled and removed. A task sent to that node again is
-    its own run there: the ghost is forgotten once it is on the node (left for later while it is being sent)."""
+    removed), and forget the ghost; True if it was canceled and removed, None if the node did not answer. A
+    task sent to that node again is its own run there: the ghost is forgotten once it is on the node (left for
+    later while it is being sent)."""
     if relay.locks.busy(uuid):
         return False  # this replica is sending it (perhaps to that node): next round
     async with relay.locks.hold(uuid):  # no send of this replica starts while the node is told
@@ -141,7 +145,7 @@ async def bury_ghost(relay: Relay, node: NodeRecord, uuid: str) -> bool:
                 await relay.upstream.call(node, "POST", path, data={"uuid": uuid})
         except UpstreamError as exc:
             log.warning("ghost uuid=%s on node %s not removed yet: %s", uuid, node.id, exc)
-            return False
+            return None
         relay.staging.forget_node(uuid, node.id)  # it holds nothing of the task now: a later send starts afresh
         await relay.store.drop_ghost(node.id, uuid)
         return True
