@@ -118,7 +118,7 @@ async def discard_on_node(relay: Relay, task: TaskRecord, node: NodeRecord) -> b
             break
         await asyncio.sleep(0.05)
     relay.staging.forget_node(task.uuid, node.id)
-    log.info("upload discarded on node uuid=%s node=%s: it was sent again from the start", task.uuid, node.id)
+    log.info("upload discarded on node uuid=%s node=%s", task.uuid, node.id)
     return True
 
 

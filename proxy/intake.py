@@ -30,6 +30,7 @@ from .errors import BadRequest, NoAnswer, UploadStalled, UpstreamError
 from .forward import (
     claim_sending,
     commit_on_node,
+    discard_on_node,
     held_by,
     mark_on_node,
     open_on_node,
@@ -37,7 +38,7 @@ from .forward import (
     reserve_slot,
     send_file,
 )
-from .models import Stage, TaskRecord
+from .models import NodeRecord, Stage, TaskRecord
 from .outbound import WEBHOOK
 from .scheduler import TaskNeeds, forward_target, refusal
 from .staging import safe_filename, valid_uuid
@@ -431,6 +432,18 @@ async def commit_on_forward_node(relay: Relay, task: TaskRecord, needs: TaskNeed
 
 
 async def forget(relay: Relay, task: TaskRecord) -> None:
+    """Drop an upload that will never be committed: its record, its staged files, and its copy on the forward
+    node (which NodeODX would otherwise keep for two days, `cleanupUploadsAfter`)."""
     await relay.registry.release(task.uuid)
     relay.staging.remove(task.uuid)
     await relay.store.delete_task(task.uuid)
+    handle = relay.registry.get(task.forward_node_id) if task.forward_node_id else None
+    if handle is not None:
+        relay.spawn(discard_quietly(relay, task, handle.record))
+
+
+async def discard_quietly(relay: Relay, task: TaskRecord, node: NodeRecord) -> None:
+    try:
+        await discard_on_node(relay, task, node)
+    except UpstreamError as exc:  # the node cleans up stale uploads itself in the end
+        log.info("upload not discarded on node uuid=%s node=%s: %s", task.uuid, node.id, exc)

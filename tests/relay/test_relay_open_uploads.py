@@ -105,3 +105,19 @@ def test_open_uploads_are_capped_per_owner(relay_factory, fast_node, sample_imag
 def test_no_cap_with_zero(relay_factory, fast_node) -> None:
     relay = relay_factory([fast_node()], max_open_uploads=0)
     assert all("uuid" in init_task(relay) for _ in range(25))
+
+
+def test_a_removed_open_upload_is_discarded_on_a_real_nodeodx_too(relay_factory, nodeodx_factory,
+                                                                  sample_images: list[Path]) -> None:
+    """The files forwarded to the node as they arrived go with the upload (NodeODX itself would keep them
+    for two days): the node refuses the uuid afterwards."""
+    node = nodeodx_factory()
+    relay = relay_factory([node])
+    uuid = init_task(relay)["uuid"]
+    assert upload(relay, uuid, sample_images[:2]) == {"success": True}
+    probe = {"images": ("probe.JPG", sample_images[0].read_bytes())}
+    assert requests.post(f"{node.url}/task/new/upload/{uuid}", files=probe, timeout=10).json() == {"success": True}
+    assert post_json(relay, "/task/remove", {"uuid": uuid}) == {"success": True}
+    wait_for(lambda: "not found" in str(requests.post(f"{node.url}/task/new/upload/{uuid}", files=probe,
+                                                      timeout=10).json().get("error")),
+             timeout=10, what="the node's upload to be discarded")
