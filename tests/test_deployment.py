@@ -1,4 +1,5 @@
 """docker-compose.yml cannot run here (no Docker engine); check what can be checked against the code."""
+import ipaddress
 import re
 from pathlib import Path
 
@@ -63,3 +64,15 @@ def test_dockerfile_installs_what_the_entrypoint_runs():
     assert 'ENTRYPOINT ["odx-relay"]' in dockerfile
     for package in ("shared", "proxy"):
         assert f"COPY {package} ./{package}" in dockerfile
+
+
+def test_the_balancer_names_clients_and_the_relays_trust_it_from_the_compose_network_only():
+    """Behind nginx every request comes from nginx: without X-Forwarded-For (and the relays trusting it), five
+    failed logins by anyone would lock every user out of /auth/login."""
+    nginx = (REPO / "deploy" / "nginx.conf").read_text()
+    assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in nginx
+    subnet = ipaddress.ip_network(COMPOSE["networks"]["default"]["ipam"]["config"][0]["subnet"])
+    for name in RELAYS:
+        trusted = [a.split("=", 1)[1] for a in SERVICES[name]["command"] if a.startswith("--trusted-proxy=")]
+        assert [ipaddress.ip_network(t) for t in trusted] == [subnet], name
+        assert "ports" not in SERVICES[name], f"{name} must be reachable through the balancer only"
