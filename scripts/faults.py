@@ -180,7 +180,7 @@ KILL_POINTS = [
      "once a file from the relay's queue reached a node, before the relay notes it (one slot per node, "
      "slow tasks: most tasks wait in the relay's queue)"),
     ("at-task-end", 2, [{"slots": 2}, {"slots": 2}],
-     "once a task's end is recorded, before its slot is freed and the client told"),
+     "once it hears a task ended, before its slot is freed, the client told and the end recorded"),
 ]
 
 
