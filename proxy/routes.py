@@ -322,7 +322,9 @@ async def task_cancel(request: web.Request) -> web.Response:
     relay, task, _ = await command_target(request)
     if task.stage == Stage.ON_NODE:
         return web.json_response(await node_call(relay, task, "POST", endpoints.TASK_CANCEL, data={"uuid": task.uuid}))
-    if task.stage in (Stage.QUEUED, Stage.DISPATCHING):
+    if task.stage in (Stage.QUEUED, Stage.DISPATCHING, Stage.COMMITTING):
+        if task.stage != Stage.QUEUED:  # the node it was being sent to may have it: stopped there when it answers
+            await relay.store.add_ghost(task.node_id, task.uuid)
         task.stage, task.ended_ms = Stage.CANCELED, int(time.time() * 1000)
         await relay.store.put_task(task)
         log.info("task canceled in relay queue uuid=%s", task.uuid)
@@ -347,7 +349,11 @@ async def task_remove(request: web.Request) -> web.Response:
             if isinstance(result, dict) and result.get("error") and "not found" not in result["error"]:
                 return web.json_response(result)
         except UpstreamError as exc:
-            log.warning("remove: node unreachable uuid=%s: %s (removed from the relay anyway)", task.uuid, exc)
+            await relay.store.add_ghost(task.node_id, task.uuid)  # removed there once it answers again
+            log.warning("remove: node unreachable uuid=%s: %s (removed from the relay now, from the node when it "
+                        "is back)", task.uuid, exc)
+    elif task.stage in (Stage.DISPATCHING, Stage.COMMITTING) and task.node_id:
+        await relay.store.add_ghost(task.node_id, task.uuid)  # the node it was being sent to may have it
     await relay.registry.release(task.uuid)
     relay.cache.drop(task.uuid)
     relay.staging.remove(task.uuid)
