@@ -1,8 +1,8 @@
 """The benchmark harness end to end, at its smallest (`python -m bench --quick`): it starts and stops
 its servers, runs every benchmark and writes a JSON report with every section. The task cycle and the
 large upload run against both kinds of node (the development node and a real NodeODX), each directly
-and through a relay. Ratios in quick mode are too noisy to judge, so the bars are checked for shape
-here, not for PASS."""
+and through a relay; the many uploads at once are forwarded to each kind of node, and staged only.
+Ratios in quick mode are too noisy to judge, so the bars are checked for shape here, not for PASS."""
 from __future__ import annotations
 
 import json
@@ -16,7 +16,7 @@ from testkit.servers import REPO
 
 pytestmark = pytest.mark.slow
 
-SECTIONS = {"cycle", "upload", "info", "stalls", "placement"}
+SECTIONS = {"cycle", "upload", "info", "stalls", "placement", "control", "concurrent", "parts"}
 NODE_KINDS = {"devnode", "NodeODX"}  # as rows and bars name them
 CYCLE_STEPS = {"init", "upload, each photo", "commit", "info poll, each", "download all.zip (whole)"}
 
@@ -51,6 +51,17 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
         cpu = {row["metric"]: row for row in cycle["rows"] if row["node"] == kind and "CPU" in row["metric"]}
         assert cpu["CPU per cycle: relay process"]["direct"] is None  # nothing to compare it with
         assert cpu["CPU per cycle: node and its children"]["direct"] > 0
+    concurrent = report["benchmarks"]["concurrent"]  # forwarded to each kind of node, and staged only (node offline)
+    assert {bar["node"] for bar in concurrent["bars"]} == NODE_KINDS | {""}
+    assert set(concurrent["details"]["runs"]) == {"forwarding devnode", "forwarding nodeodx",
+                                                  "staging only (node offline)"}
+    for how, result in concurrent["details"]["runs"].items():
+        assert result["at_once"] == concurrent["details"]["uploads"] and result["failed"] == 0, (how, result)
+        assert result["forwarded"] == (result["at_once"] if how.startswith("forwarding") else 0), (how, result)
+        assert 0 < result["idle_mb"] <= result["peak_mb"] and result["after_mb"] > 0, (how, result)
+    parts = report["benchmarks"]["parts"]  # one multipart upload of each size, timed per part
+    assert len(parts["details"]["per_part_us"]) == 3 and all(t > 0 for t in parts["details"]["per_part_us"].values())
+    assert [bar["op"] for bar in parts["bars"]] == ["<="]
     assert "result" in run.stdout and "benchmark" in run.stdout  # the table was printed
     assert "NodeODX" in run.stdout and "devnode" in run.stdout
     assert not (tmp_path / "run").exists(), "the servers' scratch folder is removed after a clean run"
