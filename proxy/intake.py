@@ -45,7 +45,7 @@ from .staging import safe_filename, valid_uuid
 from .state import Relay
 
 log = logging.getLogger("odx_relay.intake")
-CHUNK = 64 * 1024
+CHUNK = 64 * 1024  # read at a time; each upload holds a few of these (see app.READ_BUFFER): 1 MB held ~2.6 MB
 MAX_FIELD = 1024 * 1024  # a text field of a multipart body (name, options, ...) is read into memory: cap it
 MB = 1024 * 1024
 
