@@ -30,6 +30,7 @@ is already gone.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
@@ -116,6 +117,12 @@ for i = 3, #ARGV do
 end
 return #ARGV - 2
 """
+# the `count` members after `member` in a sorted set (false if `member` is not in it any more)
+_AFTER = """
+local rank = redis.call('ZRANK', KEYS[1], ARGV[1])
+if not rank then return false end
+return redis.call('ZRANGE', KEYS[1], rank + 1, rank + tonumber(ARGV[2]))
+"""
 _DROP_GHOST = """
 redis.call('SREM', KEYS[1], ARGV[1])
 if redis.call('SCARD', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[2]) end
@@ -167,12 +174,14 @@ return settled
 
 
 class RedisStore:
+    LIST_CHUNK = 5000  # a long listing is read this many uuids at a time, other requests answered in between
+
     def __init__(self, url: str, prefix: str = "odx:"):
         self.url = url
         self.prefix = prefix
         self.redis: aioredis.Redis | None = None
         self._reserve = self._settle = self._lease = None
-        self._put_task = self._delete_task = self._reindex = self._drop_ghost = None
+        self._put_task = self._delete_task = self._reindex = self._drop_ghost = self._after = None
 
     def k(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -196,6 +205,7 @@ class RedisStore:
         self._delete_task = self.redis.register_script(_DELETE_TASK)
         self._reindex = self.redis.register_script(_REINDEX)
         self._drop_ghost = self.redis.register_script(_DROP_GHOST)
+        self._after = self.redis.register_script(_AFTER)
         await self.redis.ping()
         if await self.redis.get(self.k("schema")) != SCHEMA:
             await self.build_indexes()
@@ -262,10 +272,26 @@ class RedisStore:
         return set(await self.r.hvals(self.k("opentasks")))
 
     async def listed_uuids(self, owner: str, offset: int = 0, limit: int | None = None) -> list[str]:
-        """The owner's committed tasks' uuids, oldest first (ties by uuid), `limit` of them from `offset`."""
-        if limit is not None and limit <= 0:
+        """The owner's committed tasks' uuids, oldest first (ties by uuid), `limit` of them from `offset`.
+        Read LIST_CHUNK at a time (the client decodes each piece: 50,000 at once would hold up the event loop),
+        each piece after the last member read, so that a task removed meanwhile shifts nothing."""
+        assert self._after is not None, "store is not open"
+        key = self.k("listed", owner)
+
+        def wanted(have: int) -> int:
+            return self.LIST_CHUNK if limit is None else min(self.LIST_CHUNK, limit - have)
+
+        if wanted(0) <= 0:
             return []
-        return await self.r.zrange(self.k("listed", owner), offset, -1 if limit is None else offset + limit - 1)
+        piece = await self.r.zrange(key, offset, offset + wanted(0) - 1)
+        out = list(piece)
+        while len(piece) == self.LIST_CHUNK and wanted(len(out)) > 0:
+            await asyncio.sleep(0)
+            piece = await self._after(keys=[key], args=[out[-1], wanted(len(out))])
+            if piece is None:  # the last one read was removed meanwhile: on from where it stood
+                piece = await self.r.zrange(key, offset + len(out) - 1, offset + len(out) + wanted(len(out)) - 2)
+            out += piece
+        return out
 
     # --- ghosts ---------------------------------------------------------------------------------
     async def add_ghost(self, node_id: str, uuid: str) -> None:

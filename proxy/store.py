@@ -13,6 +13,7 @@ listing, so neither ever decodes every task a long-running relay holds:
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -100,6 +101,8 @@ class SQLiteStore:
     Reservations, shared node info and leases only matter between replicas, which need Redis: here
     they live in memory, in this one process."""
 
+    LIST_CHUNK = 5000  # a long listing is read this many uuids at a time, other requests answered in between
+
     def __init__(self, path: Path):
         self.path = Path(path)
         self.db: sqlite3.Connection | None = None
@@ -184,10 +187,22 @@ class SQLiteStore:
         return {r[0] for r in self._rows("SELECT DISTINCT open_on FROM tasks WHERE open_on IS NOT NULL")}
 
     async def listed_uuids(self, owner: str, offset: int = 0, limit: int | None = None) -> list[str]:
-        """The owner's committed tasks' uuids, oldest first (ties by uuid), `limit` of them from `offset`."""
-        rows = self._rows("SELECT uuid FROM tasks WHERE owner = ? AND stage != 'uploading' "
-                          "ORDER BY created, uuid LIMIT ? OFFSET ?", owner, -1 if limit is None else limit, offset)
-        return [r[0] for r in rows]
+        """The owner's committed tasks' uuids, oldest first (ties by uuid), `limit` of them from `offset`.
+        Read LIST_CHUNK at a time, each piece after the last one read (by creation time and uuid), so that a
+        task removed meanwhile shifts nothing."""
+        def wanted(have: int) -> int:
+            return self.LIST_CHUNK if limit is None else min(self.LIST_CHUNK, limit - have)
+
+        rows = self._rows("SELECT created, uuid FROM tasks WHERE owner = ? AND stage != 'uploading' "
+                          "ORDER BY created, uuid LIMIT ? OFFSET ?", owner, wanted(0), offset)
+        out = [r[1] for r in rows]
+        while len(rows) == self.LIST_CHUNK and wanted(len(out)) > 0:
+            await asyncio.sleep(0)
+            rows = self._rows("SELECT created, uuid FROM tasks WHERE owner = ? AND stage != 'uploading' "
+                              "AND (created, uuid) > (?, ?) ORDER BY created, uuid LIMIT ?",
+                              owner, rows[-1][0], rows[-1][1], wanted(len(out)))
+            out += [r[1] for r in rows]
+        return out
 
     async def add_ghost(self, node_id: str, uuid: str) -> None:
         self._rows("INSERT OR IGNORE INTO ghosts VALUES (?, ?)", node_id, uuid)

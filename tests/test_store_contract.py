@@ -133,6 +133,40 @@ def test_listed_uuids_are_the_owners_committed_tasks_oldest_first_a_page_at_a_ti
     assert run(s.listed_uuids("alice", limit=2)) == ["up", "t01"]
 
 
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5])
+def test_a_long_listing_is_read_in_pieces_and_is_the_same_list(store, chunk: int):
+    run, s = store
+    s.LIST_CHUNK = chunk  # pieces end inside groups of tasks created at the same millisecond
+    for i in range(13):
+        run(s.put_task(TaskRecord(uuid=f"t{12 - i:02d}", owner="alice", created_ms=100 + (12 - i) // 3,
+                                  stage=Stage.QUEUED)))
+    every = [f"t{i:02d}" for i in range(13)]
+    assert run(s.listed_uuids("alice")) == every
+    for offset in range(0, 14):
+        assert run(s.listed_uuids("alice", offset=offset)) == every[offset:], offset
+        for limit in (1, 2, 4, 7, 20):
+            assert run(s.listed_uuids("alice", offset=offset, limit=limit)) == every[offset:offset + limit]
+
+
+@pytest.mark.parametrize("removed", [1, 2])  # the last one read before the pause, or one not read yet
+def test_a_task_removed_between_two_pieces_of_a_listing_shifts_nothing(store, monkeypatch, removed: int):
+    run, s = store
+    s.LIST_CHUNK = 2
+    for i in range(6):
+        run(s.put_task(TaskRecord(uuid=f"t{i}", owner="alice", created_ms=100 + i // 2, stage=Stage.QUEUED)))
+    real_sleep, paused = asyncio.sleep, []
+
+    async def remove_once(delay: float) -> None:  # what another request does while the listing waits
+        if not paused:
+            paused.append(True)
+            await s.delete_task(f"t{removed}")
+        await real_sleep(delay)
+
+    monkeypatch.setattr(asyncio, "sleep", remove_once)
+    listed = run(s.listed_uuids("alice"))
+    assert paused and listed == [f"t{i}" for i in range(6) if i < 2 or i != removed]  # t0, t1 read before
+
+
 def test_ghosts_are_kept_per_node_until_dropped_and_outlive_the_task(store):
     run, s = store
     run(s.add_ghost("n1", "a"))
