@@ -1,4 +1,4 @@
-"""7. Many parts in one upload: time per part of one multipart POST of 1,000, 3,000 and 10,000 small photos.
+"""8. Many parts in one upload: time per part of one multipart POST of 1,000, 3,000 and 10,000 small photos.
 
 With `--max-images` and `--max-upload-mb` set, each part is checked against what the task holds already;
 the relay once counted that again for every part, so a 3,000-part upload took 88 s and 10,000 parts did not

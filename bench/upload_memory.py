@@ -1,12 +1,13 @@
-"""6. Many uploads at once: the relay's resident memory while 200 multipart uploads are in flight together.
+"""7. Many uploads at once: the relay's resident memory while 200 multipart uploads are in flight together.
 
 Each upload is one task (init through the relay, then one `/task/new/upload/{uuid}` POST of one file of a
 few MB, never committed). A raw asyncio client opens every connection and sends each request's headers
 and first piece, waits until all of them have, then sends the rest piece by piece with a pause between
 pieces (each upload starting at a random point of the pause), so the relay holds every upload open at
-the same time, each with data arriving now and then, as when many slow clients upload together. The
-pieces come faster overall than two shared cores can carry them, so the relay falls behind and each
-upload's buffers fill as far as the relay lets them: what is measured is that bound, times 200.
+the same time, each with data arriving now and then, as when many slow clients upload together. All
+together the pieces come faster than the relay can carry them on a small machine (200 x 256 KB every
+0.4 s), so it falls behind and each upload's buffers fill as far as the relay lets them: what is
+measured is that bound, times 200.
 
 The relay's RSS is sampled every 20 ms while the uploads last (peak), and once more a moment after the
 last one was answered (after). Two ways the relay handles an upload, each with a relay of its own:
@@ -37,9 +38,9 @@ SIZES = {"full": {"uploads": 200, "mb": 4, "piece_kb": 256, "pause": 0.4},
 KEY = "concurrent"
 PEAK_LIMIT_MB = 150
 SETTLE_SECONDS = 3.0  # after the last answer, before "RSS after" is read
-#: processing never starts (nothing is committed); free slots, so that the relay forwards while it stages
 #: every upload is a task of its own, all from one client: 200 of them open at once
 RELAY_FLAGS = {"max_open_uploads": 0}
+#: processing never starts (nothing is committed); free slots, so that the relay forwards while it stages
 NODE_FLAGS = {"devnode": {"slots": 4, "memory_gb": 64}, "nodeodx": {"parallel_queue_processing": 4}}
 
 
