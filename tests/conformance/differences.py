@@ -106,6 +106,13 @@ DIFFERENCES: tuple[Difference, ...] = (
         "open and how to free them. NodeODX takes any number.",
         "An upload holds staged files and a record until it expires; a client that opens them and never "
         "commits must not fill the relay's disk or its store."),
+    Difference(
+        "list-paging",
+        "`GET /task/list` takes `limit` and `offset` and answers that page of the list (a value that is not a "
+        "whole number in range: HTTP 400 with `{\"error\": ...}`); NodeODX ignores both and answers the whole "
+        "list. Without them both answer the same.",
+        "A client with tens of thousands of tasks reads them a page at a time; a NodeODX client sends neither "
+        "and sees no change."),
 )
 
 BY_ID = {entry.id: entry for entry in DIFFERENCES}

@@ -64,3 +64,16 @@ def test_open_uploads_are_capped_per_client(own_pair, sample_images: list[Path])
     assert cluster.relay.upload(again["uuid"], sample_images[:2]) == {"success": True}
     assert cluster.relay.commit(again["uuid"]) == {"uuid": again["uuid"]}
     assert set(cluster.relay.init({"name": "room once more"})) == {"uuid"}
+
+
+@difference("list-paging")
+def test_the_task_list_pages_on_the_relay_only(cluster: Cluster, sample_images: list[Path]) -> None:
+    cluster.both(lambda side: [side.submit(sample_images[:2], {"name": f"listed {i}"}) for i in range(2)])
+    whole = cluster.both(lambda side: side.get("/task/list").json())
+    assert all(len(listed) >= 2 for listed in whole), whole
+    paged = cluster.both(lambda side: side.get("/task/list", limit=1, offset=1).json())
+    assert paged[0] == whole[0], "NodeODX ignores the paging parameters"
+    assert paged[1] == whole[1][1:2]
+    refused = cluster.both(lambda side: side.get("/task/list", limit="many"))
+    assert refused[0].status_code == 200 and refused[0].json() == whole[0]
+    assert refused[1].status_code == 400 and "limit" in refused[1].json()["error"]
