@@ -99,7 +99,8 @@ class Body:
 
     async def _timed(self, awaitable, what: str):
         try:
-            return await asyncio.wait_for(awaitable, self.timeout)
+            async with asyncio.timeout(self.timeout):  # not wait_for: no task made per chunk (Python 3.11)
+                return await awaitable
         except TimeoutError:
             raise UploadStalled(f"Upload timed out: nothing received for {self.timeout:g} s while reading "
                                 f"{what}") from None
@@ -314,12 +315,11 @@ async def stage_part(relay: Relay, task: TaskRecord, body: Body, part: BodyPartR
 
 
 def forwardable(relay: Relay, task: TaskRecord, name: str, node_id: str) -> bool:
-    """Whether a file may go to the forward node as it arrives. Not when the node's upload is in doubt (it is
-    sent again from the start at commit anyway), nor for a name sent there before (a client's retry, or one
-    after a crash): the node would keep both copies, so its upload is put in doubt instead."""
-    if relay.staging.uncertain(task.uuid, node_id):
-        return False
-    if relay.staging.was_forwarded(task.uuid, name, node_id):
+    """Whether a file may go to the forward node as it arrives: not a name sent there before (a client's
+    retry, or one after a crash), which the node would keep twice; its upload is put in doubt instead, and
+    sent again from the start at commit. (Files of other uploads still on their way are no doubt: a client
+    sends several at once.)"""
+    if relay.staging.was_sent(task.uuid, name, node_id):
         relay.staging.unsure_of(task.uuid, node_id)
         return False
     return True

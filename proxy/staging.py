@@ -98,8 +98,9 @@ class Staging:
         markers = self.folder(uuid) / MARKERS / node_id
         return {p.name for p in markers.iterdir()} if markers.is_dir() else set()
 
-    def was_forwarded(self, uuid: str, name: str, node_id: str) -> bool:
-        return (self.folder(uuid) / MARKERS / node_id / name).exists()
+    def was_sent(self, uuid: str, name: str, node_id: str) -> bool:
+        """Whether the file went, or may have gone, to the node already."""
+        return any((self.folder(uuid) / kind / node_id / name).exists() for kind in (MARKERS, SENDING))
 
     def unsure_of(self, uuid: str, node_id: str) -> None:
         """Mark the node's upload of this task as unknown (a commit there failed or was cut off: NodeODX

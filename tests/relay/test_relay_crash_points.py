@@ -168,3 +168,22 @@ def test_a_real_nodeodx_gets_each_file_once_after_a_kill_mid_upload(
     info = wait_status(relay, uuid, timeout=60)
     assert info["status"]["code"] == COMPLETED
     assert task_info(node, uuid)["imagesCount"] == 3
+
+
+def test_files_uploaded_in_parallel_all_go_to_the_node_as_they_arrive(
+        relay_factory, fast_node, sample_images: list[Path]) -> None:
+    """A file on its way is no doubt about the node's upload: a client sending four at once has all four
+    forwarded while they arrive, none left for the commit to send."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    node = fast_node()
+    relay = relay_factory([node], admin_token=ADMIN)
+    node_id = next(n["id"] for n in admin_nodes(relay))
+    uuid = init_task(relay)["uuid"]
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda image: upload(relay, uuid, [image]), sample_images[:4]))
+    assert answers == [{"success": True}] * 4
+    forwarded = relay.data_dir / "staging" / uuid / ".forwarded" / node_id
+    assert sorted(p.name for p in forwarded.iterdir()) == sorted(p.name for p in sample_images[:4])
+    assert commit(relay, uuid) == {"uuid": uuid}
+    assert wait_status(relay, uuid, timeout=30)["imagesCount"] == 4
