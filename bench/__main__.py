@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--nodes: choose one or more of {', '.join(KINDS)}", file=sys.stderr)
         return 2
     mode = "quick" if args.quick else "full"
+    args.cache = args.cache.resolve()  # servers run in folders of their own: a relative path would not hold there
     scratch = args.cache / "run"
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
