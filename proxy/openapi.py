@@ -86,7 +86,10 @@ LIST_PARAMS = [
     {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1},
      "description": "Answer one page of at most this many tasks (without it: the whole list, as NodeODX)"},
     {"name": "offset", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0},
-     "description": "Where the page starts in the list, oldest first (default 0)"}]
+     "description": "Where the page starts in the list, oldest first (default 0)"},
+    {"name": "with_info", "in": "query", "required": False, "schema": {"type": "boolean"},
+     "description": "`true`: each entry is the task's whole info, as `/task/{uuid}/info` answers it, and `node`, "
+                    "the node holding it (null while the task waits in the relay's queue); NodeODX ignores it"}]
 TASK_FIELDS: dict[str, Schema] = {
     "name": {"type": "string", "description": "A name for the task"},
     "options": {"type": "string", "description": 'Processing options as JSON: [{"name": "dsm", "value": true}, '
@@ -223,12 +226,17 @@ def paths() -> dict[str, Schema]:
                                                      "(public addresses only unless the operator allows others)"}}}}}},
             **token)},
         "/task/list": {"get": operation("The tasks of this token", task_ops, {
-            "200": json_body({"type": "array", "items": ref("Uuid")}, "Their uuids, oldest first"),
+            "200": json_body({"type": "array", "items": {"oneOf": [ref("Uuid"), {"allOf": [ref("TaskInfo"), {
+                "type": "object", "properties": {"node": {"type": ["string", "null"], "description": (
+                    "The label (else the id) of the node holding the task")}}}]}]}},
+                "Their uuids, oldest first (with `with_info=true`, their infos)"),
             "400": ref("BadRequest", "responses")}, op_id="taskList",
             description="Without `limit` and `offset` the whole list, as NodeODX answers it: every committed task "
                         "of this token, oldest first (uploads not committed yet are not listed). With `limit`, one "
                         "page of that same list: `limit` tasks from position `offset` (0 is the oldest); a page "
-                        "past the end is empty. A value that is not a whole number in range is answered HTTP 400.",
+                        "past the end is empty. A value that is not a whole number in range is answered HTTP 400. "
+                        "`with_info=true` answers each task's info instead of its uuid alone (the relay asks the "
+                        "nodes for unfinished tasks only), so a client following many tasks asks once.",
             parameters=LIST_PARAMS, **token)},
         "/task/{uuid}/info": {"get": operation("A task's status", task_ops, {
             "200": result_or_error(ref("TaskInfo"), "The task's info")}, op_id="taskInfo", parameters=[

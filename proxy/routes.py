@@ -5,6 +5,7 @@ NodeODX answers them (HTTP 200, `{"error": ...}`), since pyodx and WebODM rely o
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -256,12 +257,58 @@ async def task_download(request: web.Request) -> web.StreamResponse:
 
 async def task_list(request: web.Request) -> web.Response:
     """The owner's committed tasks, oldest first, as NodeODX lists them (`[{"uuid": ...}, ...]`), read from the
-    store's index (uuids only, no record decoded); `limit` and `offset` answer one page of that list."""
+    store's index (uuids only, no record decoded); `limit` and `offset` answer one page of that list.
+
+    With `with_info=true` each entry is the task's whole `/task/{uuid}/info` (and `node`, the label of the node
+    that holds it), so a client following many tasks asks once per interval instead of once per task."""
     relay = request.app[RELAY]
     owner = await relay.auth.identify(request)
     page = list_page(request.query)
     uuids = await relay.store.listed_uuids(owner, offset=page.offset, limit=page.limit)
+    if request.query.get("with_info", "").strip().lower() in ("true", "1", "yes"):
+        return web.json_response(await listed_infos(relay, uuids))
     return web.Response(text=uuid_objects(uuids), content_type="application/json")
+
+
+LIST_INFO_CALLS = 8  # node calls at once for one `/task/list?with_info=true`
+INFO_KEYS = ("uuid", "name", "dateCreated", "processingTime", "status", "options", "imagesCount", "progress")
+
+
+async def listed_infos(relay: Relay, uuids: list[str]) -> list[dict[str, Any]]:
+    """Each task's info as `/task/{uuid}/info` answers it; a task removed meanwhile is left out."""
+    gate = asyncio.Semaphore(LIST_INFO_CALLS)
+
+    async def one(uuid: str) -> dict[str, Any] | None:
+        async with gate:
+            task = await relay.store.get_task(uuid)
+            return None if task is None else await listed_info(relay, task)
+
+    return [info for info in await asyncio.gather(*(one(uuid) for uuid in uuids)) if info is not None]
+
+
+async def listed_info(relay: Relay, task: TaskRecord) -> dict[str, Any]:
+    """A task's info for the list: the node is asked only while the task is unfinished there (an ended task's
+    last info is final), and its word is learned as `/task/{uuid}/info` learns it (an end frees the slot and
+    calls the webhook); a node that does not answer leaves the task's last known info."""
+    data: Any
+    if task.stage != Stage.ON_NODE:
+        data = relay_side_info(relay, task)
+    elif task.ended_ms is not None and task.last_info:  # (learned from a webhook, it may carry more: left out)
+        data = {k: v for k, v in task.last_info.items() if k in INFO_KEYS}
+    else:
+        try:
+            data = await relay.in_flight.run(("list-info", task.uuid), lambda: node_call(
+                relay, task, "GET", endpoints.task_info(task.uuid)))
+        except UpstreamError:
+            data = None
+        if isinstance(data, dict) and "error" not in data:
+            await learn_info(relay, task, data)
+            data = dict(data)
+        else:
+            data = dict(task.last_info or relay_side_info(relay, task))
+    handle = relay.registry.get(task.node_id) if task.node_id else None
+    data["node"] = (handle.record.label or handle.record.id) if handle is not None else None
+    return data
 
 
 def uuid_objects(uuids: list[str]) -> str:
@@ -318,9 +365,21 @@ async def command_target(request: web.Request, uploads: bool = False) -> tuple[R
     return relay, task, data
 
 
+#: Node status codes of a task that has ended with a result (NodeODX: 30 failed, 40 completed).
+ENDED_WITH_RESULT = {30: "failed", 40: "completed"}
+
+
 async def task_cancel(request: web.Request) -> web.Response:
+    """Cancel what is queued or running. A task that completed or failed is refused (an intended difference:
+    NodeODX turns it into a canceled one, and its outputs, still there, are then refused by clients)."""
     relay, task, _ = await command_target(request)
+    if task.stage == Stage.FAILED:
+        raise CommandFailed(ended_error(task.uuid, "failed"))
     if task.stage == Stage.ON_NODE:
+        info = await node_call(relay, task, "GET", endpoints.task_info(task.uuid))
+        code = info.get("status", {}).get("code") if isinstance(info, dict) else None
+        if code in ENDED_WITH_RESULT:
+            raise CommandFailed(ended_error(task.uuid, ENDED_WITH_RESULT[code]))
         return web.json_response(await node_call(relay, task, "POST", endpoints.TASK_CANCEL, data={"uuid": task.uuid}))
     if task.stage in (Stage.QUEUED, Stage.DISPATCHING, Stage.COMMITTING):
         if task.stage != Stage.QUEUED:  # the node it was being sent to may have it: stopped there when it answers
@@ -329,6 +388,11 @@ async def task_cancel(request: web.Request) -> web.Response:
         await relay.store.put_task(task)
         log.info("task canceled in relay queue uuid=%s", task.uuid)
     return web.json_response({"success": True})
+
+
+def ended_error(uuid: str, how: str) -> str:
+    return (f"Task {uuid} has {how}: only a queued or running task can be canceled (its outputs stay "
+            "downloadable; /task/remove deletes it)")
 
 
 async def task_remove(request: web.Request) -> web.Response:

@@ -113,6 +113,13 @@ DIFFERENCES: tuple[Difference, ...] = (
         "list. Without them both answer the same.",
         "A client with tens of thousands of tasks reads them a page at a time; a NodeODX client sends neither "
         "and sees no change."),
+    Difference(
+        "list-with-info",
+        "`GET /task/list?with_info=true` answers each task's `/task/{uuid}/info` (with one more key, `node`: the "
+        "node holding it, null while it waits in the relay's queue) instead of `{\"uuid\": ...}`; NodeODX ignores "
+        "the parameter and answers the uuids.",
+        "A client following many tasks (the QGIS task panel) asks once per interval instead of once per task; "
+        "it sees uuids alone from a NodeODX node and then asks for each task's info."),
 )
 
 BY_ID = {entry.id: entry for entry in DIFFERENCES}

@@ -77,3 +77,17 @@ def test_the_task_list_pages_on_the_relay_only(cluster: Cluster, sample_images: 
     refused = cluster.both(lambda side: side.get("/task/list", limit="many"))
     assert refused[0].status_code == 200 and refused[0].json() == whole[0]
     assert refused[1].status_code == 400 and "limit" in refused[1].json()["error"]
+
+
+@difference("list-with-info")
+def test_the_task_list_with_info_on_the_relay_only(cluster: Cluster, sample_images: list[Path]) -> None:
+    uuids = cluster.both(lambda side: side.submit(sample_images[:2], {"name": "listed with info"}))
+    cluster.each(lambda side, uuid: side.wait(uuid), uuids)
+    plain = cluster.both(lambda side: side.get("/task/list").json())
+    direct, relay = cluster.both(lambda side: side.get("/task/list", with_info="true").json())
+    assert direct == plain[0], "NodeODX ignores with_info"
+    assert [entry["uuid"] for entry in relay] == [entry["uuid"] for entry in plain[1]]
+    [mine] = [entry for entry in relay if entry["uuid"] == uuids[1]]
+    alone = cluster.relay.info(uuids[1])
+    assert {k: v for k, v in mine.items() if k != "node"} == alone and mine["node"]
+    assert mine["status"]["code"] == COMPLETED
