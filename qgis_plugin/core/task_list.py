@@ -1,0 +1,148 @@
+"""The task panel's network side, without Qt: one snapshot of the server (its tasks and its health) per
+refresh, and which tasks ended between two snapshots.
+
+A relay answers every task's info in one request (`/task/list?with_info=true`, with the node holding each);
+a plain NodeODX node ignores the parameter and answers uuids alone, and then each task's info is asked for.
+Everything here runs in a worker thread; the panel only reads the `Snapshot` it hands back.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..deps import shared
+from .describe import STATUS_WORDS, error_message
+
+TaskStatus = shared.TaskStatus
+#: A task that ends is only announced if it was seen unfinished before: a panel opening on old tasks is quiet.
+ACTIVE = (TaskStatus.QUEUED, TaskStatus.RUNNING)
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    """One row of the panel: a task's info and, through a relay, the node that holds it."""
+
+    info: shared.TaskInfo
+    node: str | None = None
+
+    @property
+    def uuid(self) -> str:
+        return self.info.uuid
+
+    @property
+    def status(self) -> shared.TaskStatus:
+        return self.info.status
+
+    @property
+    def status_word(self) -> str:
+        return STATUS_WORDS.get(self.info.status, str(self.info.status))
+
+    @property
+    def title(self) -> str:
+        """The task's name, else the start of its uuid (what the notices and confirmations call it)."""
+        return self.info.name or self.info.uuid[:8]
+
+    def elapsed_ms(self, now: dt.datetime | None = None) -> int:
+        """Processing time as the server counts it; for a task it has not started timing, since creation."""
+        if self.info.processing_time > 0:
+            return self.info.processing_time
+        if self.info.status in ACTIVE and self.info.date_created is not None:
+            now = now or dt.datetime.now(dt.UTC)
+            return max(0, int((now - self.info.date_created).total_seconds() * 1000))
+        return 0
+
+
+@dataclass(frozen=True)
+class ClusterHealth:
+    """What the header shows: for a relay its nodes, for a node itself (one node, online if it answered)."""
+
+    online: int
+    total: int
+    slots: int
+    free_slots: int
+    queued: int
+    is_relay: bool
+
+    @property
+    def warning(self) -> str:
+        if self.online == 0:
+            return ("No node is online: tasks wait in the relay's queue until one comes back."
+                    if self.is_relay else "The node does not answer.")
+        return ""
+
+    @property
+    def text(self) -> str:
+        nodes = f"Nodes online: {self.online}/{self.total}" if self.is_relay else "NodeODX node"
+        return f"{nodes} · free slots: {self.free_slots}/{self.slots} · queued: {self.queued}"
+
+
+def health_from_info(info: shared.NodeInfo) -> ClusterHealth:
+    """The relay's `/info` has a `relay` key with its node counts and its own queue; a node's has neither."""
+    relay = info.extra.get("relay")
+    slots = int(info.max_parallel_tasks or 0)
+    busy = int(info.task_queue_count or 0)
+    free = max(0, slots - busy)
+    if isinstance(relay, Mapping):
+        online, total = int(relay.get("online") or 0), int(relay.get("nodes") or 0)
+        return ClusterHealth(online, total, slots, free, max(0, busy - slots), True)
+    return ClusterHealth(1, 1, slots, free, max(0, busy - slots), False)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One refresh: the tasks newest first and the server's health, or what went wrong."""
+
+    tasks: list[TaskEntry] = field(default_factory=list)
+    health: ClusterHealth | None = None
+    error: str = ""
+    with_info: bool = False  # the server answered the whole list with infos (a relay)
+
+
+def entry_from_json(data: Mapping[str, Any]) -> TaskEntry:
+    node = data.get("node")
+    return TaskEntry(shared.TaskInfo.from_json(dict(data)), str(node) if node else None)
+
+
+def fetch_tasks(node: shared.Node) -> tuple[list[TaskEntry], bool]:
+    """The token's tasks, newest first, and whether one request said it all (a relay)."""
+    listed = node.get_json(shared.endpoints.TASK_LIST, {"with_info": "true"})
+    if not isinstance(listed, list):
+        raise shared.NodeResponseError(f"unexpected task list: {str(listed)[:200]}")
+    with_info = all(isinstance(item, Mapping) and "status" in item for item in listed) and bool(listed)
+    entries: list[TaskEntry] = []
+    for item in listed:
+        if with_info:
+            entries.append(entry_from_json(item))
+            continue
+        try:  # a plain NodeODX node: one info per task
+            entries.append(entry_from_json(node.get_json(shared.endpoints.task_info(item["uuid"]))))
+        except shared.NodeResponseError:  # removed between the list and its info
+            continue
+    return newest_first(entries), with_info
+
+
+def newest_first(entries: Iterable[TaskEntry]) -> list[TaskEntry]:
+    epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
+    return sorted(entries, key=lambda e: (e.info.date_created or epoch, e.uuid), reverse=True)
+
+
+def take_snapshot(node: shared.Node, display_url: str = "") -> Snapshot:
+    """Health and tasks in one go (two requests to a relay); never raises for the server's faults."""
+    try:
+        health = health_from_info(node.info())
+        tasks, with_info = fetch_tasks(node)
+    except (shared.GenericError, ValueError, KeyError, TypeError) as exc:
+        return Snapshot(error=error_message(exc, display_url))
+    return Snapshot(tasks, health, "", with_info)
+
+
+def ended_between(before: Mapping[str, TaskStatus], after: Iterable[TaskEntry]) -> list[TaskEntry]:
+    """Tasks seen queued or running before and ended now (`before`: uuid → status of the last snapshot)."""
+    return [e for e in after if before.get(e.uuid) in ACTIVE and e.status.is_final]
+
+
+def matches(entry: TaskEntry, statuses: Iterable[TaskStatus] | None) -> bool:
+    """The status filter: None shows every task."""
+    return statuses is None or entry.status in set(statuses)

@@ -1,0 +1,109 @@
+"""The task panel's network side (`qgis_plugin/core/task_list.py`), without widgets: one snapshot per refresh
+through a relay (one list request with every task's info), against a plain node (one info per task), and
+which tasks ended between two snapshots."""
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from qgis_plugin.core.task_list import (
+    TaskEntry,
+    ended_between,
+    health_from_info,
+    matches,
+    newest_first,
+    take_snapshot,
+)
+from qgis_plugin.deps import shared
+from testkit.devnode import start_devnode
+from testkit.relay import start_relay
+from testkit.servers import ServerGroup
+from tests.plugin.plugin_helpers import FAST
+
+TaskStatus = shared.TaskStatus
+TOKEN = "panel-token"
+
+
+@pytest.fixture(scope="module")
+def two_node_relay(tmp_path_factory) -> Iterator:
+    tmp = tmp_path_factory.mktemp("panel-relay")
+    with ServerGroup(tmp) as group:
+        fast = group.start(start_devnode, slots=1, **FAST)
+        slow = group.start(start_devnode, slots=1, seconds_per_image=0.5)
+        yield group.add(start_relay(tmp, [fast.url, slow.url], token=TOKEN, check_interval=0.3))
+
+
+def info(uuid: str, status: TaskStatus, created_s: int = 0) -> shared.TaskInfo:
+    return shared.TaskInfo(uuid=uuid, status=status,
+                           date_created=dt.datetime.fromtimestamp(created_s, tz=dt.UTC))
+
+
+def test_a_relay_answers_the_whole_list_in_one_request_with_nodes(two_node_relay, sample_images: list[Path]):
+    client = shared.Node.from_url(two_node_relay.url, token=TOKEN)
+    first = client.create_task(sample_images[:3], name="older")
+    time.sleep(0.01)
+    second = client.create_task(sample_images[:3], name="newer")
+    node = shared.Node.from_url(two_node_relay.url, token=TOKEN)
+    calls: list[str] = []
+    original = node.request
+    node.request = lambda method, path, query=None, **kw: calls.append(path) or original(method, path, query, **kw)
+    snapshot = take_snapshot(node)
+    assert snapshot.error == "" and snapshot.with_info
+    assert calls == ["/info", "/task/list"]  # one request for every task
+    assert [e.uuid for e in snapshot.tasks][:2] == [second.uuid, first.uuid]  # newest first
+    assert {e.title for e in snapshot.tasks[:2]} == {"older", "newer"} and all(e.node for e in snapshot.tasks[:2])
+    health = snapshot.health
+    assert health is not None and health.is_relay and (health.online, health.total, health.slots) == (2, 2, 2)
+    assert health.warning == "" and "Nodes online: 2/2" in health.text
+    for task in (first, second):
+        task.wait_for_completion(interval=0.1)
+
+
+def test_a_plain_node_is_asked_for_each_tasks_info(devnode_factory, sample_images: list[Path]):
+    plain = devnode_factory(slots=2, **FAST)
+    client = shared.Node.from_url(plain.url)
+    tasks = [client.create_task(sample_images[:2], name=f"task {i}") for i in range(2)]
+    snapshot = take_snapshot(shared.Node.from_url(plain.url))
+    assert snapshot.error == "" and not snapshot.with_info
+    assert [e.uuid for e in snapshot.tasks] == [t.uuid for t in reversed(tasks)]
+    assert all(e.node is None for e in snapshot.tasks)
+    assert snapshot.health is not None and not snapshot.health.is_relay and snapshot.health.slots == 2
+
+
+def test_a_real_nodeodx_node_works_too(nodeodx_factory, sample_images: list[Path]):
+    real = nodeodx_factory()
+    task = shared.Node.from_url(real.url).create_task(sample_images[:3], name="on NodeODX")
+    snapshot = take_snapshot(shared.Node.from_url(real.url))
+    assert snapshot.error == "" and not snapshot.with_info
+    assert [(e.uuid, e.title) for e in snapshot.tasks] == [(task.uuid, "on NodeODX")]
+    task.wait_for_completion(interval=0.2)
+
+
+def test_a_server_that_does_not_answer_is_an_error_in_words():
+    snapshot = take_snapshot(shared.Node.from_url("http://127.0.0.1:9"), "http://127.0.0.1:9")
+    assert snapshot.tasks == [] and snapshot.health is None and "Cannot reach the server" in snapshot.error
+
+
+def test_only_tasks_seen_unfinished_are_announced_when_they_end():
+    before = {"a": TaskStatus.RUNNING, "b": TaskStatus.COMPLETED, "c": TaskStatus.QUEUED}
+    after = [TaskEntry(info(u, s)) for u, s in (("a", TaskStatus.COMPLETED), ("b", TaskStatus.COMPLETED),
+                                                 ("c", TaskStatus.RUNNING), ("d", TaskStatus.FAILED))]
+    assert [e.uuid for e in ended_between(before, after)] == ["a"]
+
+
+def test_health_filter_order_and_elapsed():
+    relay = health_from_info(shared.NodeInfo.from_json({"maxParallelTasks": 2, "taskQueueCount": 5, "relay": {
+        "nodes": 3, "online": 0, "queued": 3}}))
+    assert (relay.free_slots, relay.queued, relay.online, relay.total) == (0, 3, 0, 3)
+    assert "No node is online" in relay.warning
+    entries = newest_first([TaskEntry(info("old", TaskStatus.RUNNING, 10)),
+                            TaskEntry(info("new", TaskStatus.FAILED, 20))])
+    assert [e.uuid for e in entries] == ["new", "old"]
+    assert [e.uuid for e in entries if matches(e, [TaskStatus.RUNNING])] == ["old"]
+    assert all(matches(e, None) for e in entries)
+    now = dt.datetime.fromtimestamp(70, tz=dt.UTC)
+    assert entries[1].elapsed_ms(now) == 60_000 and entries[0].elapsed_ms(now) == 0
