@@ -114,6 +114,13 @@ DIFFERENCES: tuple[Difference, ...] = (
         "A client with tens of thousands of tasks reads them a page at a time; a NodeODX client sends neither "
         "and sees no change."),
     Difference(
+        "cancel-ended-refused",
+        "`/task/cancel` of a task that has completed or failed is refused with `{\"success\": false, \"error\": "
+        "...}` that says so, and the task stays as it was; NodeODX answers `{\"success\": true}` and turns it "
+        "into a canceled task (status 50) although its outputs are still there.",
+        "A finished task has nothing left to stop: canceling it would only make clients refuse results that are "
+        "still downloadable (a cancel sent late, or to the wrong task, must not cost a whole run)."),
+    Difference(
         "list-with-info",
         "`GET /task/list?with_info=true` answers each task's `/task/{uuid}/info` (with one more key, `node`: the "
         "node holding it, null while it waits in the relay's queue) instead of `{\"uuid\": ...}`; NodeODX ignores "
