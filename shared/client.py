@@ -30,9 +30,9 @@ import requests
 from requests.adapters import HTTPAdapter
 
 try:  # the QGIS plugin carries requests_toolbelt beside this package instead of on sys.path
-    from ..requests_toolbelt.multipart.encoder import MultipartEncoder, MultipartEncoderMonitor
+    from ..requests_toolbelt.multipart.encoder import MultipartEncoder
 except (ImportError, ValueError):
-    from requests_toolbelt.multipart.encoder import MultipartEncoder, MultipartEncoderMonitor
+    from requests_toolbelt.multipart.encoder import MultipartEncoder
 
 from . import endpoints
 from .assets import ALL_ZIP, asset_by_name, safe_member
@@ -46,6 +46,7 @@ from .errors import (
     TaskFailedError,
 )
 from .inputs import count_photos
+from .multipart import BLOCK, FilePart
 from .options import options_to_json, validate_task
 from .types import NodeInfo, NodeOption, TaskInfo, TaskStatus
 
@@ -366,6 +367,7 @@ class _Uploader:
         self.progress = _Progress(sum(p.stat().st_size for p in paths), callback)
         self.workers = max(1, min(workers, len(paths)))
         self.max_retries, self.retry_timeout = max_retries, retry_timeout
+        self.block = BLOCK
         self.errors: list[BaseException] = []
 
     def run(self) -> None:
@@ -405,19 +407,14 @@ class _Uploader:
 
     def _send(self, path: Path, sent: list[int]) -> None:
         mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        with open(path, "rb") as handle:
-            body = MultipartEncoder(fields={"images": (path.name, handle, mime)})
-            size = path.stat().st_size
 
-            def on_read(monitor: MultipartEncoderMonitor) -> None:
-                step = min(monitor.bytes_read, size) - sent[0]
-                if step > 0:
-                    sent[0] += step
-                    self.progress.add(step)
+        def on_sent(amount: int) -> None:
+            sent[0] += amount
+            self.progress.add(amount)
 
-            monitor = MultipartEncoderMonitor(body, on_read)
-            result = self.node.post_json(endpoints.upload(self.uuid), data=monitor,
-                                         headers={"Content-Type": monitor.content_type})
+        body = FilePart("images", path, mime, block=self.block, on_sent=on_sent)
+        result = self.node.post_json(endpoints.upload(self.uuid), data=body,
+                                     headers={"Content-Type": body.content_type})
         if not (isinstance(result, dict) and result.get("success")):
             raise NodeServerError(f"upload of {path.name} got an unexpected reply: {result!r}")
 
