@@ -12,6 +12,8 @@ class ODXRelayPlugin:
         self.iface = iface
         self.provider: OdxRelayProvider | None = None
         self.options_factory = None
+        self.panel = None  # the task panel (gui/task_panel.py) and its menu/toolbar action
+        self.panel_action = None
 
     def initProcessing(self) -> None:
         if self.provider is None:
@@ -25,8 +27,43 @@ class ODXRelayPlugin:
             from .gui.settings_widget import SettingsPageFactory
             self.options_factory = SettingsPageFactory()
             self.iface.registerOptionsWidgetFactory(self.options_factory)
+            self.initPanel()
+
+    def initPanel(self) -> None:
+        """The task panel: a dock, opened from the plugin menu and a toolbar button, open again next time."""
+        from qgis.PyQt.QtCore import Qt
+        from qgis.PyQt.QtGui import QIcon
+        from qgis.PyQt.QtWidgets import QAction
+
+        from .gui.task_panel import TaskPanel, was_visible
+        from .processing.base import ICON
+
+        self.panel = TaskPanel(self.iface, self.iface.mainWindow())
+        self.panel.hide()
+        self.iface.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.panel)
+        self.panel_action = QAction(QIcon(str(ICON)), "ODX Relay tasks", self.iface.mainWindow())
+        self.panel_action.setObjectName("odx_relay_show_tasks")
+        self.panel_action.setCheckable(True)
+        self.panel_action.triggered.connect(self.panel.set_open)
+        self.panel.visibilityChanged.connect(self.panel_action.setChecked)
+        self.iface.addPluginToMenu("ODX Relay", self.panel_action)
+        self.iface.addToolBarIcon(self.panel_action)
+        if was_visible():
+            self.panel.setUserVisible(True)
+
+    def unloadPanel(self) -> None:
+        if self.panel_action is not None:
+            self.iface.removePluginMenu("ODX Relay", self.panel_action)
+            self.iface.removeToolBarIcon(self.panel_action)
+            self.panel_action = None
+        if self.panel is not None:
+            self.panel.shutdown()
+            self.iface.removeDockWidget(self.panel)
+            self.panel.deleteLater()
+            self.panel = None
 
     def unload(self) -> None:
+        self.unloadPanel()
         if self.options_factory is not None:
             self.iface.unregisterOptionsWidgetFactory(self.options_factory)
             self.options_factory = None

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..deps import shared
+from .connection import Connection, ConnectionError
 from .describe import STATUS_WORDS, error_message
 
 TaskStatus = shared.TaskStatus
@@ -146,3 +147,15 @@ def ended_between(before: Mapping[str, TaskStatus], after: Iterable[TaskEntry]) 
 def matches(entry: TaskEntry, statuses: Iterable[TaskStatus] | None) -> bool:
     """The status filter: None shows every task."""
     return statuses is None or entry.status in set(statuses)
+
+
+def snapshot_of(connection: Connection, timeout: float = 20) -> Snapshot:
+    """One refresh against `connection` (in a worker thread: the token was read on the main thread)."""
+    try:
+        node = connection.node(timeout=timeout)
+    except ConnectionError as exc:
+        return Snapshot(error=str(exc))
+    try:
+        return take_snapshot(node, connection.display_url)
+    finally:
+        node.session.close()

@@ -126,7 +126,12 @@ def test_plugin_registers_provider_and_options_page(qgis_iface, monkeypatch):
     registry = QgsProcessingRegistry()
     monkeypatch.setattr(plugin_module, "QgsApplication", SimpleNamespace(processingRegistry=lambda: registry))
     iface = SimpleNamespace(registered=[], registerOptionsWidgetFactory=lambda f: iface.registered.append(f),
-                            unregisterOptionsWidgetFactory=lambda f: iface.registered.remove(f))
+                            unregisterOptionsWidgetFactory=lambda f: iface.registered.remove(f),
+                            mainWindow=lambda: None, addDockWidget=lambda area, dock: None,
+                            removeDockWidget=lambda dock: None, added=[],  # the task panel's dock and action
+                            addPluginToMenu=lambda menu, a: iface.added.append(a), addToolBarIcon=lambda a: None,
+                            removePluginMenu=lambda menu, a: iface.added.remove(a), removeToolBarIcon=lambda a: None)
+    monkeypatch.setattr("qgis_plugin.gui.task_panel.was_visible", lambda: False)
     plugin = classFactory(iface)
     plugin.initProcessing()
     plugin.initGui()  # QGIS calls both; the provider is added once
@@ -136,8 +141,9 @@ def test_plugin_registers_provider_and_options_page(qgis_iface, monkeypatch):
         "odxrelay:canceltask", "odxrelay:listtasks", "odxrelay:loadresults", "odxrelay:processimages",
         "odxrelay:removetask", "odxrelay:restarttask"]
     assert [f.title() for f in iface.registered] == ["ODX Relay"]
+    assert [a.text() for a in iface.added] == ["ODX Relay tasks"] and plugin.panel.objectName() == "odx_relay_tasks"
     plugin.unload()
-    assert registry.providerById("odxrelay") is None and iface.registered == []
+    assert registry.providerById("odxrelay") is None and iface.registered == [] and iface.added == []
 
 
 def test_algorithms_describe_themselves(odx_provider):

@@ -1,0 +1,101 @@
+"""The task panel's table: one row per task (name, status, progress, elapsed time, images, node), kept in
+place across refreshes so a selection survives, and a proxy that filters by status.
+
+Rows change only on the main thread, from a `Snapshot` a worker fetched (`core/task_list.py`).
+"""
+from __future__ import annotations
+
+from qgis.PyQt.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt
+
+from ..core.describe import duration
+from ..core.task_list import TaskEntry, matches
+from ..deps import shared
+
+TaskStatus = shared.TaskStatus
+COLUMNS = ("Name", "Status", "Progress", "Elapsed", "Images", "Node")
+NAME, STATUS, PROGRESS, ELAPSED, IMAGES, NODE = range(len(COLUMNS))
+#: The role that gives a row's TaskEntry (for actions and tests).
+ENTRY_ROLE = Qt.ItemDataRole.UserRole + 1
+#: The progress as a number 0-100, for the progress bar delegate.
+PROGRESS_ROLE = Qt.ItemDataRole.UserRole + 2
+
+
+class TaskTableModel(QAbstractTableModel):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.entries: list[TaskEntry] = []
+
+    # --- updates (main thread) -----------------------------------------------------------------
+    def set_entries(self, entries: list[TaskEntry]) -> None:
+        """Replace the rows; a task that stays in the same place is updated in place (keeps the selection)."""
+        if [e.uuid for e in entries] == [e.uuid for e in self.entries]:
+            self.entries = list(entries)
+            if entries:
+                self.dataChanged.emit(self.index(0, 0), self.index(len(entries) - 1, len(COLUMNS) - 1))
+            return
+        self.beginResetModel()
+        self.entries = list(entries)
+        self.endResetModel()
+
+    def entry(self, row: int) -> TaskEntry:
+        return self.entries[row]
+
+    def row_of(self, uuid: str) -> int:
+        return next((i for i, e in enumerate(self.entries) if e.uuid == uuid), -1)
+
+    # --- QAbstractTableModel -------------------------------------------------------------------
+    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: B008 - Qt's signature
+        return 0 if parent.isValid() else len(self.entries)
+
+    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return self.tr(COLUMNS[section])
+        return None
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid() or index.row() >= len(self.entries):
+            return None
+        entry = self.entries[index.row()]
+        column = index.column()
+        if role == ENTRY_ROLE:
+            return entry
+        if role == PROGRESS_ROLE:
+            return float(entry.info.progress)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            error = f"\n{entry.info.last_error}" if entry.info.last_error else ""
+            return f"{entry.uuid}{error}"
+        if role != Qt.ItemDataRole.DisplayRole:
+            return None
+        if column == NAME:
+            return entry.title
+        if column == STATUS:
+            return entry.status_word
+        if column == PROGRESS:
+            return f"{entry.info.progress:.0f} %"
+        if column == ELAPSED:
+            elapsed = entry.elapsed_ms()
+            return duration(elapsed) if elapsed else ""
+        if column == IMAGES:
+            return entry.info.images_count
+        if column == NODE:
+            return entry.node or ""
+        return None
+
+
+class StatusFilter(QSortFilterProxyModel):
+    """Shows the tasks whose status is one of `statuses` (None: all); keeps the source's order."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.statuses: tuple[TaskStatus, ...] | None = None
+
+    def set_statuses(self, statuses: tuple[TaskStatus, ...] | None) -> None:
+        self.statuses = statuses
+        self.invalidateFilter()
+
+    def filterAcceptsRow(self, source_row, source_parent) -> bool:
+        model = self.sourceModel()
+        return isinstance(model, TaskTableModel) and matches(model.entry(source_row), self.statuses)

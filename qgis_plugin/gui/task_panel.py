@@ -1,0 +1,424 @@
+"""The task panel: a dock listing the tasks the configured token sees, with live progress, the cluster's
+health, actions on the selected tasks, and a message-bar notice when a task ends, whoever started it.
+
+Network work runs in a worker thread (`Background`), and only its result comes back to the main thread,
+through a queued signal; the actions run the plugin's Processing algorithms as QGIS tasks
+(`QgsProcessingAlgRunnerTask`), so what the panel does is what `processing.run` does.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from qgis.core import (
+    Qgis,
+    QgsApplication,
+    QgsLayerTreeGroup,
+    QgsProcessingAlgRunnerTask,
+    QgsProcessingContext,
+    QgsProcessingFeedback,
+    QgsProject,
+    QgsSettings,
+)
+from qgis.gui import QgsDockWidget, QgsMessageBar
+from qgis.PyQt.QtCore import QObject, Qt, QTimer, QUrl, pyqtSignal
+from qgis.PyQt.QtGui import QDesktopServices, QGuiApplication, QIcon
+from qgis.PyQt.QtWidgets import (
+    QAbstractItemView,
+    QAction,
+    QComboBox,
+    QDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMessageBox,
+    QPlainTextEdit,
+    QPushButton,
+    QTableView,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .. import settings
+from ..core.connection import Connection, ConnectionError
+from ..core.describe import error_message
+from ..core.task_list import ACTIVE, Snapshot, TaskEntry, ended_between, snapshot_of
+from ..deps import shared
+from ..processing.base import ICON
+from .task_model import ENTRY_ROLE, NAME, StatusFilter, TaskTableModel
+
+TaskStatus = shared.TaskStatus
+OBJECT_NAME = "odx_relay_tasks"
+KEY_VISIBLE = "odx_relay/task_panel_visible"
+REFRESH_MS = 3000
+NOTICE_SECONDS = 0  # notices stay until dismissed: a task may end while the user is away
+FILTERS: tuple[tuple[str, tuple[TaskStatus, ...] | None], ...] = (
+    ("All tasks", None),
+    ("Queued or running", ACTIVE),
+    ("Completed", (TaskStatus.COMPLETED,)),
+    ("Failed or canceled", (TaskStatus.FAILED, TaskStatus.CANCELED)),
+)
+REPORT = ("odm_report", "report.pdf")
+
+
+class Background(QObject):
+    """Runs a function in a worker thread and hands its result to a callback on the main thread."""
+
+    done = pyqtSignal(object, object)
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.pool = ThreadPoolExecutor(2, thread_name_prefix="odx-relay-panel")
+        self.done.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
+
+    def submit(self, work: Callable[[], Any], callback: Callable[[Any], None]) -> None:
+        def run() -> None:
+            try:
+                result: Any = work()
+            except Exception as exc:  # noqa: BLE001 - handed to the main thread, which says it in words
+                result = exc
+            self.done.emit(callback, result)
+        self.pool.submit(run)
+
+    def _deliver(self, callback: Callable[[Any], None], result: Any) -> None:
+        callback(result)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+class PanelFeedback(QgsProcessingFeedback):
+    """Keeps what an algorithm run from the panel says, for the message bar."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.errors: list[str] = []
+        self.infos: list[str] = []
+
+    def reportError(self, error: str, fatalError: bool = False) -> None:  # noqa: N803 - QGIS's names
+        self.errors.append(error)
+
+    def pushInfo(self, info: str) -> None:
+        self.infos.append(info)
+
+
+class TaskPanel(QgsDockWidget):
+    """The dock. `iface` gives the message bar; `connection` is read on the main thread at each refresh."""
+
+    refreshed = pyqtSignal(object)  # the Snapshot just shown (for tests and other widgets)
+
+    def __init__(self, iface, parent: QWidget | None = None, interval_ms: int = REFRESH_MS,
+                 connection: Callable[[], Connection] = settings.connection):
+        super().__init__(parent)
+        self.iface = iface
+        self.connection = connection
+        self.setObjectName(OBJECT_NAME)
+        self.setWindowTitle(self.tr("ODX Relay tasks"))
+        self.background = Background(self)
+        self.refreshing = False
+        self.seen: dict[str, TaskStatus] = {}
+        self.snapshot = Snapshot()
+        self.running: list[tuple] = []  # algorithm runs in flight: task, context, feedback kept alive
+        self.dialogs: list[QWidget] = []
+
+        self.model = TaskTableModel(self)
+        self.proxy = StatusFilter(self)
+        self.proxy.setSourceModel(self.model)
+        self.table = QTableView()
+        self.table.setModel(self.proxy)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(NAME, QHeaderView.ResizeMode.Stretch)
+        self.table.doubleClicked.connect(lambda _index: self.load_results())
+
+        self.header = QLabel(self.tr("Not connected yet"))
+        self.header.setWordWrap(True)
+        self.warning = QLabel()
+        self.warning.setWordWrap(True)
+        self.warning.setStyleSheet("QLabel { color: #b00020; font-weight: bold; }")
+        self.warning.hide()
+        self.filter = QComboBox()
+        for label, _statuses in FILTERS:
+            self.filter.addItem(self.tr(label))
+        self.filter.currentIndexChanged.connect(lambda i: self.proxy.set_statuses(FILTERS[i][1]))
+
+        self.toolbar = QToolBar()
+        self.actions_by_name: dict[str, QAction] = {}
+        for name, label, slot in (
+                ("new", "New task…", self.new_task), ("refresh", "Refresh", self.refresh),
+                ("load", "Load results", self.load_results), ("cancel", "Cancel", self.cancel_tasks),
+                ("restart", "Restart", self.restart_tasks), ("remove", "Remove", self.remove_tasks),
+                ("report", "Open report", self.open_report), ("copy", "Copy UUID", self.copy_uuids),
+                ("console", "Console output", self.show_console)):
+            action = QAction(self.tr(label), self)
+            action.setObjectName(f"odx_relay_task_{name}")
+            action.triggered.connect(lambda _checked=False, slot=slot: slot())
+            self.actions_by_name[name] = action
+            self.toolbar.addAction(action)
+        self.actions_by_name["new"].setIcon(QIcon(str(ICON)))
+        self.table.selectionModel().selectionChanged.connect(lambda *_: self.update_actions())
+
+        top = QHBoxLayout()
+        top.addWidget(self.header, 1)
+        top.addWidget(self.filter)
+        body = QWidget()
+        layout = QVBoxLayout(body)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addLayout(top)
+        layout.addWidget(self.warning)
+        layout.addWidget(self.toolbar)
+        layout.addWidget(self.table, 1)
+        self.setWidget(body)
+
+        self.timer = QTimer(self)
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(self.refresh)
+        self.visibilityChanged.connect(self._visibility_changed)
+        self.update_actions()
+
+    # --- refresh -------------------------------------------------------------------------------
+    def set_open(self, opened: bool) -> None:
+        """Open or close the panel as the user asked, and remember it for the next session (a hide because
+        QGIS's window closes is not the user's choice, so visibility changes alone are not remembered)."""
+        QgsSettings().setValue(KEY_VISIBLE, bool(opened))
+        self.setUserVisible(opened)
+
+    def _visibility_changed(self, visible: bool) -> None:
+        if visible:
+            self.refresh()
+            self.timer.start()
+        else:
+            self.timer.stop()
+
+    def refresh(self) -> bool:
+        """Ask for one snapshot (one at a time); False if one is already on its way or no server is set."""
+        if self.refreshing:
+            return False
+        try:
+            connection = self.connection()  # main thread: the token may need the master password
+        except ConnectionError as exc:
+            self.show_snapshot(Snapshot(error=str(exc)))
+            return False
+        self.refreshing = True
+        self.background.submit(lambda: snapshot_of(connection), self.show_snapshot)
+        return True
+
+    def show_snapshot(self, snapshot: Snapshot | BaseException) -> None:
+        self.refreshing = False
+        if isinstance(snapshot, BaseException):
+            snapshot = Snapshot(error=error_message(snapshot))
+        if snapshot.error:
+            self.header.setText(snapshot.error)
+            self.warning.hide()
+        else:
+            health = snapshot.health
+            self.header.setText(health.text if health else "")
+            self.warning.setText(health.warning if health else "")
+            self.warning.setVisible(bool(health and health.warning))
+            for entry in ended_between(self.seen, snapshot.tasks):
+                self.notify_end(entry)
+            self.seen = {e.uuid: e.status for e in snapshot.tasks}
+            self.model.set_entries(snapshot.tasks)
+            self.snapshot = snapshot
+        self.update_actions()
+        self.refreshed.emit(snapshot)
+
+    # --- selection -----------------------------------------------------------------------------
+    def selected(self) -> list[TaskEntry]:
+        rows = sorted({index.row() for index in self.table.selectionModel().selectedRows()})
+        return [self.proxy.index(row, 0).data(ENTRY_ROLE) for row in rows]
+
+    def select(self, uuids: list[str]) -> None:
+        """Select these tasks (for scripts and tests, as a click would)."""
+        self.table.clearSelection()
+        mode = self.table.selectionModel()
+        for uuid in uuids:
+            row = self.model.row_of(uuid)
+            if row >= 0:
+                index = self.proxy.mapFromSource(self.model.index(row, 0))
+                mode.select(index, mode.SelectionFlag.Select | mode.SelectionFlag.Rows)
+        self.update_actions()
+
+    def update_actions(self) -> None:
+        chosen = self.selected()
+        any_chosen = bool(chosen)
+        for name in ("load", "restart", "remove", "report", "copy", "console"):
+            self.actions_by_name[name].setEnabled(any_chosen)
+        self.actions_by_name["cancel"].setEnabled(any(e.status in ACTIVE for e in chosen))
+
+    # --- actions -------------------------------------------------------------------------------
+    def new_task(self):
+        """The `processimages` dialog, not modal: the panel follows the task it starts."""
+        import processing
+
+        dialog = processing.createAlgorithmDialog("odxrelay:processimages")
+        if dialog is not None:
+            self.dialogs.append(dialog)
+            dialog.show()
+        return dialog
+
+    def load_results(self, uuids: list[str] | None = None) -> None:
+        for uuid in uuids or [e.uuid for e in self.selected()]:
+            entry = self.entry(uuid)
+            group = loaded_group(uuid)
+            if group is not None:  # already on the map: shown, not loaded twice
+                group.setItemVisibilityChecked(True)
+                self.say(f"The results of “{entry.title if entry else uuid}” are already in the group "
+                         f"“{group.name()}”.", Qgis.MessageLevel.Info)
+                continue
+            self.run_algorithm("odxrelay:loadresults", {"TASK": uuid, "WAIT": False}, load=True)
+
+    def cancel_tasks(self) -> None:
+        chosen = [e for e in self.selected() if e.status in ACTIVE]
+        if chosen and self.confirm(self.tr("Cancel {}? Its processing stops on the server.").format(
+                names(chosen))):
+            for entry in chosen:
+                self.run_algorithm("odxrelay:canceltask", {"TASK": entry.uuid})
+
+    def restart_tasks(self) -> None:
+        for entry in self.selected():
+            self.seen[entry.uuid] = TaskStatus.QUEUED  # followed again: its next end is announced
+            self.run_algorithm("odxrelay:restarttask", {"TASK": entry.uuid})
+
+    def remove_tasks(self) -> None:
+        chosen = self.selected()
+        if chosen and self.confirm(self.tr("Remove {} from the server, with its results there? Results "
+                                           "already loaded stay on this computer.").format(names(chosen))):
+            for entry in chosen:
+                self.run_algorithm("odxrelay:removetask", {"TASK": entry.uuid})
+
+    def open_report(self) -> None:
+        for entry in self.selected():
+            report = settings.results_folder().joinpath(entry.uuid, *REPORT)
+            if report.is_file():
+                QDesktopServices.openUrl(QUrl.fromLocalFile(str(report)))
+            else:
+                self.say(f"The report of “{entry.title}” comes with its results: load them first.",
+                         Qgis.MessageLevel.Info)
+
+    def copy_uuids(self) -> str:
+        text = "\n".join(e.uuid for e in self.selected())
+        QGuiApplication.clipboard().setText(text)
+        return text
+
+    def show_console(self) -> None:
+        try:
+            connection = self.connection()
+        except ConnectionError as exc:
+            self.say(str(exc), Qgis.MessageLevel.Warning)
+            return
+        for entry in self.selected():
+            def fetch(uuid: str = entry.uuid) -> list[str]:
+                node = connection.node()
+                try:
+                    return node.get_task(uuid).output()
+                finally:
+                    node.session.close()
+            self.background.submit(fetch, lambda lines, entry=entry: self.console_dialog(entry, lines))
+
+    def console_dialog(self, entry: TaskEntry, lines: list[str] | BaseException) -> QDialog:
+        dialog = QDialog(self)
+        dialog.setWindowTitle(self.tr("Console output of “{}”").format(entry.title))
+        text = QPlainTextEdit()
+        text.setReadOnly(True)
+        text.setPlainText(error_message(lines) if isinstance(lines, BaseException) else "\n".join(lines))
+        layout = QVBoxLayout(dialog)
+        layout.addWidget(text)
+        dialog.resize(700, 450)
+        self.dialogs.append(dialog)
+        dialog.show()
+        return dialog
+
+    # --- helpers -------------------------------------------------------------------------------
+    def entry(self, uuid: str) -> TaskEntry | None:
+        row = self.model.row_of(uuid)
+        return self.model.entry(row) if row >= 0 else None
+
+    def confirm(self, question: str) -> bool:
+        answer = QMessageBox.question(self, "ODX Relay", question)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def say(self, text: str, level: Qgis.MessageLevel = Qgis.MessageLevel.Info, duration: int = 8) -> None:
+        if self.iface is not None:
+            self.iface.messageBar().pushMessage("ODX Relay", text, level, duration)
+
+    def notify_end(self, entry: TaskEntry) -> QWidget | None:
+        """A notice in QGIS's message bar; a completed task's has a "Load results" button."""
+        if self.iface is None:
+            return None
+        error = f": {entry.info.last_error}" if entry.info.last_error else ""
+        item = QgsMessageBar.createMessage("ODX Relay", f"Task “{entry.title}” {entry.status_word}{error}.")
+        item.setObjectName(f"odx_relay_notice_{entry.uuid}")
+        if entry.status == TaskStatus.COMPLETED:
+            button = QPushButton(self.tr("Load results"), item)
+            button.setObjectName("odx_relay_load_results")
+            button.clicked.connect(lambda _checked=False, uuid=entry.uuid: self.load_results([uuid]))
+            item.layout().addWidget(button)
+        level = Qgis.MessageLevel.Success if entry.status == TaskStatus.COMPLETED else Qgis.MessageLevel.Warning
+        self.iface.messageBar().pushWidget(item, level, NOTICE_SECONDS)
+        return item
+
+    def run_algorithm(self, algorithm_id: str, parameters: dict, load: bool = False) -> QgsProcessingAlgRunnerTask:
+        """One of the plugin's algorithms as a QGIS task; its layers load as Processing loads them."""
+        algorithm = QgsApplication.processingRegistry().createAlgorithmById(algorithm_id)
+        context = QgsProcessingContext()
+        context.setProject(QgsProject.instance())
+        feedback = PanelFeedback()
+        task = QgsProcessingAlgRunnerTask(algorithm, parameters, context, feedback)
+        record = (task, context, feedback, algorithm)
+        self.running.append(record)
+        task.executed.connect(lambda ok, results: self._algorithm_done(record, ok, load))
+        QgsApplication.taskManager().addTask(task)
+        return task
+
+    def _algorithm_done(self, record: tuple, ok: bool, load: bool) -> None:
+        task, context, feedback, algorithm = record
+        if record in self.running:
+            self.running.remove(record)
+        if not ok:
+            self.say(feedback.errors[-1] if feedback.errors else f"{algorithm.displayName()} failed.",
+                     Qgis.MessageLevel.Critical, 0)
+        elif load:
+            from processing.gui.Postprocessing import handleAlgorithmResults
+
+            handleAlgorithmResults(algorithm, context, feedback, showResults=False)
+        elif feedback.infos:
+            self.say(feedback.infos[-1], Qgis.MessageLevel.Success)
+        self.refresh()
+
+    def closeEvent(self, event) -> None:  # the dock's own close button
+        QgsSettings().setValue(KEY_VISIBLE, False)
+        self.timer.stop()
+        super().closeEvent(event)
+
+    def shutdown(self) -> None:
+        """The plugin is unloading: no more refreshes, the worker threads let go."""
+        self.timer.stop()
+        self.background.close()
+
+
+def loaded_group(uuid: str) -> QgsLayerTreeGroup | None:
+    """The group holding a layer made from this task's results folder, if its results are on the map."""
+    folder = str(settings.results_folder() / uuid) + os.sep
+    project = QgsProject.instance()
+    for layer in project.mapLayers().values():
+        node = project.layerTreeRoot().findLayer(layer.id())
+        if node is not None and layer.source().startswith(folder):
+            parent = node.parent()
+            return parent if isinstance(parent, QgsLayerTreeGroup) else None
+    return None
+
+
+def names(entries: list[TaskEntry]) -> str:
+    return ", ".join(f"“{e.title}”" for e in entries) if len(entries) <= 3 else f"{len(entries)} tasks"
+
+
+def was_visible() -> bool:
+    """Whether the panel was open when QGIS last closed (it opens again then)."""
+    value = QgsSettings().value(KEY_VISIBLE, False)
+    return str(value).lower() in ("true", "1")

@@ -1,0 +1,230 @@
+"""The task panel (a dock) in real headless QGIS, against a relay with two development nodes: it lists the
+token's tasks with rising progress and the cluster's health, filters them, drives load/cancel/remove through
+its own actions, and announces in the message bar the end of a task started outside QGIS (by the library,
+as pyodx would)."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from qgis.core import QgsApplication, QgsProject
+from qgis.PyQt.QtWidgets import QPushButton
+
+from qgis_plugin.core.connection import Connection
+from qgis_plugin.deps import shared
+from testkit.devnode import start_devnode
+from testkit.relay import start_relay
+from testkit.servers import ServerGroup
+from tests.plugin.plugin_helpers import FAST
+
+pytestmark = pytest.mark.usefixtures("odx_provider", "fast_polls")
+TaskStatus = shared.TaskStatus
+TOKEN = "panel-token"
+
+
+@pytest.fixture(scope="module")
+def relay(tmp_path_factory) -> Iterator:
+    tmp = tmp_path_factory.mktemp("panel-relay")
+    with ServerGroup(tmp) as group:
+        fast = group.start(start_devnode, slots=2, **FAST)
+        slow = group.start(start_devnode, slots=2, seconds_per_image=0.4)
+        yield group.add(start_relay(tmp, [fast.url, slow.url], token=TOKEN, check_interval=0.3))
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 30, what: str = "") -> object:
+    """Let Qt run (queued signals, QGIS tasks) until `condition()` is true."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        QgsApplication.processEvents()
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what or condition}")
+
+
+@pytest.fixture
+def panel(relay, qgis_iface, tmp_path, monkeypatch):
+    from qgis_plugin import settings
+    from qgis_plugin.gui.task_panel import TaskPanel
+
+    monkeypatch.setattr(settings, "results_folder", lambda: tmp_path / "results")
+    monkeypatch.setenv("ODX_RELAY_URL", relay.url)
+    monkeypatch.setenv("ODX_RELAY_TOKEN", TOKEN)  # the same settings as the algorithms: here, the environment
+    qgis_iface.messageBar().clearWidgets()
+    dock = TaskPanel(qgis_iface, qgis_iface.mainWindow(), interval_ms=200)
+    dock.confirmations = []
+    monkeypatch.setattr(dock, "confirm", lambda question: dock.confirmations.append(question) or True)
+    yield dock
+    dock.shutdown()
+    wait_for(lambda: not dock.running, what="the panel's algorithm runs to end")
+    dock.deleteLater()
+
+
+def refreshed(panel) -> object:
+    """Ask for a refresh and wait for it to be shown."""
+    shown: list = []
+    panel.refreshed.connect(shown.append)
+    try:
+        wait_for(panel.refresh, 10, "a refresh to start")
+        wait_for(lambda: shown, 30, "a refresh")
+    finally:
+        panel.refreshed.disconnect(shown.append)
+    return shown[0]
+
+
+def row_of(panel, uuid: str):
+    return panel.entry(uuid)
+
+
+def notices(qgis_iface) -> dict[str, object]:
+    return {item.objectName(): item for item in qgis_iface.messageBar().items()
+            if item.objectName().startswith("odx_relay_notice_")}
+
+
+def test_the_panel_lists_tasks_with_rising_progress_the_health_and_a_filter(panel, relay,
+                                                                           sample_images: list[Path]):
+    client = shared.Node.from_url(relay.url, token=TOKEN)
+    done = client.create_task(sample_images[:2], name="finished before")
+    done.wait_for_completion(interval=0.1)
+    snapshot = refreshed(panel)
+    assert snapshot.error == "" and snapshot.with_info
+    assert panel.objectName() == "odx_relay_tasks"
+    assert "Nodes online: 2/2" in panel.header.text() and panel.warning.isHidden()
+
+    outside = client.create_task(sample_images, name="started outside QGIS")  # by the library, as pyodx would
+    progress = []
+    while True:
+        refreshed(panel)
+        entry = row_of(panel, outside.uuid)
+        assert entry is not None
+        progress.append(entry.info.progress)
+        if entry.status.is_final:
+            break
+    assert entry.status == TaskStatus.COMPLETED
+    assert progress == sorted(progress) and progress[-1] == 100 and len(set(progress)) > 2, progress
+    assert panel.model.entries[0].uuid == outside.uuid  # newest first
+    assert panel.proxy.index(0, 0).data() == "started outside QGIS" and panel.proxy.index(0, 5).data()
+
+    notice = notices(panel.iface).get(f"odx_relay_notice_{outside.uuid}")
+    assert notice is not None and "started outside QGIS" in notice.text() and "completed" in notice.text()
+    assert f"odx_relay_notice_{done.uuid}" not in notices(panel.iface)  # it had ended before the panel saw it
+    button = notice.findChild(QPushButton, "odx_relay_load_results")
+    assert button is not None
+
+    panel.filter.setCurrentIndex(1)  # queued or running
+    assert panel.proxy.rowCount() == 0
+    panel.filter.setCurrentIndex(2)  # completed
+    assert panel.proxy.rowCount() == panel.model.rowCount() >= 2
+    panel.filter.setCurrentIndex(0)
+
+    QgsProject.instance().clear()
+    button.click()  # the notice's "Load results"
+    group = wait_for(lambda: QgsProject.instance().layerTreeRoot().findGroup("started outside QGIS"), 60,
+                     "the results to load")
+    assert {layer.name() for layer in group.findLayers()} >= {"Orthophoto", "DSM (surface)"}
+    layers = len(QgsProject.instance().mapLayers())
+    panel.select([outside.uuid])
+    panel.actions_by_name["load"].trigger()  # already on the map: not loaded twice
+    wait_for(lambda: not panel.running)
+    assert len(QgsProject.instance().mapLayers()) == layers
+    QgsProject.instance().clear()
+
+
+def test_cancel_and_remove_through_the_panels_actions(panel, relay, sample_images: list[Path]):
+    client = shared.Node.from_url(relay.url, token=TOKEN)
+    slow = [client.create_task(sample_images, name=f"slow {i}") for i in range(3)]
+    refreshed(panel)
+    running = wait_for(lambda: [t for t in slow if (e := refreshed(panel) and row_of(panel, t.uuid))
+                                and e.status == TaskStatus.RUNNING], 30, "a running task")
+    target = running[0]
+    panel.select([target.uuid])
+    assert panel.actions_by_name["cancel"].isEnabled()
+    panel.actions_by_name["cancel"].trigger()
+    assert panel.confirmations and "slow" in panel.confirmations[-1]
+    wait_for(lambda: client.get_task(target.uuid).info().status == TaskStatus.CANCELED, 30, "the cancel")
+    wait_for(lambda: refreshed(panel) and row_of(panel, target.uuid).status == TaskStatus.CANCELED, 30)
+    panel.select([target.uuid])
+    assert not panel.actions_by_name["cancel"].isEnabled()  # only queued or running tasks
+
+    assert panel.copy_uuids() == target.uuid
+    panel.actions_by_name["remove"].trigger()
+    assert f"“{row_of(panel, target.uuid).title}”" in panel.confirmations[-1]
+    wait_for(lambda: target.uuid not in client.list_tasks(), 30, "the removal")
+    wait_for(lambda: refreshed(panel) and row_of(panel, target.uuid) is None, 30)
+    for task in slow[1:]:
+        task.cancel()
+
+
+def test_no_node_online_is_a_clear_warning(qgis_iface, tmp_path_factory):
+    from qgis_plugin.gui.task_panel import TaskPanel
+
+    tmp = tmp_path_factory.mktemp("nodeless")
+    with ServerGroup(tmp) as group:
+        lonely = group.add(start_relay(tmp, ["http://127.0.0.1:9"], check_interval=0.3))
+        dock = TaskPanel(qgis_iface, None, connection=lambda: Connection(lonely.url))
+        try:
+            snapshot = refreshed(dock)
+            assert snapshot.health.online == 0 and not dock.warning.isHidden()
+            assert "No node is online" in dock.warning.text() and "0/1" in dock.header.text()
+        finally:
+            dock.shutdown()
+            dock.deleteLater()
+
+
+def test_no_server_set_says_where_to_set_it(qgis_iface, monkeypatch):
+    from qgis_plugin import settings
+    from qgis_plugin.gui.task_panel import TaskPanel
+
+    monkeypatch.delenv("ODX_RELAY_URL", raising=False)
+    monkeypatch.setattr(settings, "saved_url", lambda: "")
+    dock = TaskPanel(qgis_iface, None)
+    try:
+        assert dock.refresh() is False and "No server set" in dock.header.text()
+    finally:
+        dock.shutdown()
+        dock.deleteLater()
+
+
+def test_the_plugin_opens_the_panel_from_its_menu_and_remembers_it(qgis_iface, monkeypatch):
+    from qgis.core import QgsSettings
+    from qgis.PyQt.QtWidgets import QDockWidget
+
+    from qgis_plugin import classFactory
+    from qgis_plugin.gui.task_panel import KEY_VISIBLE, TaskPanel
+
+    monkeypatch.setattr(TaskPanel, "refresh", lambda self: False)  # no server here: only the dock's life
+    menus, icons = [], []
+    monkeypatch.setattr(qgis_iface, "addPluginToMenu", lambda menu, action: menus.append((menu, action)))
+    monkeypatch.setattr(qgis_iface, "addToolBarIcon", icons.append)
+    monkeypatch.setattr(qgis_iface, "removePluginMenu", lambda menu, action: menus.remove((menu, action)),
+                        raising=False)
+    monkeypatch.setattr(qgis_iface, "removeToolBarIcon", icons.remove)
+    QgsSettings().setValue(KEY_VISIBLE, False)
+    qgis_iface.mainWindow().show()  # (offscreen) a dock shows only in a shown window, as in QGIS
+    plugin = classFactory(qgis_iface)
+    plugin.initPanel()
+    try:
+        [(menu, action)] = menus
+        assert menu == "ODX Relay" and icons == [action] and action.text() == "ODX Relay tasks"
+        dock = qgis_iface.mainWindow().findChild(QDockWidget, "odx_relay_tasks")
+        assert dock is plugin.panel and not dock.isUserVisible()
+        action.trigger()
+        assert dock.isUserVisible() and action.isChecked()
+        assert str(QgsSettings().value(KEY_VISIBLE)).lower() == "true"
+        qgis_iface.mainWindow().hide()  # QGIS's window closing hides the dock: not the user closing it
+        assert not action.isChecked() and str(QgsSettings().value(KEY_VISIBLE)).lower() == "true"
+    finally:
+        plugin.unloadPanel()
+    assert menus == [] and icons == [] and plugin.panel is None
+    qgis_iface.mainWindow().show()
+    plugin.initPanel()  # next session: open again, as it was left
+    try:
+        assert plugin.panel.isUserVisible() and plugin.panel_action.isChecked()
+        plugin.panel.close()  # the dock's close button: closed next time
+        assert str(QgsSettings().value(KEY_VISIBLE)).lower() == "false"
+    finally:
+        plugin.unloadPanel()
+        QgsSettings().setValue(KEY_VISIBLE, False)
