@@ -8,6 +8,7 @@ through a queued signal; the actions run the plugin's Processing algorithms as Q
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -72,9 +73,14 @@ class Background(QObject):
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self.pool = ThreadPoolExecutor(2, thread_name_prefix="odx-relay-panel")
+        self.closed = False
         self.done.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
 
-    def submit(self, work: Callable[[], Any], callback: Callable[[Any], None]) -> None:
+    def submit(self, work: Callable[[], Any], callback: Callable[[Any], None]) -> bool:
+        """False once closed (the plugin is unloading): nothing more is started."""
+        if self.closed:
+            return False
+
         def run() -> None:
             try:
                 result: Any = work()
@@ -82,11 +88,14 @@ class Background(QObject):
                 result = exc
             self.done.emit(callback, result)
         self.pool.submit(run)
+        return True
 
     def _deliver(self, callback: Callable[[Any], None], result: Any) -> None:
-        callback(result)
+        if not self.closed:
+            callback(result)
 
     def close(self) -> None:
+        self.closed = True
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -120,6 +129,7 @@ class TaskPanel(QgsDockWidget):
         self.background = Background(self)
         self.refreshing = False
         self.seen: dict[str, TaskStatus] = {}
+        self.restarted: dict[str, float] = {}  # uuid -> when its restart was accepted (followed again since)
         self.snapshot = Snapshot()
         self.running: list[tuple] = []  # algorithm runs in flight: task, context, feedback kept alive
         self.dialogs: list[QWidget] = []
@@ -197,18 +207,20 @@ class TaskPanel(QgsDockWidget):
 
     def refresh(self) -> bool:
         """Ask for one snapshot (one at a time); False if one is already on its way or no server is set."""
-        if self.refreshing:
+        if self.refreshing or self.background.closed:
             return False
         try:
             connection = self.connection()  # main thread: the token may need the master password
         except ConnectionError as exc:
             self.show_snapshot(Snapshot(error=str(exc)))
             return False
-        self.refreshing = True
-        self.background.submit(lambda: snapshot_of(connection), self.show_snapshot)
-        return True
+        asked = time.monotonic()
+        self.refreshing = self.background.submit(lambda: snapshot_of(connection),
+                                                 lambda snapshot: self.show_snapshot(snapshot, asked))
+        return self.refreshing
 
-    def show_snapshot(self, snapshot: Snapshot | BaseException) -> None:
+    def show_snapshot(self, snapshot: Snapshot | BaseException, asked: float = 0.0) -> None:
+        """Show one refresh; `asked` is when it was asked for (a task restarted since is still followed)."""
         self.refreshing = False
         if isinstance(snapshot, BaseException):
             snapshot = Snapshot(error=error_message(snapshot))
@@ -220,9 +232,11 @@ class TaskPanel(QgsDockWidget):
             self.header.setText(health.text if health else "")
             self.warning.setText(health.warning if health else "")
             self.warning.setVisible(bool(health and health.warning))
+            restarted = {uuid for uuid, at in self.restarted.items() if at >= asked}  # this refresh predates it
             for entry in ended_between(self.seen, snapshot.tasks):
-                self.notify_end(entry)
-            self.seen = {e.uuid: e.status for e in snapshot.tasks}
+                if entry.uuid not in restarted:
+                    self.notify_end(entry)
+            self.seen = {e.uuid: TaskStatus.QUEUED if e.uuid in restarted else e.status for e in snapshot.tasks}
             self.model.set_entries(snapshot.tasks)
             self.snapshot = snapshot
         self.update_actions()
@@ -282,8 +296,13 @@ class TaskPanel(QgsDockWidget):
 
     def restart_tasks(self) -> None:
         for entry in self.selected():
-            self.seen[entry.uuid] = TaskStatus.QUEUED  # followed again: its next end is announced
-            self.run_algorithm("odxrelay:restarttask", {"TASK": entry.uuid})
+            self.run_algorithm("odxrelay:restarttask", {"TASK": entry.uuid},
+                               on_success=lambda uuid=entry.uuid: self.follow_again(uuid))
+
+    def follow_again(self, uuid: str) -> None:
+        """A restarted task is followed again: its next end is announced."""
+        self.restarted[uuid] = time.monotonic()
+        self.seen[uuid] = TaskStatus.QUEUED
 
     def remove_tasks(self) -> None:
         chosen = self.selected()
@@ -363,21 +382,22 @@ class TaskPanel(QgsDockWidget):
         self.iface.messageBar().pushWidget(item, level, NOTICE_SECONDS)
         return item
 
-    def run_algorithm(self, algorithm_id: str, parameters: dict, load: bool = False) -> QgsProcessingAlgRunnerTask:
+    def run_algorithm(self, algorithm_id: str, parameters: dict, load: bool = False,
+                      on_success: Callable[[], None] | None = None) -> QgsProcessingAlgRunnerTask:
         """One of the plugin's algorithms as a QGIS task; its layers load as Processing loads them."""
         algorithm = QgsApplication.processingRegistry().createAlgorithmById(algorithm_id)
         context = QgsProcessingContext()
         context.setProject(QgsProject.instance())
         feedback = PanelFeedback()
         task = QgsProcessingAlgRunnerTask(algorithm, parameters, context, feedback)
-        record = (task, context, feedback, algorithm)
+        record = (task, context, feedback, algorithm, on_success)
         self.running.append(record)
         task.executed.connect(lambda ok, results: self._algorithm_done(record, ok, load))
         QgsApplication.taskManager().addTask(task)
         return task
 
     def _algorithm_done(self, record: tuple, ok: bool, load: bool) -> None:
-        task, context, feedback, algorithm = record
+        task, context, feedback, algorithm, on_success = record
         if record in self.running:
             self.running.remove(record)
         if not ok:
@@ -389,6 +409,8 @@ class TaskPanel(QgsDockWidget):
             handleAlgorithmResults(algorithm, context, feedback, showResults=False)
         elif feedback.infos:
             self.say(feedback.infos[-1], Qgis.MessageLevel.Success)
+        if ok and on_success is not None:
+            on_success()
         self.refresh()
 
     def closeEvent(self, event) -> None:  # the dock's own close button

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from qgis.core import QgsApplication, QgsProject
-from qgis.PyQt.QtWidgets import QPushButton
+from qgis.PyQt.QtWidgets import QPlainTextEdit, QPushButton
 
 from qgis_plugin.core.connection import Connection
 from qgis_plugin.deps import shared
@@ -228,3 +228,30 @@ def test_the_plugin_opens_the_panel_from_its_menu_and_remembers_it(qgis_iface, m
     finally:
         plugin.unloadPanel()
         QgsSettings().setValue(KEY_VISIBLE, False)
+
+
+def test_restart_follows_the_task_again_and_console_and_new_task(panel, relay, qgis_iface, sample_images, monkeypatch):
+    from qgis.gui import QgsBrowserGuiModel
+
+    client = shared.Node.from_url(relay.url, token=TOKEN)
+    task = client.create_task(sample_images[:3], name="again")
+    task.wait_for_completion(interval=0.1)
+    refreshed(panel)
+    panel.select([task.uuid])
+    panel.actions_by_name["restart"].trigger()
+    notice = f"odx_relay_notice_{task.uuid}"
+    wait_for(lambda: refreshed(panel) and notice in notices(qgis_iface), 60, "the restarted task's end")
+    assert client.get_task(task.uuid).info().status == TaskStatus.COMPLETED
+
+    panel.select([task.uuid])
+    panel.actions_by_name["console"].trigger()
+    dialog = wait_for(lambda: [d for d in panel.dialogs if "again" in d.windowTitle()], 30, "the console")[0]
+    assert dialog.findChild(QPlainTextEdit).toPlainText().strip()
+
+    browser = QgsBrowserGuiModel()  # the dialog asks the interface for one; pytest-qgis's stub has none
+    monkeypatch.setattr(qgis_iface, "browserModel", lambda: browser, raising=False)
+    new = panel.new_task()
+    assert new is not None and new.algorithm().id() == "odxrelay:processimages" and new.isVisible()
+    new.close()
+    for opened in panel.dialogs:
+        opened.deleteLater()
