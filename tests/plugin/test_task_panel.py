@@ -1,7 +1,7 @@
 """The task panel (a dock) in real headless QGIS, against a relay with two development nodes: it lists the
 token's tasks with rising progress and the cluster's health, filters them, drives load/cancel/remove through
-its own actions, and announces in the message bar the end of a task started outside QGIS (by the library,
-as pyodx would)."""
+its own actions, and announces in the message bar the end of a task started outside QGIS by
+pyodx."""
 from __future__ import annotations
 
 import time
@@ -94,7 +94,9 @@ def test_the_panel_lists_tasks_with_rising_progress_the_health_and_a_filter(pane
     assert panel.objectName() == "odx_relay_tasks"
     assert "Nodes online: 2/2" in panel.header.text() and panel.warning.isHidden()
 
-    outside = client.create_task(sample_images, name="started outside QGIS")  # by the library, as pyodx would
+    pyodx = pytest.importorskip("pyodx")
+    outside = pyodx.Node("127.0.0.1", relay.port, TOKEN).create_task(  # by pyodx, outside QGIS
+        [str(p) for p in sample_images], name="started outside QGIS")
     progress = []
     while True:
         refreshed(panel)
