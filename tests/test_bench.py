@@ -16,7 +16,7 @@ from testkit.servers import REPO
 
 pytestmark = pytest.mark.slow
 
-SECTIONS = {"cycle", "upload", "info", "stalls", "placement", "control", "concurrent", "parts"}
+SECTIONS = {"cycle", "upload", "info", "stalls", "placement", "control", "concurrent", "parts", "client"}
 NODE_KINDS = {"devnode", "NodeODX"}  # as rows and bars name them
 CYCLE_STEPS = {"init", "upload, each photo", "commit", "info poll, each", "download all.zip (whole)"}
 
@@ -62,6 +62,14 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
     parts = report["benchmarks"]["parts"]  # one multipart upload of each size, timed per part
     assert len(parts["details"]["per_part_us"]) == 3 and all(t > 0 for t in parts["details"]["per_part_us"].values())
     assert [bar["op"] for bar in parts["bars"]] == ["<="]
+    client = report["benchmarks"]["client"]  # our client vs pyodx, each in its own process: to the node and the relay
+    assert {row["node"] for row in client["rows"]} == {"NodeODX", "relay"}
+    assert all(row["relay"] > 0 and row["direct"] > 0 for row in client["rows"]), client["rows"]
+    assert [(bar["name"], bar["limit"]) for bar in client["bars"]] == [
+        ("upload time: ours / pyodx (medians)", 1.0), ("upload peak RSS: ours / pyodx", 0.2)]
+    for how, result in client["details"].items():
+        if isinstance(result, dict):  # each client's runs, with its progress reaching 100 %
+            assert all(r["last_progress"] == 100.0 for runs in result.values() for r in runs["runs"]), how
     assert "result" in run.stdout and "benchmark" in run.stdout  # the table was printed
     assert "NodeODX" in run.stdout and "devnode" in run.stdout
     assert not (tmp_path / "run").exists(), "the servers' scratch folder is removed after a clean run"
