@@ -17,7 +17,7 @@ from .connection import Connection, ConnectionError
 from .describe import STATUS_WORDS, error_message
 
 TaskStatus = shared.TaskStatus
-#: A task that ends is only announced if it was seen unfinished before: a panel opening on old tasks is quiet.
+#: Statuses of a task that has not ended.
 ACTIVE = (TaskStatus.QUEUED, TaskStatus.RUNNING)
 
 
@@ -139,9 +139,13 @@ def take_snapshot(node: shared.Node, display_url: str = "") -> Snapshot:
     return Snapshot(tasks, health, "", with_info)
 
 
-def ended_between(before: Mapping[str, TaskStatus], after: Iterable[TaskEntry]) -> list[TaskEntry]:
-    """Tasks seen queued or running before and ended now (`before`: uuid → status of the last snapshot)."""
-    return [e for e in after if before.get(e.uuid) in ACTIVE and e.status.is_final]
+def ended_between(before: Mapping[str, TaskStatus] | None, after: Iterable[TaskEntry]) -> list[TaskEntry]:
+    """Tasks that ended since the last snapshot (`before`: uuid → status then; None: there was none, and
+    nothing is announced): those seen queued or running then, and those new since that have ended already
+    (created and ended between two refreshes)."""
+    if before is None:
+        return []
+    return [e for e in after if e.status.is_final and (e.uuid not in before or before[e.uuid] in ACTIVE)]
 
 
 def matches(entry: TaskEntry, statuses: Iterable[TaskStatus] | None) -> bool:

@@ -6,6 +6,7 @@ Rows change only on the main thread, from a `Snapshot` a worker fetched (`core/t
 from __future__ import annotations
 
 from qgis.PyQt.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt
+from qgis.PyQt.QtWidgets import QApplication, QStyle, QStyledItemDelegate, QStyleOptionProgressBar
 
 from ..core.describe import duration
 from ..core.task_list import TaskEntry, matches
@@ -99,3 +100,18 @@ class StatusFilter(QSortFilterProxyModel):
     def filterAcceptsRow(self, source_row, source_parent) -> bool:
         model = self.sourceModel()
         return isinstance(model, TaskTableModel) and matches(model.entry(source_row), self.statuses)
+
+
+class ProgressDelegate(QStyledItemDelegate):
+    """The Progress column drawn as a progress bar."""
+
+    def paint(self, painter, option, index) -> None:
+        value = index.data(PROGRESS_ROLE)
+        if value is None:
+            super().paint(painter, option, index)
+            return
+        bar = QStyleOptionProgressBar()
+        bar.rect = option.rect.adjusted(2, 2, -2, -2)
+        bar.minimum, bar.maximum, bar.progress = 0, 100, int(value)
+        bar.text, bar.textVisible = f"{value:.0f} %", True
+        QApplication.style().drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter)

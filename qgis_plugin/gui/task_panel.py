@@ -49,12 +49,14 @@ from ..core.describe import error_message
 from ..core.task_list import ACTIVE, Snapshot, TaskEntry, ended_between, snapshot_of
 from ..deps import shared
 from ..processing.base import ICON
-from .task_model import ENTRY_ROLE, NAME, StatusFilter, TaskTableModel
+from .task_model import ENTRY_ROLE, NAME, PROGRESS, ProgressDelegate, StatusFilter, TaskTableModel
 
 TaskStatus = shared.TaskStatus
 OBJECT_NAME = "odx_relay_tasks"
 KEY_VISIBLE = "odx_relay/task_panel_visible"
 REFRESH_MS = 3000
+#: While the panel is closed, once it has reached the server (so the token is unlocked): ends are still announced.
+WATCH_MS = 15000
 NOTICE_SECONDS = 0  # notices stay until dismissed: a task may end while the user is away
 FILTERS: tuple[tuple[str, tuple[TaskStatus, ...] | None], ...] = (
     ("All tasks", None),
@@ -128,7 +130,7 @@ class TaskPanel(QgsDockWidget):
         self.setWindowTitle(self.tr("ODX Relay tasks"))
         self.background = Background(self)
         self.refreshing = False
-        self.seen: dict[str, TaskStatus] = {}
+        self.seen: dict[str, TaskStatus] | None = None  # statuses at the last refresh (None: none yet)
         self.restarted: dict[str, float] = {}  # uuid -> when its restart was accepted (followed again since)
         self.snapshot = Snapshot()
         self.running: list[tuple] = []  # algorithm runs in flight: task, context, feedback kept alive
@@ -144,6 +146,7 @@ class TaskPanel(QgsDockWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(NAME, QHeaderView.ResizeMode.Stretch)
+        self.table.setItemDelegateForColumn(PROGRESS, ProgressDelegate(self.table))
         self.table.doubleClicked.connect(lambda _index: self.load_results())
 
         self.header = QLabel(self.tr("Not connected yet"))
@@ -186,6 +189,7 @@ class TaskPanel(QgsDockWidget):
         self.setWidget(body)
 
         self.timer = QTimer(self)
+        self.interval_ms = interval_ms
         self.timer.setInterval(interval_ms)
         self.timer.timeout.connect(self.refresh)
         self.visibilityChanged.connect(self._visibility_changed)
@@ -200,8 +204,11 @@ class TaskPanel(QgsDockWidget):
 
     def _visibility_changed(self, visible: bool) -> None:
         if visible:
+            self.timer.setInterval(self.interval_ms)
             self.refresh()
             self.timer.start()
+        elif self.snapshot.health is not None:  # closed: still watched, less often, for the end notices
+            self.timer.setInterval(WATCH_MS)
         else:
             self.timer.stop()
 
@@ -302,7 +309,8 @@ class TaskPanel(QgsDockWidget):
     def follow_again(self, uuid: str) -> None:
         """A restarted task is followed again: its next end is announced."""
         self.restarted[uuid] = time.monotonic()
-        self.seen[uuid] = TaskStatus.QUEUED
+        if self.seen is not None:
+            self.seen[uuid] = TaskStatus.QUEUED
 
     def remove_tasks(self) -> None:
         chosen = self.selected()
@@ -415,7 +423,6 @@ class TaskPanel(QgsDockWidget):
 
     def closeEvent(self, event) -> None:  # the dock's own close button
         QgsSettings().setValue(KEY_VISIBLE, False)
-        self.timer.stop()
         super().closeEvent(event)
 
     def shutdown(self) -> None:

@@ -88,11 +88,12 @@ def test_a_server_that_does_not_answer_is_an_error_in_words():
     assert snapshot.tasks == [] and snapshot.health is None and "Cannot reach the server" in snapshot.error
 
 
-def test_only_tasks_seen_unfinished_are_announced_when_they_end():
+def test_ends_since_the_last_snapshot_are_announced_once():
     before = {"a": TaskStatus.RUNNING, "b": TaskStatus.COMPLETED, "c": TaskStatus.QUEUED}
     after = [TaskEntry(info(u, s)) for u, s in (("a", TaskStatus.COMPLETED), ("b", TaskStatus.COMPLETED),
                                                  ("c", TaskStatus.RUNNING), ("d", TaskStatus.FAILED))]
-    assert [e.uuid for e in ended_between(before, after)] == ["a"]
+    assert [e.uuid for e in ended_between(before, after)] == ["a", "d"]  # d: created and ended in between
+    assert ended_between(None, after) == []  # the first snapshot: old ends are not news
 
 
 def test_health_filter_order_and_elapsed():

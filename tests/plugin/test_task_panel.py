@@ -257,3 +257,17 @@ def test_restart_follows_the_task_again_and_console_and_new_task(panel, relay, q
     new.close()
     for opened in panel.dialogs:
         opened.deleteLater()
+
+
+def test_a_closed_panel_still_announces_ends(panel, relay, qgis_iface, sample_images, monkeypatch):
+    import qgis_plugin.gui.task_panel as task_panel
+
+    monkeypatch.setattr(task_panel, "WATCH_MS", 300)
+    shown: list = []
+    panel.refreshed.connect(shown.append)
+    panel.show()  # (a floating dock here) opened: refreshed at once, then every interval
+    wait_for(lambda: shown, 30, "the first refresh")
+    panel.close()
+    assert panel.timer.isActive() and panel.timer.interval() == 300
+    task = shared.Node.from_url(relay.url, token=TOKEN).create_task(sample_images[:2], name="while closed")
+    wait_for(lambda: f"odx_relay_notice_{task.uuid}" in notices(qgis_iface), 60, "the notice")
