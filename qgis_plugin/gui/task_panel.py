@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from qgis.core import (
@@ -320,13 +321,38 @@ class TaskPanel(QgsDockWidget):
                 self.run_algorithm("odxrelay:removetask", {"TASK": entry.uuid})
 
     def open_report(self) -> None:
+        """The report of loaded results, else fetched alone (a relay serves it alone, a node in all.zip)."""
         for entry in self.selected():
             report = settings.results_folder().joinpath(entry.uuid, *REPORT)
             if report.is_file():
-                QDesktopServices.openUrl(QUrl.fromLocalFile(str(report)))
+                self.open_file(report)
+            elif entry.status != TaskStatus.COMPLETED:
+                self.say(f"“{entry.title}” has no report: it is {entry.status_word}.", Qgis.MessageLevel.Info)
             else:
-                self.say(f"The report of “{entry.title}” comes with its results: load them first.",
-                         Qgis.MessageLevel.Info)
+                self.in_background(lambda node, uuid=entry.uuid: node.get_task(uuid).download_asset(
+                    REPORT[-1], reports_folder(uuid)), self.open_file)
+
+    def open_file(self, path: Path | str | BaseException) -> None:
+        if isinstance(path, BaseException):
+            self.say(error_message(path), Qgis.MessageLevel.Warning)
+            return
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
+
+    def in_background(self, work: Callable[[shared.Node], Any], callback: Callable[[Any], None]) -> bool:
+        """`work(node)` in a worker thread on the server of the settings; `callback(result)` on this thread."""
+        try:
+            connection = self.connection()
+        except ConnectionError as exc:
+            self.say(str(exc), Qgis.MessageLevel.Warning)
+            return False
+
+        def run() -> Any:
+            node = connection.node()
+            try:
+                return work(node)
+            finally:
+                node.session.close()
+        return self.background.submit(run, callback)
 
     def copy_uuids(self) -> str:
         text = "\n".join(e.uuid for e in self.selected())
@@ -334,19 +360,9 @@ class TaskPanel(QgsDockWidget):
         return text
 
     def show_console(self) -> None:
-        try:
-            connection = self.connection()
-        except ConnectionError as exc:
-            self.say(str(exc), Qgis.MessageLevel.Warning)
-            return
         for entry in self.selected():
-            def fetch(uuid: str = entry.uuid) -> list[str]:
-                node = connection.node()
-                try:
-                    return node.get_task(uuid).output()
-                finally:
-                    node.session.close()
-            self.background.submit(fetch, lambda lines, entry=entry: self.console_dialog(entry, lines))
+            self.in_background(lambda node, uuid=entry.uuid: node.get_task(uuid).output(),
+                               lambda lines, entry=entry: self.console_dialog(entry, lines))
 
     def console_dialog(self, entry: TaskEntry, lines: list[str] | BaseException) -> QDialog:
         dialog = QDialog(self)
@@ -429,6 +445,13 @@ class TaskPanel(QgsDockWidget):
         """The plugin is unloading: no more refreshes, the worker threads let go."""
         self.timer.stop()
         self.background.close()
+
+
+def reports_folder(uuid: str) -> Path:
+    """Where a report fetched alone is kept (beside the results cache, which holds whole downloads only)."""
+    folder = settings.results_folder() / "reports" / uuid
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def loaded_group(uuid: str) -> QgsLayerTreeGroup | None:

@@ -271,3 +271,17 @@ def test_a_closed_panel_still_announces_ends(panel, relay, qgis_iface, sample_im
     assert panel.timer.isActive() and panel.timer.interval() == 300
     task = shared.Node.from_url(relay.url, token=TOKEN).create_task(sample_images[:2], name="while closed")
     wait_for(lambda: f"odx_relay_notice_{task.uuid}" in notices(qgis_iface), 60, "the notice")
+
+
+def test_open_report_fetches_the_report_alone_when_results_are_not_loaded(panel, relay, sample_images, monkeypatch):
+    import qgis_plugin.gui.task_panel as task_panel
+
+    opened: list = []
+    monkeypatch.setattr(task_panel.QDesktopServices, "openUrl", lambda url: opened.append(url.toLocalFile()))
+    task = shared.Node.from_url(relay.url, token=TOKEN).create_task(sample_images[:2], name="reported")
+    task.wait_for_completion(interval=0.1)
+    refreshed(panel)
+    panel.select([task.uuid])
+    panel.actions_by_name["report"].trigger()
+    wait_for(lambda: opened, 30, "the report")
+    assert opened[0].endswith("report.pdf") and Path(opened[0]).read_bytes().startswith(b"%PDF")
