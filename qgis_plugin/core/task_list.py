@@ -106,8 +106,9 @@ def entry_from_json(data: Mapping[str, Any]) -> TaskEntry:
     return TaskEntry(shared.TaskInfo.from_json(dict(data)), str(node) if node else None)
 
 
-def fetch_tasks(node: shared.Node) -> tuple[list[TaskEntry], bool]:
-    """The token's tasks, newest first, and whether one request said it all (a relay)."""
+def fetch_tasks(node: shared.Node, ended: Mapping[str, TaskEntry] | None = None) -> tuple[list[TaskEntry], bool]:
+    """The token's tasks, newest first, and whether one request said it all (a relay). From a plain node,
+    the tasks in `ended` (ended at an earlier refresh, so unchanged unless restarted) are not asked again."""
     listed = node.get_json(shared.endpoints.TASK_LIST, {"with_info": "true"})
     if not isinstance(listed, list):
         raise shared.NodeResponseError(f"unexpected task list: {str(listed)[:200]}")
@@ -116,6 +117,9 @@ def fetch_tasks(node: shared.Node) -> tuple[list[TaskEntry], bool]:
     for item in listed:
         if with_info:
             entries.append(entry_from_json(item))
+            continue
+        if ended and item["uuid"] in ended:
+            entries.append(ended[item["uuid"]])
             continue
         try:  # a plain NodeODX node: one info per task
             entries.append(entry_from_json(node.get_json(shared.endpoints.task_info(item["uuid"]))))
@@ -129,11 +133,12 @@ def newest_first(entries: Iterable[TaskEntry]) -> list[TaskEntry]:
     return sorted(entries, key=lambda e: (e.info.date_created or epoch, e.uuid), reverse=True)
 
 
-def take_snapshot(node: shared.Node, display_url: str = "") -> Snapshot:
+def take_snapshot(node: shared.Node, display_url: str = "", ended: Mapping[str, TaskEntry] | None = None
+                  ) -> Snapshot:
     """Health and tasks in one go (two requests to a relay); never raises for the server's faults."""
     try:
         health = health_from_info(node.info())
-        tasks, with_info = fetch_tasks(node)
+        tasks, with_info = fetch_tasks(node, ended)
     except (shared.GenericError, ValueError, KeyError, TypeError) as exc:
         return Snapshot(error=error_message(exc, display_url))
     return Snapshot(tasks, health, "", with_info)
@@ -153,13 +158,19 @@ def matches(entry: TaskEntry, statuses: Iterable[TaskStatus] | None) -> bool:
     return statuses is None or entry.status in set(statuses)
 
 
-def snapshot_of(connection: Connection, timeout: float = 20) -> Snapshot:
+def snapshot_of(connection: Connection, timeout: float = 20, ended: Mapping[str, TaskEntry] | None = None
+                ) -> Snapshot:
     """One refresh against `connection` (in a worker thread: the token was read on the main thread)."""
     try:
         node = connection.node(timeout=timeout)
     except ConnectionError as exc:
         return Snapshot(error=str(exc))
     try:
-        return take_snapshot(node, connection.display_url)
+        return take_snapshot(node, connection.display_url, ended)
     finally:
         node.session.close()
+
+
+def ended_entries(snapshot: Snapshot) -> dict[str, TaskEntry]:
+    """The tasks of a snapshot that had ended, by uuid (what a plain node need not be asked for again)."""
+    return {e.uuid: e for e in snapshot.tasks if e.status.is_final}

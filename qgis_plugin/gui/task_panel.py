@@ -47,7 +47,7 @@ from qgis.PyQt.QtWidgets import (
 from .. import settings
 from ..core.connection import Connection, ConnectionError
 from ..core.describe import error_message
-from ..core.task_list import ACTIVE, Snapshot, TaskEntry, ended_between, snapshot_of
+from ..core.task_list import ACTIVE, Snapshot, TaskEntry, ended_between, ended_entries, snapshot_of
 from ..deps import shared
 from ..processing.base import ICON
 from .task_model import ENTRY_ROLE, NAME, PROGRESS, ProgressDelegate, StatusFilter, TaskTableModel
@@ -58,6 +58,8 @@ KEY_VISIBLE = "odx_relay/task_panel_visible"
 REFRESH_MS = 3000
 #: While the panel is closed, once it has reached the server (so the token is unlocked): ends are still announced.
 WATCH_MS = 15000
+#: Against a plain node, tasks that had ended are asked for again only every so many refreshes (restarts elsewhere).
+FULL_EVERY = 10
 NOTICE_SECONDS = 0  # notices stay until dismissed: a task may end while the user is away
 FILTERS: tuple[tuple[str, tuple[TaskStatus, ...] | None], ...] = (
     ("All tasks", None),
@@ -131,6 +133,7 @@ class TaskPanel(QgsDockWidget):
         self.setWindowTitle(self.tr("ODX Relay tasks"))
         self.background = Background(self)
         self.refreshing = False
+        self.refreshes = 0
         self.seen: dict[str, TaskStatus] | None = None  # statuses at the last refresh (None: none yet)
         self.restarted: dict[str, float] = {}  # uuid -> when its restart was accepted (followed again since)
         self.snapshot = Snapshot()
@@ -223,7 +226,10 @@ class TaskPanel(QgsDockWidget):
             self.show_snapshot(Snapshot(error=str(exc)))
             return False
         asked = time.monotonic()
-        self.refreshing = self.background.submit(lambda: snapshot_of(connection),
+        self.refreshes += 1
+        ended = {} if self.refreshes % FULL_EVERY == 0 else {  # (used against a plain node only)
+            uuid: entry for uuid, entry in ended_entries(self.snapshot).items() if uuid not in self.restarted}
+        self.refreshing = self.background.submit(lambda: snapshot_of(connection, ended=ended),
                                                  lambda snapshot: self.show_snapshot(snapshot, asked))
         return self.refreshing
 

@@ -13,6 +13,7 @@ import pytest
 from qgis_plugin.core.task_list import (
     TaskEntry,
     ended_between,
+    ended_entries,
     health_from_info,
     matches,
     newest_first,
@@ -72,6 +73,16 @@ def test_a_plain_node_is_asked_for_each_tasks_info(devnode_factory, sample_image
     assert [e.uuid for e in snapshot.tasks] == [t.uuid for t in reversed(tasks)]
     assert all(e.node is None for e in snapshot.tasks)
     assert snapshot.health is not None and not snapshot.health.is_relay and snapshot.health.slots == 2
+
+    for task in tasks:
+        task.wait_for_completion(interval=0.1)
+    node = shared.Node.from_url(plain.url)
+    ended = ended_entries(take_snapshot(node))
+    calls: list[str] = []
+    original = node.request
+    node.request = lambda method, path, query=None, **kw: calls.append(path) or original(method, path, query, **kw)
+    again = take_snapshot(node, ended=ended)  # tasks that had ended are not asked for again
+    assert calls == ["/info", "/task/list"] and [e.uuid for e in again.tasks] == [t.uuid for t in reversed(tasks)]
 
 
 def test_a_real_nodeodx_node_works_too(nodeodx_factory, sample_images: list[Path]):

@@ -285,3 +285,21 @@ def test_open_report_fetches_the_report_alone_when_results_are_not_loaded(panel,
     panel.actions_by_name["report"].trigger()
     wait_for(lambda: opened, 30, "the report")
     assert opened[0].endswith("report.pdf") and Path(opened[0]).read_bytes().startswith(b"%PDF")
+
+
+def test_against_a_plain_nodeodx_node(qgis_iface, nodeodx_factory, sample_images):
+    from qgis_plugin.gui.task_panel import TaskPanel
+
+    real = nodeodx_factory()
+    task = shared.Node.from_url(real.url).create_task(sample_images[:3], name="on a plain node")
+    dock = TaskPanel(qgis_iface, None, connection=lambda: Connection(real.url))
+    try:
+        snapshot = refreshed(dock)
+        assert snapshot.error == "" and not snapshot.with_info
+        assert [(e.uuid, e.node) for e in dock.model.entries] == [(task.uuid, None)]
+        assert dock.header.text().startswith("NodeODX node") and dock.warning.isHidden()
+        task.wait_for_completion(interval=0.2)
+        wait_for(lambda: refreshed(dock) and f"odx_relay_notice_{task.uuid}" in notices(qgis_iface), 60)
+    finally:
+        dock.shutdown()
+        dock.deleteLater()
