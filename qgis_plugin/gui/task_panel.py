@@ -134,6 +134,7 @@ class TaskPanel(QgsDockWidget):
         self.background = Background(self)
         self.refreshing = False
         self.refreshes = 0
+        self.server: tuple[str, str] | None = None  # the server and token of the last refresh asked for
         self.seen: dict[str, TaskStatus] | None = None  # statuses at the last refresh (None: none yet)
         self.restarted: dict[str, float] = {}  # uuid -> when its restart was accepted (followed again since)
         self.snapshot = Snapshot()
@@ -225,6 +226,9 @@ class TaskPanel(QgsDockWidget):
         except ConnectionError as exc:
             self.show_snapshot(Snapshot(error=str(exc)))
             return False
+        if (connection.display_url, connection.token) != self.server:  # another server or token: start afresh
+            self.server = (connection.display_url, connection.token)
+            self.seen, self.snapshot = None, Snapshot()
         asked = time.monotonic()
         self.refreshes += 1
         ended = {} if self.refreshes % FULL_EVERY == 0 else {  # (used against a plain node only)
@@ -251,7 +255,10 @@ class TaskPanel(QgsDockWidget):
                 if entry.uuid not in restarted:
                     self.notify_end(entry)
             self.seen = {e.uuid: TaskStatus.QUEUED if e.uuid in restarted else e.status for e in snapshot.tasks}
+            chosen = [e.uuid for e in self.selected()]
             self.model.set_entries(snapshot.tasks)
+            if [e.uuid for e in self.selected()] != chosen:  # rows came or went: the same tasks stay selected
+                self.select(chosen)
             self.snapshot = snapshot
         self.update_actions()
         self.refreshed.emit(snapshot)

@@ -303,3 +303,22 @@ def test_against_a_plain_nodeodx_node(qgis_iface, nodeodx_factory, sample_images
     finally:
         dock.shutdown()
         dock.deleteLater()
+
+
+def test_selection_survives_new_tasks_and_another_server_starts_afresh(panel, relay, qgis_iface, devnode_factory,
+                                                                       sample_images):
+    client = shared.Node.from_url(relay.url, token=TOKEN)
+    first = client.create_task(sample_images[:2], name="selected")
+    refreshed(panel)
+    panel.select([first.uuid])
+    client.create_task(sample_images[:2], name="newcomer")
+    refreshed(panel)
+    assert [e.uuid for e in panel.selected()] == [first.uuid] and panel.model.entries[0].title == "newcomer"
+
+    other = devnode_factory(slots=1, **FAST)
+    old = shared.Node.from_url(other.url).create_task(sample_images[:2], name="ended elsewhere")
+    old.wait_for_completion(interval=0.1)
+    panel.connection = lambda: Connection(other.url)
+    refreshed(panel)
+    assert [e.uuid for e in panel.model.entries] == [old.uuid]
+    assert f"odx_relay_notice_{old.uuid}" not in notices(qgis_iface)  # not news: it had ended before
