@@ -458,7 +458,7 @@ class _Download:
         written = 0
         try:
             with open(partial, "wb") as out:
-                for block in response.iter_content(CHUNK):
+                for block in response.iter_content(BLOCK):
                     out.write(block)
                     written += len(block)
                     progress.add(len(block))
@@ -507,7 +507,7 @@ class _Download:
                             "Content-Range", "").startswith(f"bytes {start}-{end}/"):
                         raise RangeNotAvailableError(f"{self.path} did not honour Range {start}-{end}")
                     out_pos = start
-                    for block in response.iter_content(CHUNK):
+                    for block in response.iter_content(BLOCK):
                         os.pwrite(out.fileno(), block, out_pos)
                         out_pos += len(block)
                         got += len(block)
