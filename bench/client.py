@@ -8,8 +8,9 @@ server in one interleaved loop (ours then pyodx, then the other way round), each
 - upload: `create_task` of 30 photos of 8 MB (random bytes named `IMG_nnnn.JPG`: NodeODX's test mode
   does not decode them; made once under the bench cache), init to commit, to a real NodeODX in test
   mode directly and through a relay in front of it; the task is removed after each run;
-- download: `download_zip` of one completed task whose all.zip was swapped for a large one (256 MB,
-  stored, incompressible; NodeODX's own test all.zip is a few hundred KB): from the plain NodeODX
+- download: `download_zip` of one completed task whose all.zip is large (NodeODX's test mode zips the
+  files of its `tests/processing_results`, a few hundred KB; here that node's copy of them holds a 256 MB
+  orthophoto of random bytes, so the node itself makes an all.zip of 256 MB): from the plain NodeODX
   (which ignores Range: one stream) and through a relay in front of it (which answers Range from its
   cache, filled once before the timing: parallel ranges for both clients).
 
@@ -26,12 +27,12 @@ import shutil
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import requests
 
 from shared import Node
+from testkit import nodeodx
 
 from .context import Context
 from .report import Bar, Row, Section, median
@@ -40,10 +41,9 @@ from .stack import KINDS, MB, kind_problem, samples, stack
 SIZES = {"full": {"photos": 30, "photo_mb": 8, "zip_mb": 256, "repetitions": 5},
          "quick": {"photos": 4, "photo_mb": 8, "zip_mb": 16, "repetitions": 1}}
 CLIENTS = ("ours", "pyodx")
-#: uploads: a committed task never gets to processing before it is removed; downloads: tasks end at once
-UPLOAD_FLAGS = {"devnode": {"slots": 4, "seconds_per_image": 2, "memory_gb": 64},
-                "nodeodx": {"parallel_queue_processing": 4, "test_seconds": 3600}}
-DOWNLOAD_FLAGS = {"devnode": {"slots": 2, "seconds_per_image": 0.02}, "nodeodx": {"parallel_queue_processing": 2}}
+#: uploads: a committed task never gets to processing before it is removed; downloads: the task ends at once
+UPLOAD_FLAGS = {"parallel_queue_processing": 4, "test_seconds": 3600}
+DOWNLOAD_FLAGS = {"parallel_queue_processing": 2}
 #: where each client sends to: the node itself, or the relay in front of it (`Stack.url`'s names for them)
 SIDES_OF = {"node": "direct", "relay": "relay"}
 WORKER_TIMEOUT = 600
@@ -65,38 +65,41 @@ def photos(cache: Path, count: int, size_mb: int) -> list[Path]:
     return paths
 
 
-def large_zip(cache: Path, size_mb: int) -> Path:
-    """An all.zip of `size_mb` MB: a stored (uncompressed) orthophoto of random bytes, written once and kept."""
-    path = cache / f"client-all-{size_mb}mb.zip"
-    if path.exists():
-        return path
-    partial = path.with_suffix(".part")
-    with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as archive:
-        with archive.open("odm_orthophoto/odm_orthophoto.tif", "w", force_zip64=True) as member:
+def orthophoto(cache: Path, size_mb: int) -> Path:
+    """`size_mb` MB of random bytes to stand for an orthophoto (incompressible), written once and kept."""
+    path = cache / f"client-orthophoto-{size_mb}mb.tif"
+    if not (path.exists() and path.stat().st_size == size_mb * MB):
+        partial = path.with_suffix(".part")
+        with open(partial, "wb") as out:
             for _ in range(size_mb):
-                member.write(os.urandom(MB))
-    partial.replace(path)
+                out.write(os.urandom(MB))
+        partial.replace(path)
     return path
 
 
-def task_folder(server, kind: str, uuid: str) -> Path:
-    """Where the node keeps a task's all.zip."""
-    if kind == "nodeodx":
-        return server.workdir / "tests" / "data" / uuid
-    return server.data_dir / uuid
-
-
-def completed_task(relay_url: str, node, kind: str, zip_path: Path, cache: Path) -> str:
-    """A task created through the relay, run to completion on its node, its all.zip swapped for `zip_path`."""
-    with Node.from_url(relay_url, timeout=60) as client:
-        task = client.create_task(samples(cache, 2), name="bench client download")
-        task.wait_for_completion(interval=0.1)
-    target = task_folder(node, kind, task.uuid) / "all.zip"
-    target.unlink()
+def large_outputs(root: Path, tif: Path) -> Path:
+    """A NodeODX working folder whose test outputs (`tests/processing_results`, which NodeODX's test mode zips
+    into each task's all.zip) are the build's with `tif` as the orthophoto: the node makes a large all.zip
+    itself, so whatever the relay keeps of it (its cache, its results copy) is large too."""
+    results = root / "tests" / "processing_results"
+    shutil.rmtree(root, ignore_errors=True)
+    (results / "odm_orthophoto").mkdir(parents=True)
+    for entry in (nodeodx.BUILD / "tests" / "processing_results").iterdir():
+        if entry.name not in ("odm_orthophoto", "all.zip"):
+            (results / entry.name).symlink_to(entry)
+    target = results / "odm_orthophoto" / "odm_orthophoto.tif"
     try:
-        os.link(zip_path, target)
+        os.link(tif, target)
     except OSError:
-        shutil.copyfile(zip_path, target)
+        shutil.copyfile(tif, target)
+    return root
+
+
+def completed_task(relay_url: str, cache: Path) -> str:
+    """A task created through the relay and run to completion on its node (all.zip made and all)."""
+    with Node.from_url(relay_url, timeout=120) as client:
+        task = client.create_task(samples(cache, 2), name="bench client download")
+        task.wait_for_completion(interval=0.2)
     return task.uuid
 
 
@@ -130,17 +133,19 @@ def run(ctx: Context) -> Section:
     if importlib.util.find_spec("pyodx") is None:
         section.error = "pyodx is not installed: nothing to compare with"
         return section
-    kind = "nodeodx" if "nodeodx" in ctx.nodes and not kind_problem("nodeodx") else "devnode"
-    label = KINDS[kind]
+    if "nodeodx" not in ctx.nodes or kind_problem("nodeodx"):
+        section.error = kind_problem("nodeodx") or "the client is measured against a real NodeODX: add it to --nodes"
+        return section
+    label = KINDS["nodeodx"]
     files = photos(ctx.cache, size["photos"], size["photo_mb"])
-    archive = large_zip(ctx.cache, size["zip_mb"])
-    downloads = ctx.scratch / "client-downloads"
-    downloads.mkdir(parents=True, exist_ok=True)
     workdir = ctx.scratch / "client"
-    with stack(workdir / "up", UPLOAD_FLAGS[kind], kind=kind) as up, \
-            stack(workdir / "down", DOWNLOAD_FLAGS[kind], kind=kind) as down:
-        uuid = completed_task(down.relay.url, down.node, kind, archive, ctx.cache)
-        with requests.get(down.relay.url + f"/task/{uuid}/download/all.zip", stream=True, timeout=120) as warm:
+    downloads = workdir / "downloads"
+    downloads.mkdir(parents=True, exist_ok=True)
+    outputs = large_outputs(workdir / "nodeodx-large-outputs", orthophoto(ctx.cache, size["zip_mb"]))
+    with stack(workdir / "up", UPLOAD_FLAGS, kind="nodeodx") as up, \
+            stack(workdir / "down", {**DOWNLOAD_FLAGS, "workdir": outputs}, kind="nodeodx") as down:
+        uuid = completed_task(down.relay.url, ctx.cache)
+        with requests.get(down.relay.url + f"/task/{uuid}/download/all.zip", stream=True, timeout=300) as warm:
             for _ in warm.iter_content(MB):  # fills the relay's cache: every timed download is served from it
                 pass
         uploads = interleaved_clients(size["repetitions"], list(SIDES_OF), lambda target, client: run_worker(
@@ -149,7 +154,11 @@ def run(ctx: Context) -> Section:
         fetched = interleaved_clients(size["repetitions"], list(SIDES_OF), lambda target, client: run_worker(
             ["download", client, down.url(SIDES_OF[target]), uuid, str(downloads / client)]))
     details: dict = {"photos": size["photos"], "photo_mb": size["photo_mb"], "zip_mb": size["zip_mb"],
-                     "repetitions": size["repetitions"], "node": kind}
+                     "repetitions": size["repetitions"]}
+    sizes = {r["bytes"] for target in fetched.values() for runs in target.values() for r in runs}
+    if len(sizes) != 1 or min(sizes) < size["zip_mb"] * MB:
+        section.error = f"all.zip sizes differ or are short of {size['zip_mb']} MB: {sorted(sizes)}"
+    details["zip_bytes"] = max(sizes)
     for job, results in (("upload", uploads), ("download all.zip", fetched)):
         for target in SIDES_OF:
             where = label if target == "node" else "relay"

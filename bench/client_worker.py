@@ -36,6 +36,7 @@ def main(argv: list[str]) -> int:
     job, client, url, *rest = argv
     node = node_for(client, url)
     progress: list[float] = []
+    size = 0
     if job == "upload":
         files = [str(Path(f)) for f in rest]
         started = time.perf_counter()
@@ -48,12 +49,14 @@ def main(argv: list[str]) -> int:
         started = time.perf_counter()
         path = task.download_zip(destination, progress_callback=progress.append)
         seconds = time.perf_counter() - started
+        size = Path(path).stat().st_size
         Path(path).unlink()
     else:
         raise SystemExit(f"unknown job {job!r}")
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_rss_mb(), "cpu_seconds": usage.ru_utime + usage.ru_stime,
-                      "progress_calls": len(progress), "last_progress": progress[-1] if progress else None}))
+                      "bytes": size, "progress_calls": len(progress),
+                      "last_progress": progress[-1] if progress else None}))
     return 0
 
 
