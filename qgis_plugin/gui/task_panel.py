@@ -468,12 +468,14 @@ def reports_folder(uuid: str) -> Path:
 
 
 def loaded_group(uuid: str) -> QgsLayerTreeGroup | None:
-    """The group holding a layer made from this task's results folder, if its results are on the map."""
+    """The group holding a layer made from this task's current results, if they are on the map (results moved
+    aside by a restart do not count: the new ones are loaded)."""
     folder = str(settings.results_folder() / uuid) + os.sep
     project = QgsProject.instance()
     for layer in project.mapLayers().values():
         node = project.layerTreeRoot().findLayer(layer.id())
-        if node is not None and layer.source().startswith(folder):
+        source = layer.source()
+        if node is not None and source.startswith(folder) and Path(source).exists():  # (a restart moves them)
             parent = node.parent()
             return parent if isinstance(parent, QgsLayerTreeGroup) else None
     return None
