@@ -227,7 +227,7 @@ def paths() -> dict[str, Schema]:
             **token)},
         "/task/list": {"get": operation("The tasks of this token", task_ops, {
             "200": json_body({"type": "array", "items": {"oneOf": [ref("Uuid"), {"allOf": [ref("TaskInfo"), {
-                "type": "object", "properties": {"node": {"type": ["string", "null"], "description": (
+                "type": "object", "properties": {"node": {"type": "string", "nullable": True, "description": (
                     "The label (else the id) of the node holding the task")}}}]}]}},
                 "Their uuids, oldest first (with `with_info=true`, their infos)"),
             "400": ref("BadRequest", "responses")}, op_id="taskList",
