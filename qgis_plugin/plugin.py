@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from qgis.core import QgsApplication
 
-from .processing.base import watch_for_quit
+from .processing.closing import stop_watching, watch_for_quit
 from .processing.provider import OdxRelayProvider
 
 
@@ -23,6 +23,7 @@ class ODXRelayPlugin:
 
     def initGui(self) -> None:
         self.initProcessing()
+        watch_for_quit(self.iface)  # closing QGIS stops following tasks, never cancels them on the server
         if self.iface is not None:
             from .gui.settings_widget import SettingsPageFactory
             self.options_factory = SettingsPageFactory()
@@ -64,6 +65,7 @@ class ODXRelayPlugin:
 
     def unload(self) -> None:
         self.unloadPanel()
+        stop_watching()  # runs still following a task stop here; the tasks keep running on the server
         if self.options_factory is not None:
             self.iface.unregisterOptionsWidgetFactory(self.options_factory)
             self.options_factory = None

@@ -22,18 +22,48 @@ def gigabytes(size: float | None) -> str:
     return "unknown" if size is None else f"{size / 1024 ** 3:.1f} GB"
 
 
+class NoNodeOnline(ConnectionError):
+    """The server is a relay with no node online: it cannot check options nor take a task now."""
+
+
+def relay_nodes(info: shared.NodeInfo) -> dict[str, Any] | None:
+    """The relay's own counts from `/info` (its `relay` key: nodes, online, offline, locked, queued), or
+    None when the server is a NodeODX node."""
+    relay = info.extra.get("relay")
+    return relay if isinstance(relay, dict) else None
+
+
+def no_node_online(info: shared.NodeInfo, url: str = "") -> str | None:
+    """Why a relay cannot take a task now (no node of it online), in words; None when it can, or it is a node."""
+    relay = relay_nodes(info)
+    if relay is None or int(relay.get("online") or 0) > 0:
+        return None
+    total = int(relay.get("nodes") or 0)
+    where = f" at {url}" if url else ""
+    if total == 0:
+        return f"The ODX Relay{where} has no nodes: its administrator must add one before it can process anything."
+    parts = [f"{int(relay.get('offline') or 0)} offline"]
+    if relay.get("locked"):
+        parts.append(f"{int(relay['locked'])} locked")
+    return (f"No node of the ODX Relay{where} is online (0 of {total} online; {', '.join(parts)}), so it cannot "
+            "check options or process a task now. Try again later, or ask its administrator.")
+
+
 def describe_info(info: shared.NodeInfo, url: str = "") -> str:
-    """The `/info` reply as a few sentences: what the server is, how busy, how much memory."""
+    """The `/info` reply as a few sentences: what the server is, how busy, how much memory. A relay with no
+    node online says so first: its sums (memory, slots) are then zero, which is no sign of health."""
     engine = f"{info.engine} {info.engine_version}".strip()
-    kind = "ODX Relay" if info.extra.get("relay") or "nodes" in info.extra else "NodeODX"
+    relay = relay_nodes(info)
+    kind = "ODX Relay" if relay is not None else "NodeODX"
     lines = [f"Connected to {kind} {info.version or '(version unknown)'}"
              + (f" at {url}" if url else "") + (f", running {engine}" if engine else "") + "."]
-    nodes = info.extra.get("nodes")
-    if isinstance(nodes, list):
-        online = sum(1 for n in nodes if not isinstance(n, dict) or n.get("online", True))
-        lines.append(f"Nodes: {len(nodes)}, {online} online.")
-    elif isinstance(nodes, int):
-        lines.append(f"Nodes: {nodes}.")
+    if relay is not None:
+        down = no_node_online(info)
+        if down:
+            return "\n".join([lines[0], down])
+        locked = int(relay.get("locked") or 0)
+        lines.append(f"Nodes: {int(relay.get('online') or 0)} of {int(relay.get('nodes') or 0)} online"
+                     + (f", {locked} locked" if locked else "") + ".")
     slots = info.max_parallel_tasks
     queue = info.task_queue_count
     if slots:

@@ -19,13 +19,15 @@ from typing import Any, Protocol
 
 from ..deps import shared
 from .cache import ResultsCache, check_uuid
-from .describe import STATUS_WORDS, duration
+from .describe import STATUS_WORDS, NoNodeOnline, duration, no_node_online
 from .inputs import UploadPlan, stage
 from .progress import DOWNLOAD, LOAD_WEIGHTS, PROCESSING, SUBMIT_WEIGHTS, UPLOAD, ProgressMap
 
 TaskStatus = shared.TaskStatus
 #: The first wait between polls; it grows to `poll_interval`, so short tasks end without a long pause.
 FIRST_POLL = 0.2
+#: Seconds a run waits after a cancel for word that QGIS is closing, before it cancels the remote task.
+CLOSE_GRACE = 0.5
 
 
 class Canceled(Exception):
@@ -36,13 +38,22 @@ class NotReady(Exception):
     """The task exists but has not finished, and the caller chose not to wait."""
 
 
+def require_online(node: shared.Node) -> None:
+    """Refuse early, in words, when the server is a relay with no node online: its `/options` is then empty,
+    and every option would be refused as unknown."""
+    problem = no_node_online(node.info(), node.url("/", with_token=False).rstrip("/"))
+    if problem:
+        raise NoNodeOnline(problem)
+
+
 class Reporter(Protocol):
     def progress(self, percent: float) -> None: ...
     def info(self, text: str) -> None: ...
     def console(self, text: str) -> None: ...
     def is_canceled(self) -> bool: ...
     def leave_running(self) -> bool:
-        """True when the cancel comes from QGIS closing: the remote task then keeps running."""
+        """True when the cancel comes from QGIS closing (or the plugin unloading): the remote task then keeps
+        running. Only a cancel the user asked for (a Cancel button, `feedback.cancel()`) cancels it."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +111,7 @@ class TaskRunner:
         self._stop_if_canceled(None)
         self.reporter.info(f"Checking {len(options)} option(s) and {plan.image_count} images with "
                            f"{self.node.url('/', with_token=False)} …")
+        require_online(self.node)
         self.node.check_task(plan.names(), options)
         for note in plan.notes:
             self.reporter.info(note)
@@ -194,12 +206,23 @@ class TaskRunner:
             return
         if task is None:
             raise Canceled("Canceled before anything was sent.")
-        if self.reporter.leave_running():
-            message = (f"QGIS is closing; task {task.uuid} keeps running on the server, and “Load results” "
-                       "picks it up later.")
+        if self._closing():
+            message = (f"QGIS stopped following task {task.uuid} (it is closing, or the plugin was unloaded); "
+                       "the task keeps running on the server, and “Load results” picks it up later.")
             self.reporter.info(message)
             raise Canceled(message)
         raise Canceled(self._cancel_remote(task))
+
+    def _closing(self) -> bool:
+        """Whether this cancel comes from QGIS closing rather than from the user. QGIS may ask its own
+        question on exit and cancel every task before the plugin hears of the exit, so a cancel counts as the
+        user's only once `CLOSE_GRACE` seconds have passed without word that QGIS is closing."""
+        deadline = time.monotonic() + CLOSE_GRACE
+        while not self.reporter.leave_running():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
     def _cancel_remote(self, task: shared.Task) -> str:
         """Ask the server to cancel; say what happened, without raising (the user already stopped)."""

@@ -6,13 +6,11 @@ QgsProcessingException carrying a clear message; only a bug in the plugin would 
 """
 from __future__ import annotations
 
-import threading
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from qgis.core import (
-    QgsApplication,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
@@ -31,6 +29,7 @@ from ..core.describe import error_message
 from ..core.inputs import InputError
 from ..core.runner import Canceled, NotReady, TaskRunner
 from ..deps import shared
+from . import closing
 
 PLUGIN_PACKAGE = __package__.rsplit(".", 1)[0]
 ICON = Path(__file__).resolve().parent.parent / "icon.svg"
@@ -38,23 +37,12 @@ USER_ERRORS = (shared.GenericError, InputError, ConnectionError, NotReady, Cance
                zipfile.BadZipFile)
 
 
-#: Set when QGIS quits. Processing then cancels every running algorithm, but a task on the server
-#: must keep running (the user closed QGIS, not the task), so the runner leaves it alone.
-QGIS_CLOSING = threading.Event()
-
-
-def watch_for_quit() -> None:
-    """Call once on the main thread (the plugin does, from initProcessing)."""
-    app = QgsApplication.instance()
-    if app is not None:
-        app.aboutToQuit.connect(QGIS_CLOSING.set)
-
-
 class FeedbackReporter:
     """The task runner's Reporter, speaking to Processing's feedback (safe from worker threads)."""
 
-    def __init__(self, feedback: QgsProcessingFeedback | None):
+    def __init__(self, feedback: QgsProcessingFeedback | None, run: closing.Run | None = None):
         self.feedback = feedback or QgsProcessingFeedback()
+        self.run = run
 
     def progress(self, percent: float) -> None:
         self.feedback.setProgress(percent)
@@ -69,7 +57,7 @@ class FeedbackReporter:
         return self.feedback.isCanceled()
 
     def leave_running(self) -> bool:
-        return QGIS_CLOSING.is_set()
+        return self.run.leaves_task_running() if self.run is not None else closing.QGIS_CLOSING.is_set()
 
 
 class OdxAlgorithm(QgsProcessingAlgorithm):
@@ -146,13 +134,16 @@ class OdxAlgorithm(QgsProcessingAlgorithm):
         return True
 
     def processAlgorithm(self, parameters, context, feedback):
-        reporter = FeedbackReporter(feedback)
+        feedback = feedback or QgsProcessingFeedback()
+        run = closing.begin_run(feedback.cancel)  # QGIS closing stops it without canceling the remote task
+        reporter = FeedbackReporter(feedback, run)
         try:
             return self.perform(parameters, context, reporter)
         except USER_ERRORS as exc:
             url = self.connection.display_url if self.connection else ""
             raise QgsProcessingException(error_message(exc, url)) from None
         finally:
+            closing.end_run(run)
             if self._node is not None:
                 self._node.session.close()
 

@@ -170,11 +170,12 @@ def test_no_point_cloud_provider_gives_a_message_naming_the_file(fixture_results
 
 def test_layer_plan_order_names_and_visibility(fixture_results, tmp_path):
     plan = products.layer_plan(products.find_results(fixture_results), ["ept", "gdal"])
-    assert [s.key for s in plan.layers] == ["orthophoto", "dsm_hillshade", "dsm", "dtm_hillshade", "dtm"]
-    assert [s.visible for s in plan.layers] == [True, True, True, False, False]
+    assert [s.key for s in plan.layers] == ["shots", "orthophoto", "dsm_hillshade", "dsm", "dtm_hillshade", "dtm"]
+    assert [s.visible for s in plan.layers] == [True, True, True, True, False, False]
+    assert plan.layers[0].name == "Camera positions" and plan.layers[0].provider == "ogr"
     assert len(plan.problems) == 1 and "pdal" in plan.problems[0]
     with_pdal = products.layer_plan(products.find_results(fixture_results), ["pdal"])
-    assert with_pdal.layers[0].key == "point_cloud" and with_pdal.layers[0].provider == "pdal"
+    assert with_pdal.layers[1].key == "point_cloud" and with_pdal.layers[1].provider == "pdal"
     assert with_pdal.problems == []
     assert len({s.name for s in with_pdal.layers}) == len(with_pdal.layers)
 
@@ -261,8 +262,11 @@ def test_describe_info_in_words():
     assert "NodeODX 2.3.1 at http://n:3000, running odm 3.5.4." in text
     assert "3 task(s) running or waiting, for 2 parallel slot(s)" in text
     assert "up to 500 images" in text and "8.0 GB free of 16.0 GB; 8 CPU cores" in text
-    relay = shared.NodeInfo.from_json({"version": "0.1.0", "nodes": [{"online": True}, {"online": False}]})
-    assert "ODX Relay" in describe.describe_info(relay) and "Nodes: 2, 1 online." in describe.describe_info(relay)
+    counts = {"version": "0.1.0", "nodes": 3, "online": 1, "offline": 1, "locked": 1, "queued": 0}
+    relay = shared.NodeInfo.from_json({"version": "2.3.1", "relay": counts})
+    text = describe.describe_info(relay)
+    assert "ODX Relay" in text and "Nodes: 1 of 3 online, 1 locked." in text
+    assert describe.no_node_online(relay) is None
 
 
 def test_task_row_and_durations():

@@ -150,6 +150,9 @@ def test_cancel_during_upload_reaches_the_task_by_the_uuid_chosen_before_it(tmp_
         def url(self, path, with_token=True):
             return "http://node" + path
 
+        def info(self):
+            return shared.NodeInfo.from_json({"version": "2.3.1"})
+
         def check_task(self, names, options):
             assert sorted(names) == ["a.jpg", "b.jpg"]
 
