@@ -12,6 +12,8 @@ from pathlib import Path
 
 from qgis.core import (
     QgsColorRampShader,
+    QgsCoordinateTransform,
+    QgsCsException,
     QgsGradientColorRamp,
     QgsGradientStop,
     QgsHillshadeRenderer,
@@ -26,8 +28,10 @@ from qgis.core import (
     QgsRasterLayer,
     QgsRectangle,
     QgsSingleBandPseudoColorRenderer,
+    QgsVectorLayer,
 )
 from qgis.PyQt import sip
+from qgis.PyQt.QtCore import QTimer
 from qgis.PyQt.QtGui import QColor, QPainter
 
 from .core.products import (
@@ -52,6 +56,8 @@ class LoadedResults:
     dsm: str | None
     dtm: str | None
     point_cloud: str | None
+    report: str | None
+    shots: str | None
     layers: int
 
 
@@ -66,7 +72,8 @@ def product_files(results: Results, providers: list[str]) -> dict[str, str | Non
     cloud = choice.path if choice is not None and choice.path is not None else (
         results.point_clouds[0][1] if results.point_clouds else None)
     return {"orthophoto": path(Product.ORTHOPHOTO), "dsm": path(Product.DSM), "dtm": path(Product.DTM),
-            "point_cloud": str(cloud) if cloud else None}
+            "point_cloud": str(cloud) if cloud else None, "report": path(Product.REPORT),
+            "shots": path(Product.SHOTS)}
 
 
 def available_providers() -> list[str]:
@@ -78,6 +85,8 @@ def make_layer(spec: LayerSpec, style: ElevationStyle = ELEVATION_STYLE) -> QgsM
     that crashes QGIS 3.22 when the layer is invalid)."""
     if spec.kind == LayerKind.POINT_CLOUD:
         return QgsPointCloudLayer(str(spec.path), spec.name, spec.provider)
+    if spec.kind == LayerKind.POINTS:
+        return QgsVectorLayer(str(spec.path), spec.name, spec.provider)
     layer = QgsRasterLayer(str(spec.path), spec.name, spec.provider)
     if layer.isValid():
         if spec.kind == LayerKind.ELEVATION:
@@ -118,15 +127,51 @@ def style_hillshade(layer: QgsRasterLayer, style: ElevationStyle = ELEVATION_STY
     layer.setBlendMode(QPainter.CompositionMode.CompositionMode_Multiply)
 
 
-class GroupPlacement:
-    """Puts one task's layers into one new group at the top of the layer tree, in the planned order."""
+#: The layer-tree group of a task carries its uuid here, so loading the task again finds it.
+TASK_PROPERTY = "odx_relay/task"
 
-    def __init__(self, name: str, specs: list[LayerSpec]):
+
+def task_groups(node: QgsLayerTreeGroup, uuid: str) -> list[QgsLayerTreeGroup]:
+    """The groups under `node` (at any depth) that hold task `uuid`'s layers."""
+    found = []
+    for child in node.children():
+        if isinstance(child, QgsLayerTreeGroup):
+            if child.customProperty(TASK_PROPERTY) == uuid:
+                found.append(child)
+            found += task_groups(child, uuid)
+    return found
+
+
+class GroupPlacement:
+    """Puts one task's layers into the task's group, in the planned order: a new group at the top of the layer
+    tree, or, when the task was loaded before, its group where the user left it, emptied of the old layers
+    (which leave the project). Once the last layer is in, the map zooms to them all."""
+
+    def __init__(self, name: str, uuid: str, specs: list[LayerSpec]):
         self.name = name
+        self.uuid = uuid
         self.order = [s.key for s in specs]
         self.visible = {s.key: s.visible for s in specs}
         self.placed: list[str] = []
+        self.layers: list[QgsMapLayer] = []
+        self.expected = len(specs)  # how many will come: set to the number queued
         self.group: QgsLayerTreeGroup | None = None
+
+    def task_group(self, project: QgsProject, keep: set[str]) -> QgsLayerTreeGroup:
+        root = project.layerTreeRoot()
+        groups = task_groups(root, self.uuid)
+        if not groups:
+            group = root.insertGroup(0, self.name)
+            group.setCustomProperty(TASK_PROPERTY, self.uuid)
+            return group
+        group, *extra = groups
+        old = [i for g in groups for i in g.findLayerIds() if i not in keep]
+        for duplicate in extra:
+            duplicate.parent().removeChildNode(duplicate)
+        group.removeAllChildren()
+        retire_layers(project, old)
+        group.setName(self.name)
+        return group
 
     def place(self, layer: QgsMapLayer, key: str, project: QgsProject) -> None:
         root = project.layerTreeRoot()
@@ -134,8 +179,8 @@ class GroupPlacement:
         if node is None:
             return
         if self.group is None or sip.isdeleted(self.group):
-            self.group = root.insertGroup(0, self.name)
-            self.placed = []
+            self.group = self.task_group(project, {layer.id()})
+            self.placed, self.layers = [], []
         rank = self.order.index(key)
         index = sum(1 for k in self.placed if self.order.index(k) < rank)
         clone = node.clone()
@@ -143,6 +188,67 @@ class GroupPlacement:
         self.group.insertChildNode(index, clone)
         node.parent().removeChildNode(node)
         self.placed.append(key)
+        self.layers.append(layer)
+        if len(self.placed) == self.expected:
+            zoom_to_layers(self.layers, project)
+
+
+#: Layers taken out of the project, kept alive until the map has stopped drawing them (see retire_layers).
+_RETIRED: list[list[QgsMapLayer]] = []
+
+
+def retire_layers(project: QgsProject, ids: list[str]) -> None:
+    """Take layers out of the project without deleting them at once: a map render still under way in another
+    thread may be drawing them (QGIS 3.22 crashes when a point cloud layer is deleted mid-render), so they
+    are let go a little later, once the map is not drawing."""
+    layers = [project.takeMapLayer(layer) for layer in (project.mapLayer(i) for i in ids) if layer is not None]
+    if not layers:
+        return
+    for layer in layers:
+        sip.transferto(layer, None)  # Qt deletes them (deleteLater), never Python's garbage collector
+    _RETIRED.append(layers)
+
+    def release() -> None:
+        canvas = _canvas()
+        if canvas is not None and canvas.isDrawing():
+            QTimer.singleShot(1000, release)
+        elif layers in _RETIRED:
+            _RETIRED.remove(layers)
+            for layer in layers:
+                layer.deleteLater()
+
+    QTimer.singleShot(3000, release)
+
+
+def _canvas():
+    from qgis.utils import iface
+
+    return iface.mapCanvas() if iface is not None else None
+
+
+def zoom_to_layers(layers: list[QgsMapLayer], project: QgsProject) -> None:
+    """Show `layers` on the map: their joint extent in the map's (the project's) CRS. Without a map window
+    (qgis_process, scripts), nothing to do."""
+    canvas = _canvas()
+    if canvas is None:
+        return
+    target = canvas.mapSettings().destinationCrs()
+    if not target.isValid():
+        target = project.crs()
+    extent = QgsRectangle()
+    extent.setMinimal()
+    for layer in layers:
+        if sip.isdeleted(layer) or not layer.isValid() or layer.extent().isEmpty():
+            continue
+        try:
+            rect = QgsCoordinateTransform(layer.crs(), target, project).transformBoundingBox(layer.extent())
+        except QgsCsException:
+            continue
+        extent.combineExtentWith(rect)
+    if extent.isEmpty() or extent.isNull():
+        return
+    canvas.setExtent(extent.buffered(max(extent.width(), extent.height()) * 0.02))
+    canvas.refresh()
 
 
 class _PlaceInGroup(QgsProcessingLayerPostProcessorInterface):
@@ -166,7 +272,7 @@ def queue_results(folder: Path, task_name: str, uuid: str, context: QgsProcessin
     plan = layer_plan(results, providers)
     for problem in plan.problems:
         feedback.pushWarning(problem)
-    placement = GroupPlacement(group_name(task_name, uuid), plan.layers)
+    placement = GroupPlacement(group_name(task_name, uuid), uuid, plan.layers)
     project = context.project() or QgsProject.instance()
     loaded = 0
     for spec in plan.layers:
@@ -183,6 +289,11 @@ def queue_results(folder: Path, task_name: str, uuid: str, context: QgsProcessin
         details.setPostProcessor(processor)
         context.addLayerToLoadOnCompletion(layer.id(), details)
         loaded += 1
+    placement.expected = loaded
     files = product_files(results, providers)
-    feedback.pushInfo(f"{loaded} layer(s) will load into the group “{placement.name}”.")
-    return LoadedResults(files["orthophoto"], files["dsm"], files["dtm"], files["point_cloud"], loaded)
+    feedback.pushInfo(f"{loaded} layer(s) will load into the group “{placement.name}” (the task's group, "
+                      "its old layers replaced, if it was loaded before), and the map will zoom to them.")
+    if files["report"]:
+        feedback.pushInfo(f"The processing report (PDF) is at {files['report']}.")
+    return LoadedResults(files["orthophoto"], files["dsm"], files["dtm"], files["point_cloud"], files["report"],
+                         files["shots"], loaded)

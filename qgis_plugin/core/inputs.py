@@ -81,8 +81,11 @@ def _existing_file(value: str | os.PathLike, what: str) -> Path:
 def plan_upload(images: Iterable[str | os.PathLike] = (), folder: str | os.PathLike | None = None,
                 rasters: Iterable[str | os.PathLike] = (), align: str | os.PathLike | None = None,
                 gcp: str | os.PathLike | None = None, geo: str | os.PathLike | None = None,
-                image_groups: str | os.PathLike | None = None) -> UploadPlan:
-    """Collect and name every file of a task; raise InputError in words when they cannot make one."""
+                image_groups: str | os.PathLike | None = None, recursive: bool = True) -> UploadPlan:
+    """Collect and name every file of a task; raise InputError in words when they cannot make one.
+
+    A folder is searched with its sub-folders (`recursive`), as cameras keep photos in `DCIM/100MEDIA`,
+    `DCIM/101MEDIA`, ...; side files are taken from the folder itself only."""
     plan = UploadPlan()
     by_name: dict[str, Upload] = {}
 
@@ -120,26 +123,48 @@ def plan_upload(images: Iterable[str | os.PathLike] = (), folder: str | os.PathL
             raise InputError(f"the alignment file {path.name} must be a GeoTIFF, LAS or LAZ file")
         add(path, "align" + (".tif" if suffix == ".tiff" else suffix))
     if folder:
-        _add_folder(Path(folder).expanduser(), add, plan)
+        _add_folder(Path(folder).expanduser(), add, plan, recursive)
 
     plan.uploads = list(by_name.values())
     _check_counts(plan, folder)
     return plan
 
 
-def _add_folder(folder: Path, add, plan: UploadPlan) -> None:
+def _folder_files(folder: Path, recursive: bool) -> list[Path]:
+    """The files in `folder` (and its sub-folders), hidden ones and hidden folders left out, in a stable order."""
+    if not recursive:
+        return [p for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")]
+    found = []
+    for top, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(top) / f for f in sorted(files) if not f.startswith(".")]
+    return found
+
+
+def _add_folder(folder: Path, add, plan: UploadPlan, recursive: bool = True) -> None:
     if not folder.is_dir():
         raise InputError(f"image folder {str(folder)!r} is not a folder that exists")
-    skipped = 0
-    for path in sorted(folder.iterdir()):
-        if not path.is_file() or path.name.startswith("."):
-            continue
-        if is_image_name(path.name) or is_side_file_name(path.name):
+    skipped, renamed = 0, 0
+    taken: set[str] = set()
+    for path in _folder_files(folder, recursive):
+        nested = path.parent != folder
+        if is_image_name(path.name):
+            name = path.name
+            if name.lower() in taken:  # DCIM/100MEDIA/DJI_0001.JPG and DCIM/101MEDIA/DJI_0001.JPG: both sent
+                name = "_".join(path.relative_to(folder).parts)
+                renamed += 1
+            taken.add(name.lower())
+            add(path, name, explicit=False)
+        elif is_side_file_name(path.name) and not nested:
             add(path, path.name, explicit=False)
         else:
             skipped += 1
+    where = f"{folder} and its sub-folders" if recursive else str(folder)
+    if renamed:
+        plan.notes.append(f"{renamed} photo(s) in sub-folders of {folder} share a name with another photo and "
+                          "are sent under their folder's name (for example 101MEDIA_DJI_0001.JPG)")
     if skipped:
-        plan.notes.append(f"{skipped} file(s) in {folder} are neither photos nor NodeODX side files "
+        plan.notes.append(f"{skipped} file(s) in {where} are neither photos nor NodeODX side files "
                           "and stay behind")
 
 

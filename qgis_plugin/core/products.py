@@ -81,6 +81,7 @@ class LayerKind(str, Enum):
     ELEVATION = "elevation"
     HILLSHADE = "hillshade"
     POINT_CLOUD = "point_cloud"
+    POINTS = "points"
 
 
 @dataclass(frozen=True)
@@ -110,11 +111,15 @@ def group_name(task_name: str | None, uuid: str) -> str:
 def layer_plan(results: Results, providers: Iterable[str]) -> LayerPlan:
     """What to load from `results`, top to bottom.
 
-    The orthophoto is the picture people look for, so it sits on top; the DSM with its hillshade
+    The camera positions (`shots.geojson`) are points, drawn above everything; the orthophoto is the
+    picture people look for, so it sits on top of the rasters; the DSM with its hillshade
     shows below it; the DTM pair and the point cloud are added switched off, since in 2D they
     would only hide the layers above."""
     layers: list[LayerSpec] = []
     problems: list[str] = []
+    shots = results.get(Product.SHOTS)
+    if shots:  # where each photo was taken: small points, above every raster
+        layers.append(LayerSpec("shots", "Camera positions", shots, LayerKind.POINTS, provider="ogr"))
     choice = choose_point_cloud(results, providers)
     if choice is not None and choice.path is not None:
         layers.append(LayerSpec("point_cloud", "Point cloud", choice.path, LayerKind.POINT_CLOUD,

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from qgis.core import (
     QgsProcessing,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
@@ -38,7 +39,7 @@ class ProcessImages(OdxAlgorithm):
     NAME = "processimages"
     DISPLAY = "Process drone images"
     GROUP_ID, GROUP = "photogrammetry", "Photogrammetry"
-    IMAGES, IMAGE_FOLDER, RASTERS = "IMAGES", "IMAGE_FOLDER", "RASTERS"
+    IMAGES, IMAGE_FOLDER, RASTERS, SUBFOLDERS = "IMAGES", "IMAGE_FOLDER", "RASTERS", "SUBFOLDERS"
     ALIGN, GCP, GEO, IMAGE_GROUPS = "ALIGN", "GCP", "GEO", "IMAGE_GROUPS"
     PRESET, OPTIONS, TASK_NAME = "PRESET", "OPTIONS", "TASK_NAME"
     HELP = (
@@ -51,9 +52,16 @@ class ProcessImages(OdxAlgorithm):
         "<p><b>Options</b>: one <code>name=value</code> a line (or separated by ';'), applied over the preset, "
         "for example <code>dsm=true</code> or <code>pc-quality=high</code>. Options and the number of images "
         "are checked with the server before anything is uploaded.</p>"
-        "<p>The task's uuid appears in the log at once: if QGIS closes, the task keeps running and "
-        "“Load results” fetches it. Cancel stops the task on the server too. Results stay in a local "
-        "folder per task, so loading them again does not download them again.</p>")
+        "<p><b>Folder of images</b> is searched with its sub-folders (DCIM/100MEDIA, DCIM/101MEDIA, ...) unless "
+        "<b>Search sub-folders</b> is off; photos of the same name in two sub-folders are both sent, one under "
+        "its folder's name.</p>"
+        "<p>The task's uuid appears in the log at once. <b>Cancel</b> (this dialog's button, or the task's in "
+        "QGIS's status bar) stops the task on the server too. <b>Closing QGIS</b> never does: QGIS stops "
+        "following the task, which keeps running, and “Load results” fetches it later. Results stay in a "
+        "local folder per task, so loading them again does not download them again; loading a task again "
+        "replaces the layers of its group, and the map zooms to them. The camera positions "
+        "(<code>shots.geojson</code>) load as points; the processing report (<code>report.pdf</code>) is an "
+        "output of the algorithm, named in the log.</p>")
 
     def initParameters(self) -> None:
         self.addParameter(QgsProcessingParameterMultipleLayers(
@@ -61,6 +69,8 @@ class ProcessImages(OdxAlgorithm):
         self.addParameter(QgsProcessingParameterFile(
             self.IMAGE_FOLDER, self.tr("Folder of images"), behavior=QgsProcessingParameterFile.Behavior.Folder,
             optional=True))
+        self.addParameter(QgsProcessingParameterBoolean(
+            self.SUBFOLDERS, self.tr("Search sub-folders of the folder of images"), defaultValue=True))
         self.addParameter(QgsProcessingParameterMultipleLayers(
             self.RASTERS, self.tr("Raster layers sent as inputs"), QgsProcessing.SourceType.TypeRaster,
             optional=True))
@@ -95,7 +105,8 @@ class ProcessImages(OdxAlgorithm):
             align=layer_file(self.parameterAsRasterLayer(parameters, self.ALIGN, context), "alignment raster"),
             gcp=self.parameterAsFile(parameters, self.GCP, context) or None,
             geo=self.parameterAsFile(parameters, self.GEO, context) or None,
-            image_groups=self.parameterAsFile(parameters, self.IMAGE_GROUPS, context) or None)
+            image_groups=self.parameterAsFile(parameters, self.IMAGE_GROUPS, context) or None,
+            recursive=self.parameterAsBoolean(parameters, self.SUBFOLDERS, context))
         options = build_options(preset_by_index(self.parameterAsEnum(parameters, self.PRESET, context)),
                                 self.parameterAsString(parameters, self.OPTIONS, context))
         name = self.parameterAsString(parameters, self.TASK_NAME, context).strip() or default_task_name(plan)

@@ -7,6 +7,7 @@ from qgis.core import (
     QgsProcessingOutputFolder,
     QgsProcessingOutputRasterLayer,
     QgsProcessingOutputString,
+    QgsProcessingOutputVectorLayer,
 )
 
 from ..core.runner import Outcome
@@ -14,20 +15,24 @@ from ..layers import queue_results
 from .base import FeedbackReporter, OdxAlgorithm
 
 ORTHOPHOTO, DSM, DTM, POINT_CLOUD = "ORTHOPHOTO", "DSM", "DTM", "POINT_CLOUD"
+REPORT, CAMERAS = "REPORT", "CAMERA_POSITIONS"
 RESULTS, TASK_UUID = "RESULTS", "TASK_UUID"
 
 
-def add_result_outputs(alg: OdxAlgorithm) -> None:
+def add_result_outputs(alg: OdxAlgorithm, with_uuid: bool = True) -> None:
     alg.addOutput(QgsProcessingOutputRasterLayer(ORTHOPHOTO, alg.tr("Orthophoto")))
     alg.addOutput(QgsProcessingOutputRasterLayer(DSM, alg.tr("Digital surface model (DSM)")))
     alg.addOutput(QgsProcessingOutputRasterLayer(DTM, alg.tr("Digital terrain model (DTM)")))
     alg.addOutput(QgsProcessingOutputFile(POINT_CLOUD, alg.tr("Point cloud")))
+    alg.addOutput(QgsProcessingOutputVectorLayer(CAMERAS, alg.tr("Camera positions (shots.geojson)")))
+    alg.addOutput(QgsProcessingOutputFile(REPORT, alg.tr("Processing report (PDF)")))
     alg.addOutput(QgsProcessingOutputFolder(RESULTS, alg.tr("Results folder")))
-    alg.addOutput(QgsProcessingOutputString(TASK_UUID, alg.tr("Task UUID")))
+    if with_uuid:
+        alg.addOutput(QgsProcessingOutputString(TASK_UUID, alg.tr("Task UUID")))
 
 
 def result_outputs(outcome: Outcome, context: QgsProcessingContext, reporter: FeedbackReporter) -> dict:
     """Queue the task's layers to load into its group, and return the outputs (files stay in the cache)."""
     loaded = queue_results(outcome.folder, outcome.name, outcome.uuid, context, reporter.feedback)
     return {ORTHOPHOTO: loaded.orthophoto, DSM: loaded.dsm, DTM: loaded.dtm, POINT_CLOUD: loaded.point_cloud,
-            RESULTS: str(outcome.folder), TASK_UUID: outcome.uuid}
+            CAMERAS: loaded.shots, REPORT: loaded.report, RESULTS: str(outcome.folder), TASK_UUID: outcome.uuid}

@@ -23,12 +23,15 @@ def test_fixture_zip_loads_offline(odx_provider, fixture_task):
     assert "not downloading them again" in feedback.text()
 
     layers = layers_to_load(context)
-    assert set(layers) == {"Orthophoto", "DSM (surface)", "DSM (surface) hillshade", "DTM (terrain)",
-                           "DTM (terrain) hillshade"}
+    assert set(layers) == {"Camera positions", "Orthophoto", "DSM (surface)", "DSM (surface) hillshade",
+                           "DTM (terrain)", "DTM (terrain) hillshade"}
     for name, layer in layers.items():
         assert layer.isValid(), name
-        assert layer.crs().authid() == "EPSG:32615", name
-        assert Path(layer.source()).is_relative_to(folder)  # layers point at files that stay on disk
+        expected = "EPSG:4979" if name == "Camera positions" else "EPSG:32615"  # GeoJSON: WGS 84 with heights
+        assert layer.crs().authid() == expected, name
+        assert Path(layer.source().split("|")[0]).is_relative_to(folder)  # layers point at files that stay on disk
+    assert results["CAMERA_POSITIONS"] == str(folder / "odm_report/shots.geojson")
+    assert results["REPORT"] is None  # NodeODX's test mode writes an empty report.pdf
     assert layers["DSM (surface)"].renderer().type() == "singlebandpseudocolor"
     assert layers["DSM (surface) hillshade"].renderer().type() == "hillshade"
     assert layers["Orthophoto"].renderer().type() == "multibandcolor"
@@ -45,9 +48,9 @@ def test_fixture_results_go_into_a_group_and_render(odx_provider, fixture_task, 
     groups = [n for n in project.layerTreeRoot().children() if isinstance(n, QgsLayerTreeGroup)]
     assert [g.name() for g in groups] == ["NodeODX fixture"]
     children = groups[0].children()
-    assert [c.name() for c in children] == ["Orthophoto", "DSM (surface) hillshade", "DSM (surface)",
-                                            "DTM (terrain) hillshade", "DTM (terrain)"]
-    assert [c.isVisible() for c in children] == [True, True, True, False, False]
+    assert [c.name() for c in children] == ["Camera positions", "Orthophoto", "DSM (surface) hillshade",
+                                            "DSM (surface)", "DTM (terrain) hillshade", "DTM (terrain)"]
+    assert [c.isVisible() for c in children] == [True, True, True, True, False, False]
     assert project.layerTreeRoot().findLayers() == groups[0].findLayers()  # nothing left at the top
 
     share, colours = painted_share(render_png(project, tmp_path / "fixture.png", 400, 300))

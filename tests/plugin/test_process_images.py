@@ -47,8 +47,9 @@ def test_processimages_returns_layers_where_the_photos_were_taken(processed, dev
     uuid = results["TASK_UUID"]
     assert Path(results["RESULTS"]) == root / uuid
     layers = layers_to_load(context)
-    assert set(layers) == {"Point cloud", "Orthophoto", "DSM (surface)", "DSM (surface) hillshade",
+    assert set(layers) == {"Camera positions", "Point cloud", "Orthophoto", "DSM (surface)", "DSM (surface) hillshade",
                            "DTM (terrain)", "DTM (terrain) hillshade"}
+    assert layers.pop("Camera positions").isValid()
     expected = QgsCoordinateReferenceSystem(f"EPSG:{SAMPLE_EPSG}")
     for name, layer in layers.items():
         assert layer.isValid(), name
@@ -82,7 +83,8 @@ def test_results_load_into_a_group_named_after_the_task_and_render(processed, de
     root_node = QgsProject.instance().layerTreeRoot()
     [group] = [n for n in root_node.children() if isinstance(n, QgsLayerTreeGroup)]
     assert group.name() == "Tempelhof"
-    assert [c.name() for c in group.children()][:3] == ["Point cloud", "Orthophoto", "DSM (surface) hillshade"]
+    assert [c.name() for c in group.children()][:4] == ["Camera positions", "Point cloud", "Orthophoto",
+                                                        "DSM (surface) hillshade"]
     share, colours = painted_share(render_png(QgsProject.instance(), tmp_path / "map.png", 600, 450))
     assert share > 0.3 and colours > 100, (share, colours)
     for node in group.findLayers():  # the DSM alone, to see its colour ramp is drawn
@@ -127,7 +129,7 @@ def test_restart_with_new_options_then_remove(devnode, photo_folder, tmp_path):
         run_algorithm("odxrelay:restarttask", {"TASK": task.uuid, "SERVER": devnode.url, "OPTIONS": "pc-quality=best",
                                                "RESULTS_FOLDER": str(cache_root)})
     out, _, feedback = run_algorithm("odxrelay:restarttask", {
-        "TASK": task.uuid, "SERVER": devnode.url, "OPTIONS": "orthophoto-resolution=10",
+        "TASK": task.uuid, "SERVER": devnode.url, "OPTIONS": "orthophoto-resolution=10", "FOLLOW": False,
         "RESULTS_FOLDER": str(cache_root)})
     assert out["STATUS"] in ("queued", "running", "completed")
     assert "Earlier results were moved" in feedback.text()

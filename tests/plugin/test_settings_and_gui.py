@@ -150,12 +150,12 @@ def test_algorithms_describe_themselves(odx_provider):
     from qgis.core import QgsProcessingParameterDefinition
 
     expected = {
-        "processimages": {"IMAGES", "IMAGE_FOLDER", "RASTERS", "PRESET", "OPTIONS", "TASK_NAME", "ALIGN", "GCP",
-                          "GEO", "IMAGE_GROUPS", "RESULTS_FOLDER", "SERVER"},
+        "processimages": {"IMAGES", "IMAGE_FOLDER", "SUBFOLDERS", "RASTERS", "PRESET", "OPTIONS", "TASK_NAME", "ALIGN",
+                          "GCP", "GEO", "IMAGE_GROUPS", "RESULTS_FOLDER", "SERVER"},
         "loadresults": {"TASK", "WAIT", "RESULTS_FOLDER", "SERVER"},
         "listtasks": {"OUTPUT", "SERVER"},
         "canceltask": {"TASK", "SERVER"},
-        "restarttask": {"TASK", "OPTIONS", "RESULTS_FOLDER", "SERVER"},
+        "restarttask": {"TASK", "OPTIONS", "FOLLOW", "RESULTS_FOLDER", "SERVER"},
         "removetask": {"TASK", "RESULTS_FOLDER", "SERVER"},
     }
     for name, parameters in expected.items():
@@ -165,6 +165,6 @@ def test_algorithms_describe_themselves(odx_provider):
         assert algorithm.createInstance().name() == name
     process = QgsApplication.processingRegistry().algorithmById("odxrelay:processimages")
     assert {o.name() for o in process.outputDefinitions()} == {"ORTHOPHOTO", "DSM", "DTM", "POINT_CLOUD", "RESULTS",
-                                                               "TASK_UUID"}
+                                                               "TASK_UUID", "CAMERA_POSITIONS", "REPORT"}
     assert process.parameterDefinition("GCP").flags() & QgsProcessingParameterDefinition.Flag.FlagAdvanced
     assert len(process.parameterDefinition("PRESET").options()) >= 4

@@ -35,7 +35,8 @@ def test_processimages_through_the_relay_loads_valid_layers(relay, photo_folder,
         "IMAGE_FOLDER": str(photo_folder), "SERVER": f"{relay.url}?token={TOKEN}", "PRESET": 3,
         "TASK_NAME": "Through the relay", "RESULTS_FOLDER": str(tmp_path)})
     layers = layers_to_load(context)
-    assert {"Orthophoto", "DSM (surface)", "DTM (terrain)", "Point cloud"} <= set(layers)
+    assert {"Orthophoto", "DSM (surface)", "DTM (terrain)", "Point cloud", "Camera positions"} <= set(layers)
+    assert layers.pop("Camera positions").isValid()  # in WGS 84, as shots.geojson is
     expected = QgsCoordinateReferenceSystem(f"EPSG:{SAMPLE_EPSG}")
     for name, layer in layers.items():
         assert layer.isValid() and layer.crs() == expected, name
