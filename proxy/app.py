@@ -22,6 +22,7 @@ from .memory_bounds import READ_BUFFER, bounded_reads, returning_freed_memory
 from .nodes import NodeRegistry, parse_node_url
 from .openapi import add_openapi_route
 from .redis_store import RedisStore
+from .results import ResultsStore
 from .routes import add_routes
 from .staging import Staging
 from .state import CONFIG, RELAY, Relay
@@ -61,12 +62,14 @@ async def relay_context(app: web.Application) -> AsyncIterator[None]:
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256), auto_decompress=False)
     upstream = Upstream(session, config.node_timeout)
     registry = NodeRegistry(store, upstream, config.offline_after)
+    results = ResultsStore(config.results_dir or data / "results")
     await registry.load([parse_node_url(url) for url in config.node_urls()])
     relay = Relay(config=config, store=store, upstream=upstream, registry=registry,
                   staging=Staging(config.staging_dir or data / "staging"),
                   auth=Auth(store, config.token, config.admin_token, config.allow_registration,
                             LoginLimiter(config.login_failures, config.login_window, config.trusted_proxy)),
-                  cache=DownloadCache(data / "cache", int(config.cache_mb * 1024 * 1024)),
+                  cache=DownloadCache(data / "cache", int(config.cache_mb * 1024 * 1024), results),
+                  results=results,
                   secret=await store.shared_secret(),
                   # the same after a restart, so the replica takes up its own leases (a task it was sending)
                   replica_id=f"{socket.gethostname()}:{config.host}:{config.port}")

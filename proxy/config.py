@@ -31,6 +31,9 @@ class RelayConfig:
                                                 "cache", parse=Path)
     staging_dir: Path | None = setting(None, "folder for staged uploads; replicas behind one balancer must share "
                                              "it", parse=Path, shown="DATA_DIR/staging")
+    results_dir: Path | None = setting(None, "folder where each completed task's all.zip is kept, so its outputs "
+                                             "outlive its node; replicas behind one balancer must share it",
+                                       parse=Path, shown="DATA_DIR/results")
     redis: str = setting("", "Redis URL (also REDIS_URL) to share state between relay replicas",
                          also_env="REDIS_URL", shown="none: SQLite in DATA_DIR")
     failover_after: float = setting(300.0, "seconds a node may stay offline before its tasks are sent to another "

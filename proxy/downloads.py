@@ -16,6 +16,7 @@ import shutil
 import time
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -25,6 +26,9 @@ from shared.assets import ALL_ZIP, EPT_FOLDER, Asset, asset_by_name
 from .errors import DownloadError, UpstreamError
 from .models import TaskRecord
 from .nodes import NodeRegistry
+
+if TYPE_CHECKING:
+    from .results import ResultsStore
 
 ZIP_DISPOSITION = f"attachment; filename={ALL_ZIP}"  # exactly as NodeODX sends it
 
@@ -46,8 +50,9 @@ class DownloadCache:
 
     PARTIAL = (".fill", ".stream", ".cut")
 
-    def __init__(self, root: Path, limit_bytes: int = 0):
+    def __init__(self, root: Path, limit_bytes: int = 0, results: ResultsStore | None = None):
         self.root, self.limit = root, limit_bytes
+        self.results = results  # a task's archived all.zip is served from there, never copied here
         self.fills: dict[str, asyncio.Task] = {}
         self.files: dict[str, dict[str, int]] = {}  # uuid -> {path in its folder: bytes}, whole files only
         self.total = 0
@@ -144,9 +149,16 @@ class DownloadCache:
             shutil.rmtree(trash, ignore_errors=True)
 
     # --- filling ------------------------------------------------------------------------------------
+    def whole_zip(self, uuid: str) -> Path | None:
+        """The task's all.zip on this relay's disk, if it is whole: archived in the results store, or cached."""
+        if self.results is not None and self.results.has(uuid):
+            return self.results.zip_path(uuid)
+        path = self.zip_path(uuid)
+        return path if path.exists() else None
+
     async def ensure(self, nodes: NodeRegistry, task: TaskRecord) -> Path:
-        path = self.zip_path(task.uuid)
-        if path.exists():
+        path = self.whole_zip(task.uuid)
+        if path is not None:
             return path
         fill = self.fills.get(task.uuid)
         if fill is None or fill.done():
@@ -298,7 +310,7 @@ async def serve(request: web.Request, nodes: NodeRegistry, cache: DownloadCache,
 async def _serve(request: web.Request, nodes: NodeRegistry, cache: DownloadCache, task: TaskRecord,
                  name: str, lease: Lease) -> web.StreamResponse:
     if name == ALL_ZIP:
-        if cache.zip_path(task.uuid).exists() or request.headers.get("Range"):
+        if cache.whole_zip(task.uuid) is not None or request.headers.get("Range"):
             return CachedFile(await cache.ensure(nodes, task), lease, headers={
                 "Content-Type": "application/zip", "Content-Disposition": ZIP_DISPOSITION})
         return await stream_zip(request, nodes, cache, task)

@@ -287,14 +287,17 @@ async def listed_infos(relay: Relay, uuids: list[str]) -> list[dict[str, Any]]:
 
 
 async def listed_info(relay: Relay, task: TaskRecord) -> dict[str, Any]:
-    """A task's info for the list: the node is asked only while the task is unfinished there (an ended task's
-    last info is final), and its word is learned as `/task/{uuid}/info` learns it (an end frees the slot and
-    calls the webhook); a node that does not answer leaves the task's last known info."""
+    """A task's info for the list: the node is asked only while the task is unfinished there and the node is
+    online (an ended task's last info is final), and its word is learned as `/task/{uuid}/info` learns it (an
+    end frees the slot and calls the webhook); a node offline or not answering leaves the task's last info."""
     data: Any
+    handle = relay.registry.get(task.node_id) if task.node_id else None
     if task.stage != Stage.ON_NODE:
         data = relay_side_info(relay, task)
     elif task.ended_ms is not None and task.last_info:  # (learned from a webhook, it may carry more: left out)
         data = {k: v for k, v in task.last_info.items() if k in INFO_KEYS}
+    elif handle is None or not handle.online:  # not waited for: one node away must not hold up the whole list
+        data = dict(task.last_info or relay_side_info(relay, task))
     else:
         try:
             data = await relay.in_flight.run(("list-info", task.uuid), lambda: node_call(
@@ -306,7 +309,6 @@ async def listed_info(relay: Relay, task: TaskRecord) -> dict[str, Any]:
             data = dict(data)
         else:
             data = dict(task.last_info or relay_side_info(relay, task))
-    handle = relay.registry.get(task.node_id) if task.node_id else None
     data["node"] = (handle.record.label or handle.record.id) if handle is not None else None
     return data
 
@@ -420,6 +422,7 @@ async def task_remove(request: web.Request) -> web.Response:
         await relay.store.add_ghost(task.node_id, task.uuid)  # the node it was being sent to may have it
     await relay.registry.release(task.uuid)
     relay.cache.drop(task.uuid)
+    relay.results.remove(task.uuid)
     relay.staging.remove(task.uuid)
     await relay.store.delete_task(task.uuid)
     log.info("task removed uuid=%s", task.uuid)
@@ -453,6 +456,7 @@ async def restart_on_node(relay: Relay, task: TaskRecord, data: dict[str, str],
     result = await node_call(relay, task, "POST", endpoints.TASK_RESTART, data=payload)
     if isinstance(result, dict) and result.get("success"):
         relay.cache.drop(task.uuid)
+        relay.results.remove(task.uuid)
         if new_options is not None:
             task.options = new_options
         task.ended_ms, task.last_info = None, None  # its old end is no longer what it says if the node goes

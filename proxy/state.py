@@ -20,6 +20,7 @@ from .config import RelayConfig
 from .downloads import DownloadCache
 from .models import TaskRecord
 from .nodes import NodeRegistry
+from .results import ResultsStore
 from .scheduler import TaskNeeds
 from .singleflight import SingleFlight
 from .staging import Staging
@@ -69,6 +70,7 @@ class Relay:
     staging: Staging
     auth: Auth
     cache: DownloadCache
+    results: ResultsStore
     secret: bytes
     replica_id: str = field(default_factory=lambda: secrets.token_hex(6))
     wake_dispatch: asyncio.Event = field(default_factory=asyncio.Event)

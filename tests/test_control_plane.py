@@ -20,6 +20,7 @@ from proxy.housekeeping import catch_up, fail_over, lay_ghosts
 from proxy.models import NodeRecord, Stage, TaskRecord
 from proxy.nodes import NodeHandle, NodeRegistry
 from proxy.redis_store import RedisStore
+from proxy.results import ResultsStore
 from proxy.staging import Staging
 from proxy.state import Relay
 
@@ -88,7 +89,7 @@ def make_relay(store: Any, tmp_path: Path, nodes: dict[str, bool]) -> Relay:
     config = RelayConfig(failover_after=10, check_interval=0.5)
     return Relay(config=config, store=store, upstream=upstream, registry=registry,  # type: ignore[arg-type]
                  staging=Staging(tmp_path / "staging"), auth=Auth(store), cache=DownloadCache(tmp_path / "cache"),
-                 secret=b"s" * 32)
+                 results=ResultsStore(tmp_path / "results"), secret=b"s" * 32)
 
 
 def new_uuid() -> str:

@@ -35,8 +35,10 @@ def test_replicas_share_redis_and_the_staging_volume():
         assert "--redis=redis://redis:6379/0" in relay["command"]
         staging = next(a.split("=", 1)[1] for a in relay["command"] if a.startswith("--staging-dir="))
         assert f"staging:{staging}" in relay["volumes"]
+        results = next(a.split("=", 1)[1] for a in relay["command"] if a.startswith("--results-dir="))
+        assert f"results:{results}" in relay["volumes"]
         assert "redis" in relay["depends_on"]
-    assert {"staging", "redis-data"} <= set(COMPOSE["volumes"])
+    assert {"staging", "results", "redis-data"} <= set(COMPOSE["volumes"])
 
 
 def test_nodes_are_nodeodx_and_every_relay_knows_them():

@@ -120,13 +120,16 @@ def test_a_file_being_sent_to_a_slow_client_is_not_evicted(tmp_path: Path) -> No
 
 @pytest.mark.slow
 def test_a_relay_keeps_its_cache_under_cache_mb(relay_factory, fast_node, sample_images: list[Path]) -> None:
-    relay = relay_factory([fast_node(slots=2)], cache_mb=3.5)  # a 2-photo task's all.zip: 1.3 MB, its ortho 0.7
+    """Completed tasks' zips live in the results store; the cache holds the products cut out of them (a 2-photo
+    task's orthophoto: 0.7 MB), and stays under its bound."""
+    relay = relay_factory([fast_node(slots=2)], cache_mb=1.5)
     uuids = [submit(relay, sample_images[:2]) for _ in range(4)]
     for uuid in uuids:
         wait_status(relay, uuid)
+        wait_for((relay.data_dir / "results" / uuid / "all.zip").is_file, what="the results to be archived")
     root = relay.data_dir / "cache"
 
-    def get(uuid: str, asset: str = "all.zip", **headers: str) -> bytes:
+    def get(uuid: str, asset: str, **headers: str) -> bytes:
         response = requests.get(relay.api(f"/task/{uuid}/download/{asset}"), headers=headers, timeout=60)
         assert response.status_code in (200, 206), response.text[:300]
         return response.content
@@ -139,18 +142,15 @@ def test_a_relay_keeps_its_cache_under_cache_mb(relay_factory, fast_node, sample
             except FileNotFoundError:
                 continue
 
-    zips = {uuids[0]: get(uuids[0])}  # streamed through, cached on the way
-    ranged = get(uuids[1], Range="bytes=0-99")  # filled for the range
-    zips[uuids[1]] = get(uuids[1])
-    assert ranged == zips[uuids[1]][:100]
-    get(uuids[0], Range="bytes=0-9")  # uuids[0] used again: uuids[1] is now the least recently used
-    zips[uuids[2]] = get(uuids[2])  # cached once sent: the least recently used goes then
-    wait_for(lambda: on_disk()[0] == {uuids[0], uuids[2]}, what=f"the cache to hold {uuids[0]} and {uuids[2]}")
-    assert on_disk()[1] <= 3.5 * MB
-    assert get(uuids[3], "orthophoto.tif")  # a product: the zip is cached, then cut
+    first = get(uuids[0], "orthophoto.tif")
+    get(uuids[1], "orthophoto.tif")
+    assert get(uuids[0], "orthophoto.tif", Range="bytes=0-9") == first[:10]  # uuids[1] is now the least recent
+    get(uuids[2], "orthophoto.tif")
+    wait_for(lambda: on_disk()[0] == {uuids[0], uuids[2]}, what="the cache to hold the 1st and 3rd task")
+    assert on_disk()[1] <= 1.5 * MB
+    get(uuids[3], "orthophoto.tif")
     wait_for(lambda: on_disk()[0] == {uuids[2], uuids[3]}, what=f"the cache to hold {uuids[2]} and {uuids[3]}")
-    assert on_disk()[1] <= 3.5 * MB
-    assert get(uuids[1]) == zips[uuids[1]]  # an evicted task's zip is fetched again
-    assert get(uuids[0], Range="bytes=0-99") == zips[uuids[0]][:100]
+    assert on_disk()[1] <= 1.5 * MB
+    assert get(uuids[0], "orthophoto.tif") == first  # an evicted product is cut again
     assert "cache evicted uuid=" in relay.log()
-    wait_for(lambda: on_disk()[1] <= 3.5 * MB, what="the cache to shrink")
+    wait_for(lambda: on_disk()[1] <= 1.5 * MB, what="the cache to shrink")
