@@ -226,7 +226,7 @@ def paths() -> dict[str, Schema]:
                                                      "(public addresses only unless the operator allows others)"}}}}}},
             **token)},
         "/task/list": {"get": operation("The tasks of this token", task_ops, {
-            "200": json_body({"type": "array", "items": {"oneOf": [ref("Uuid"), {"allOf": [ref("TaskInfo"), {
+            "200": json_body({"type": "array", "items": {"anyOf": [ref("Uuid"), {"allOf": [ref("TaskInfo"), {
                 "type": "object", "properties": {"node": {"type": "string", "nullable": True, "description": (
                     "The label (else the id) of the node holding the task")}}}]}]}},
                 "Their uuids, oldest first (with `with_info=true`, their infos)"),

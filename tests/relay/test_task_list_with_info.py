@@ -63,3 +63,27 @@ def test_a_task_in_the_relays_queue_is_listed_as_queued_on_no_node(relay_factory
     assert waiting and all(i["status"]["code"] == TaskStatus.QUEUED and i["progress"] == 0 for i in waiting)
     for task in tasks:
         task.cancel()
+
+
+def test_a_node_that_went_offline_does_not_hold_up_the_list(relay_factory, devnode_factory,
+                                                            sample_images: list[Path]) -> None:
+    import signal
+
+    frozen = devnode_factory(slots=1, seconds_per_image=2.0)
+    relay = relay_factory([frozen], node_timeout=1)
+    task = Node.from_url(relay.url).create_task(sample_images[:3], name="on a frozen node")
+    deadline = time.monotonic() + 20
+    while listed(relay)[0]["status"]["code"] != TaskStatus.RUNNING and time.monotonic() < deadline:
+        time.sleep(0.1)
+    frozen.process.send_signal(signal.SIGSTOP)  # it answers nothing, and nothing fails at once either
+    try:
+        status = requests.get(relay.api("/info"), timeout=30).json()["relay"]
+        while status["online"] and time.monotonic() < deadline + 20:
+            time.sleep(0.2)
+            status = requests.get(relay.api("/info"), timeout=30).json()["relay"]
+        assert status["online"] == 0
+        started = time.monotonic()
+        [entry] = listed(relay)
+        assert time.monotonic() - started < 0.5 and entry["uuid"] == task.uuid and entry["name"] == "on a frozen node"
+    finally:
+        frozen.process.send_signal(signal.SIGCONT)
