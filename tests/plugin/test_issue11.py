@@ -119,6 +119,20 @@ def test_quitting_qgis_leaves_the_remote_task_running(how, desktop, devnode_fact
     assert node.get_task(uuid).wait_for_completion(interval=0.2).status == S.COMPLETED
 
 
+def test_unloading_the_plugin_stops_following_without_canceling(devnode_factory, photo_folder, tmp_path):
+    from qgis_plugin.processing.closing import stop_watching
+
+    slow = devnode_factory(seconds_per_image=1.0)
+    node = shared.Node.from_url(slow.url)
+    run = start_in_background({"IMAGE_FOLDER": str(photo_folder), "SERVER": slow.url,
+                               "RESULTS_FOLDER": str(tmp_path)})
+    uuid = running_task(node)
+    stop_watching()  # what the plugin's unload() does first (QGIS quitting, or the plugin reloaded)
+    spin(lambda: run.ended, 15, "the algorithm to stop following")
+    assert "keeps running on the server" in run.feedback.text()
+    assert node.get_task(uuid).info().status == S.RUNNING
+
+
 def test_the_users_own_cancel_still_cancels_the_remote_task(desktop, devnode_factory, photo_folder, tmp_path):
     slow = devnode_factory(seconds_per_image=1.0)
     node = shared.Node.from_url(slow.url)
