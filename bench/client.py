@@ -12,7 +12,9 @@ server in one interleaved loop (ours then pyodx, then the other way round), each
   files of its `tests/processing_results`, a few hundred KB; here that node's copy of them holds a 256 MB
   orthophoto of random bytes, so the node itself makes an all.zip of 256 MB): from the plain NodeODX
   (which ignores Range: one stream) and through a relay in front of it (which answers Range from its
-  cache, filled once before the timing: parallel ranges for both clients).
+  cache, filled once before the timing: parallel ranges for both clients);
+- the orthophoto alone: ours `download_asset("orthophoto.tif")` (the relay serves it alone; from the node,
+  which serves only all.zip, it downloads all.zip and takes it out), pyodx `download_zip` and extract.
 
 In this section's rows the "relay" column is our client and "direct" is pyodx, so "ratio" is ours /
 pyodx; the node column says where the client sent to: the node itself or the relay in front of it.
@@ -153,13 +155,22 @@ def run(ctx: Context) -> Section:
         time.sleep(0.5)
         fetched = interleaved_clients(size["repetitions"], list(SIDES_OF), lambda target, client: run_worker(
             ["download", client, down.url(SIDES_OF[target]), uuid, str(downloads / client)]))
+        with requests.get(down.relay.url + f"/task/{uuid}/download/orthophoto.tif", stream=True, timeout=300) as warm:
+            for _ in warm.iter_content(MB):  # the relay cuts the asset out of its copy once
+                pass
+        assets = interleaved_clients(size["repetitions"], list(SIDES_OF), lambda target, client: run_worker(
+            ["asset", client, down.url(SIDES_OF[target]), uuid, str(downloads / client)]))
     details: dict = {"photos": size["photos"], "photo_mb": size["photo_mb"], "zip_mb": size["zip_mb"],
                      "repetitions": size["repetitions"]}
     sizes = {r["bytes"] for target in fetched.values() for runs in target.values() for r in runs}
     if len(sizes) != 1 or min(sizes) < size["zip_mb"] * MB:
         section.error = f"all.zip sizes differ or are short of {size['zip_mb']} MB: {sorted(sizes)}"
     details["zip_bytes"] = max(sizes)
-    for job, results in (("upload", uploads), ("download all.zip", fetched)):
+    tifs = {r["bytes"] for target in assets.values() for runs in target.values() for r in runs}
+    if tifs != {size["zip_mb"] * MB}:
+        section.error = f"the orthophotos downloaded are not the node's ({size['zip_mb']} MB): {sorted(tifs)}"
+    jobs = (("upload", uploads), ("download all.zip", fetched), ("orthophoto.tif alone", assets))
+    for job, results in jobs:
         for target in SIDES_OF:
             where = label if target == "node" else "relay"
             ours, theirs = summary(results[target]["ours"]), summary(results[target]["pyodx"])

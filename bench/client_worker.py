@@ -1,9 +1,10 @@
 """One client run in a process of its own, for `bench.client`: `python -m bench.client_worker JOB CLIENT URL ...`.
 
-JOB is `upload` (create a task from the files, commit, remove it) or `download` (download_zip of a task
-into a folder); CLIENT is `ours` (`shared.Node`) or `pyodx` (pyodx's `Node`). It imports nothing but the
-client measured, so the process's peak RSS is that client's: it prints one JSON line, the seconds the
-call took, the peak resident memory (VmHWM) of the whole process and its CPU seconds (user + system).
+JOB is `upload` (create a task from the files, commit, remove it), `download` (download_zip of a task
+into a folder) or `asset` (its orthophoto alone: ours by name, pyodx out of all.zip); CLIENT is `ours`
+(`shared.Node`) or `pyodx` (pyodx's `Node`). It imports nothing but the client measured, so the process's
+peak RSS is that client's: it prints one JSON line, the seconds the call took, the peak resident memory
+(VmHWM) of the whole process and its CPU seconds (user + system), start-up included.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import json
 import resource
 import sys
 import time
+import zipfile
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -48,6 +50,20 @@ def main(argv: list[str]) -> int:
         task = node.get_task(uuid)
         started = time.perf_counter()
         path = task.download_zip(destination, progress_callback=progress.append)
+        seconds = time.perf_counter() - started
+        size = Path(path).stat().st_size
+        Path(path).unlink()
+    elif job == "asset":  # the orthophoto alone: ours asks for it by name; pyodx has all.zip, and takes it out
+        uuid, destination = rest
+        task = node.get_task(uuid)
+        started = time.perf_counter()
+        if client == "ours":
+            path = task.download_asset("orthophoto.tif", destination, progress_callback=progress.append)
+        else:
+            zip_path = task.download_zip(destination, progress_callback=progress.append)
+            with zipfile.ZipFile(zip_path) as archive:
+                path = archive.extract("odm_orthophoto/odm_orthophoto.tif", destination)
+            Path(zip_path).unlink()
         seconds = time.perf_counter() - started
         size = Path(path).stat().st_size
         Path(path).unlink()
