@@ -7,7 +7,6 @@ through a queued signal; the actions run the plugin's Processing algorithms as Q
 """
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +16,6 @@ from typing import Any
 from qgis.core import (
     Qgis,
     QgsApplication,
-    QgsLayerTreeGroup,
     QgsProcessingAlgRunnerTask,
     QgsProcessingContext,
     QgsProcessingFeedback,
@@ -298,14 +296,9 @@ class TaskPanel(QgsDockWidget):
         return dialog
 
     def load_results(self, uuids: list[str] | None = None) -> None:
+        """`loadresults` for each task: a task already on the map loads again into its own group (from the
+        local results, nothing downloaded twice)."""
         for uuid in uuids or [e.uuid for e in self.selected()]:
-            entry = self.entry(uuid)
-            group = loaded_group(uuid)
-            if group is not None:  # already on the map: shown, not loaded twice
-                group.setItemVisibilityChecked(True)
-                self.say(f"The results of “{entry.title if entry else uuid}” are already in the group "
-                         f"“{group.name()}”.", Qgis.MessageLevel.Info)
-                continue
             self.run_algorithm("odxrelay:loadresults", {"TASK": uuid, "WAIT": False}, load=True)
 
     def cancel_tasks(self) -> None:
@@ -465,20 +458,6 @@ def reports_folder(uuid: str) -> Path:
     folder = settings.results_folder() / "reports" / uuid
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-def loaded_group(uuid: str) -> QgsLayerTreeGroup | None:
-    """The group holding a layer made from this task's current results, if they are on the map (results moved
-    aside by a restart do not count: the new ones are loaded)."""
-    folder = str(settings.results_folder() / uuid) + os.sep
-    project = QgsProject.instance()
-    for layer in project.mapLayers().values():
-        node = project.layerTreeRoot().findLayer(layer.id())
-        source = layer.source()
-        if node is not None and source.startswith(folder) and Path(source).exists():  # (a restart moves them)
-            parent = node.parent()
-            return parent if isinstance(parent, QgsLayerTreeGroup) else None
-    return None
 
 
 def names(entries: list[TaskEntry]) -> str:

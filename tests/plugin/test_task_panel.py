@@ -129,9 +129,11 @@ def test_the_panel_lists_tasks_with_rising_progress_the_health_and_a_filter(pane
     assert {layer.name() for layer in group.findLayers()} >= {"Orthophoto", "DSM (surface)"}
     layers = len(QgsProject.instance().mapLayers())
     panel.select([outside.uuid])
-    panel.actions_by_name["load"].trigger()  # already on the map: not loaded twice
+    panel.actions_by_name["load"].trigger()  # already on the map: loaded again into its own group
     wait_for(lambda: not panel.running)
+    root = QgsProject.instance().layerTreeRoot()
     assert len(QgsProject.instance().mapLayers()) == layers
+    assert [g.name() for g in root.findGroups(True)].count("started outside QGIS") == 1
     QgsProject.instance().clear()
 
 
