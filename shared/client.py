@@ -290,12 +290,26 @@ class Task:
                     raise NodeResponseError(f"task {self.uuid} has no {name} (looked for {asset.path} in all.zip)")
                 if not asset.is_folder:
                     with archive.open(asset.path) as src, open(target, "wb") as dst:
-                        shutil.copyfileobj(src, dst, CHUNK)
+                        shutil.copyfileobj(src, dst, BLOCK)
                     return str(target)
-                with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as out:
-                    for member in members:
-                        out.writestr(member, archive.read(member))
+                _zip_members(archive, members, target)
         return str(target)
+
+
+def _zip_members(archive: zipfile.ZipFile, members: list[str], target: Path) -> None:
+    """Copy `members` of `archive` into a new zip at `target`, each streamed in blocks (a point cloud's
+    tiles or a textured model can hold members of hundreds of MB: never one whole in memory)."""
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as out:
+        for member in members:
+            info = archive.getinfo(member)
+            if info.is_dir():
+                out.writestr(member, b"")
+                continue
+            copy = zipfile.ZipInfo(member, info.date_time)
+            copy.compress_type = zipfile.ZIP_DEFLATED
+            large = info.file_size >= zipfile.ZIP64_LIMIT
+            with archive.open(info) as src, out.open(copy, "w", force_zip64=large) as dst:
+                shutil.copyfileobj(src, dst, BLOCK)
 
 
 def extract_zip(zip_path: str | os.PathLike, destination: str | os.PathLike) -> list[str]:

@@ -2,12 +2,14 @@
 
 The body must be byte for byte what requests-toolbelt's encoder made before (which NodeODX, the relay and
 the development node all read), its progress must count the file's bytes exactly, once each, and its
-memory must be one block per upload in flight, whatever the file's size.
+memory must be one block per upload in flight, whatever the file's size. The other way, a folder asset
+taken out of all.zip is copied member by member in the same blocks.
 """
 from __future__ import annotations
 
 import hashlib
 import tracemalloc
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -89,3 +91,19 @@ def test_upload_memory_is_a_block_per_upload_not_the_file(devnode_factory, tmp_p
     finally:
         tracemalloc.stop()
     assert peak < 4 * BLOCK + 3 * 1024 * 1024, f"{peak / 1024 / 1024:.1f} MB allocated at the peak"
+
+
+def test_a_folder_asset_is_copied_member_by_member(tmp_path):
+    """`download_asset("orthophoto_tiles.zip")` from a plain node: the folder's members, in blocks, the same bytes."""
+    from shared.client import _zip_members
+    source = tmp_path / "all.zip"
+    members = {"orthophoto_tiles/": b"", "orthophoto_tiles/1/0/0.png": bytes(range(256)) * 4000,
+               "orthophoto_tiles/1/0/1.png": b"x"}
+    with zipfile.ZipFile(source, "w", zipfile.ZIP_STORED) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    with zipfile.ZipFile(source) as archive:
+        _zip_members(archive, list(members), tmp_path / "tiles.zip")
+    with zipfile.ZipFile(tmp_path / "tiles.zip") as copied:
+        assert copied.testzip() is None
+        assert {name: copied.read(name) for name in copied.namelist()} == members
