@@ -430,6 +430,8 @@ class TaskPanel(QgsDockWidget):
         task, context, feedback, algorithm, on_success = record
         if record in self.running:
             self.running.remove(record)
+        if self.background.closed:  # the plugin unloaded meanwhile: its widgets are gone
+            return
         if not ok:
             self.say(feedback.errors[-1] if feedback.errors else f"{algorithm.displayName()} failed.",
                      Qgis.MessageLevel.Critical, 0)
