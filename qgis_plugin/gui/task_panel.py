@@ -177,6 +177,8 @@ class TaskPanel(QgsDockWidget):
             self.actions_by_name[name] = action
             self.toolbar.addAction(action)
         self.actions_by_name["new"].setIcon(QIcon(str(ICON)))
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)  # the same actions on a right click
+        self.table.addActions([a for name, a in self.actions_by_name.items() if name not in ("new", "refresh")])
         self.table.selectionModel().selectionChanged.connect(lambda *_: self.update_actions())
 
         top = QHBoxLayout()
