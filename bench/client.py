@@ -28,7 +28,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
@@ -152,7 +151,6 @@ def run(ctx: Context) -> Section:
                 pass
         uploads = interleaved_clients(size["repetitions"], list(SIDES_OF), lambda target, client: run_worker(
             ["upload", client, up.url(SIDES_OF[target]), *map(str, files)]))
-        time.sleep(0.5)
         fetched = interleaved_clients(size["repetitions"], list(SIDES_OF), lambda target, client: run_worker(
             ["download", client, down.url(SIDES_OF[target]), uuid, str(downloads / client)]))
         with requests.get(down.relay.url + f"/task/{uuid}/download/orthophoto.tif", stream=True, timeout=300) as warm:
