@@ -17,6 +17,8 @@ from .connection import Connection, ConnectionError
 from .describe import STATUS_WORDS, error_message
 
 TaskStatus = shared.TaskStatus
+#: The panel shows this many of the newest tasks (the `listtasks` algorithm lists them all).
+MAX_TASKS = 200
 #: Statuses of a task that has not ended.
 ACTIVE = (TaskStatus.QUEUED, TaskStatus.RUNNING)
 
@@ -99,6 +101,7 @@ class Snapshot:
     health: ClusterHealth | None = None
     error: str = ""
     with_info: bool = False  # the server answered the whole list with infos (a relay)
+    total: int = 0  # how many tasks the token has (the panel shows the newest MAX_TASKS)
 
 
 def entry_from_json(data: Mapping[str, Any]) -> TaskEntry:
@@ -106,15 +109,19 @@ def entry_from_json(data: Mapping[str, Any]) -> TaskEntry:
     return TaskEntry(shared.TaskInfo.from_json(dict(data)), str(node) if node else None)
 
 
-def fetch_tasks(node: shared.Node, ended: Mapping[str, TaskEntry] | None = None) -> tuple[list[TaskEntry], bool]:
-    """The token's tasks, newest first, and whether one request said it all (a relay). From a plain node,
-    the tasks in `ended` (ended at an earlier refresh, so unchanged unless restarted) are not asked again."""
-    listed = node.get_json(shared.endpoints.TASK_LIST, {"with_info": "true"})
+def fetch_tasks(node: shared.Node, ended: Mapping[str, TaskEntry] | None = None, offset: int = 0,
+                most: int = MAX_TASKS) -> tuple[list[TaskEntry], bool, int]:
+    """The token's newest `most` tasks, newest first; whether one request said it all (a relay); how many
+    tasks there are. `offset` skips that many of the oldest (a relay pages its list; a node ignores it). From
+    a plain node, the tasks in `ended` (ended at an earlier refresh, so unchanged unless restarted) are not
+    asked again."""
+    listed = node.get_json(shared.endpoints.TASK_LIST, {"with_info": "true", **({"offset": offset} if offset else {})})
     if not isinstance(listed, list):
         raise shared.NodeResponseError(f"unexpected task list: {str(listed)[:200]}")
     with_info = all(isinstance(item, Mapping) and "status" in item for item in listed) and bool(listed)
+    total = offset + len(listed) if with_info else len(listed)
     entries: list[TaskEntry] = []
-    for item in listed:
+    for item in listed if with_info else listed[-most:]:  # (a node lists its tasks oldest first)
         if with_info:
             entries.append(entry_from_json(item))
             continue
@@ -125,7 +132,7 @@ def fetch_tasks(node: shared.Node, ended: Mapping[str, TaskEntry] | None = None)
             entries.append(entry_from_json(node.get_json(shared.endpoints.task_info(item["uuid"]))))
         except shared.NodeResponseError:  # removed between the list and its info
             continue
-    return newest_first(entries), with_info
+    return newest_first(entries)[:most], with_info, total
 
 
 def newest_first(entries: Iterable[TaskEntry]) -> list[TaskEntry]:
@@ -133,24 +140,41 @@ def newest_first(entries: Iterable[TaskEntry]) -> list[TaskEntry]:
     return sorted(entries, key=lambda e: (e.info.date_created or epoch, e.uuid), reverse=True)
 
 
-def take_snapshot(node: shared.Node, display_url: str = "", ended: Mapping[str, TaskEntry] | None = None
-                  ) -> Snapshot:
+def take_snapshot(node: shared.Node, display_url: str = "", ended: Mapping[str, TaskEntry] | None = None,
+                  offset: int = 0) -> Snapshot:
     """Health and tasks in one go (two requests to a relay); never raises for the server's faults."""
     try:
         health = health_from_info(node.info())
-        tasks, with_info = fetch_tasks(node, ended)
+        tasks, with_info, total = fetch_tasks(node, ended, offset)
     except (shared.GenericError, ValueError, KeyError, TypeError) as exc:
         return Snapshot(error=error_message(exc, display_url))
-    return Snapshot(tasks, health, "", with_info)
+    return Snapshot(tasks, health, "", with_info, total)
 
 
-def ended_between(before: Mapping[str, TaskStatus] | None, after: Iterable[TaskEntry]) -> list[TaskEntry]:
+def next_offset(snapshot: Snapshot, most: int = MAX_TASKS) -> int:
+    """Where the next refresh's page starts: a relay is asked only for its newest tasks (and any added since),
+    once it has said how many there are."""
+    return max(0, snapshot.total - most) if snapshot.with_info else 0
+
+
+def ended_between(before: Mapping[str, TaskStatus] | None, after: Iterable[TaskEntry],
+                  newest: dt.datetime | None = None) -> list[TaskEntry]:
     """Tasks that ended since the last snapshot (`before`: uuid → status then; None: there was none, and
-    nothing is announced): those seen queued or running then, and those new since that have ended already
-    (created and ended between two refreshes)."""
+    nothing is announced): those seen queued or running then, and those created since (after `newest`, the
+    last snapshot's newest task: an older one that comes into view when newer ones are removed is not news)
+    that have ended already, between two refreshes."""
     if before is None:
         return []
-    return [e for e in after if e.status.is_final and (e.uuid not in before or before[e.uuid] in ACTIVE)]
+
+    def new(entry: TaskEntry) -> bool:
+        created = entry.info.date_created
+        return entry.uuid not in before and (newest is None or (created is not None and created > newest))
+
+    return [e for e in after if e.status.is_final and (new(e) or before.get(e.uuid) in ACTIVE)]
+
+
+def newest_created(entries: Iterable[TaskEntry]) -> dt.datetime | None:
+    return max((e.info.date_created for e in entries if e.info.date_created is not None), default=None)
 
 
 def matches(entry: TaskEntry, statuses: Iterable[TaskStatus] | None) -> bool:
@@ -158,15 +182,15 @@ def matches(entry: TaskEntry, statuses: Iterable[TaskStatus] | None) -> bool:
     return statuses is None or entry.status in set(statuses)
 
 
-def snapshot_of(connection: Connection, timeout: float = 20, ended: Mapping[str, TaskEntry] | None = None
-                ) -> Snapshot:
+def snapshot_of(connection: Connection, timeout: float = 20, ended: Mapping[str, TaskEntry] | None = None,
+                offset: int = 0) -> Snapshot:
     """One refresh against `connection` (in a worker thread: the token was read on the main thread)."""
     try:
         node = connection.node(timeout=timeout)
     except ConnectionError as exc:
         return Snapshot(error=str(exc))
     try:
-        return take_snapshot(node, connection.display_url, ended)
+        return take_snapshot(node, connection.display_url, ended, offset)
     finally:
         node.session.close()
 

@@ -45,7 +45,16 @@ from qgis.PyQt.QtWidgets import (
 from .. import settings
 from ..core.connection import Connection, ConnectionError
 from ..core.describe import error_message
-from ..core.task_list import ACTIVE, Snapshot, TaskEntry, ended_between, ended_entries, snapshot_of
+from ..core.task_list import (
+    ACTIVE,
+    Snapshot,
+    TaskEntry,
+    ended_between,
+    ended_entries,
+    newest_created,
+    next_offset,
+    snapshot_of,
+)
 from ..deps import shared
 from ..processing.base import ICON
 from .task_model import ENTRY_ROLE, NAME, PROGRESS, ProgressDelegate, StatusFilter, TaskTableModel
@@ -233,7 +242,8 @@ class TaskPanel(QgsDockWidget):
         self.refreshes += 1
         ended = {} if self.refreshes % FULL_EVERY == 0 else {  # (used against a plain node only)
             uuid: entry for uuid, entry in ended_entries(self.snapshot).items() if uuid not in self.restarted}
-        self.refreshing = self.background.submit(lambda: snapshot_of(connection, ended=ended),
+        offset = next_offset(self.snapshot)
+        self.refreshing = self.background.submit(lambda: snapshot_of(connection, ended=ended, offset=offset),
                                                  lambda snapshot: self.show_snapshot(snapshot, asked))
         return self.refreshing
 
@@ -247,11 +257,13 @@ class TaskPanel(QgsDockWidget):
             self.warning.hide()
         else:
             health = snapshot.health
-            self.header.setText(health.text if health else "")
+            shown = len(snapshot.tasks)
+            more = f" · the newest {shown} of {snapshot.total} tasks" if snapshot.total > shown else ""
+            self.header.setText((health.text if health else "") + more)
             self.warning.setText(health.warning if health else "")
             self.warning.setVisible(bool(health and health.warning))
             restarted = {uuid for uuid, at in self.restarted.items() if at >= asked}  # this refresh predates it
-            for entry in ended_between(self.seen, snapshot.tasks):
+            for entry in ended_between(self.seen, snapshot.tasks, newest_created(self.snapshot.tasks)):
                 if entry.uuid not in restarted:
                     self.notify_end(entry)
             self.seen = {e.uuid: TaskStatus.QUEUED if e.uuid in restarted else e.status for e in snapshot.tasks}

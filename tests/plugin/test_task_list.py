@@ -16,7 +16,9 @@ from qgis_plugin.core.task_list import (
     ended_entries,
     health_from_info,
     matches,
+    newest_created,
     newest_first,
+    next_offset,
     take_snapshot,
 )
 from qgis_plugin.deps import shared
@@ -94,6 +96,22 @@ def test_a_real_nodeodx_node_works_too(nodeodx_factory, sample_images: list[Path
     task.wait_for_completion(interval=0.2)
 
 
+def test_a_relay_is_asked_only_for_its_newest_tasks_once_it_said_how_many(two_node_relay, sample_images):
+    client = shared.Node.from_url(two_node_relay.url, token=TOKEN)
+    made = [client.create_task(sample_images[:2], name=f"many {i}") for i in range(3)]
+    node = shared.Node.from_url(two_node_relay.url, token=TOKEN)
+    first = take_snapshot(node)
+    assert first.total == len(first.tasks) >= 3 and next_offset(first, 2) == first.total - 2
+    queries: list = []
+    original = node.request
+    node.request = lambda method, path, query=None, **kw: queries.append(query) or original(method, path, query, **kw)
+    later = take_snapshot(node, offset=next_offset(first, 2))
+    assert queries[-1] == {"with_info": "true", "offset": first.total - 2}
+    assert later.total == first.total and [e.uuid for e in later.tasks] == [made[2].uuid, made[1].uuid]
+    for task in made:
+        task.wait_for_completion(interval=0.1)
+
+
 def test_a_server_that_does_not_answer_is_an_error_in_words():
     snapshot = take_snapshot(shared.Node.from_url("http://127.0.0.1:9"), "http://127.0.0.1:9")
     assert snapshot.tasks == [] and snapshot.health is None and "Cannot reach the server" in snapshot.error
@@ -105,6 +123,9 @@ def test_ends_since_the_last_snapshot_are_announced_once():
                                                  ("c", TaskStatus.RUNNING), ("d", TaskStatus.FAILED))]
     assert [e.uuid for e in ended_between(before, after)] == ["a", "d"]  # d: created and ended in between
     assert ended_between(None, after) == []  # the first snapshot: old ends are not news
+    older = [TaskEntry(info("e", TaskStatus.COMPLETED, 5))]  # came into view as newer ones were removed
+    assert ended_between(before, older, dt.datetime.fromtimestamp(10, tz=dt.UTC)) == []
+    assert newest_created(after + older) == dt.datetime.fromtimestamp(5, tz=dt.UTC)
 
 
 def test_health_filter_order_and_elapsed():
