@@ -324,7 +324,7 @@ class TaskPanel(QgsDockWidget):
 
     def restart_tasks(self) -> None:
         for entry in self.selected():
-            self.run_algorithm("odxrelay:restarttask", {"TASK": entry.uuid},
+            self.run_algorithm("odxrelay:restarttask", {"TASK": entry.uuid, "FOLLOW": False},  # the panel follows
                                on_success=lambda uuid=entry.uuid: self.follow_again(uuid))
 
     def follow_again(self, uuid: str) -> None:
