@@ -42,10 +42,21 @@ class Upload:
         return shared.inputs.is_photo(self.name)
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A file found in the folder of images that is not sent, and why (told to the user before the run)."""
+
+    path: Path
+    reason: str
+
+
 @dataclass
 class UploadPlan:
     uploads: list[Upload] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: Folders searched for photos (the folder of images and each sub-folder), for the summary before the run.
+    folders_searched: list[Path] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
 
     @property
     def image_count(self) -> int:
@@ -58,6 +69,9 @@ class UploadPlan:
 
     def names(self) -> list[str]:
         return [u.name for u in self.uploads]
+
+    def photos(self) -> list[Upload]:
+        return [u for u in self.uploads if u.is_photo]
 
 
 def is_side_file_name(name: str) -> bool:
@@ -97,6 +111,7 @@ def plan_upload(images: Iterable[str | os.PathLike] = (), folder: str | os.PathL
                 return
             if not explicit:  # a side file picked in the dialog wins over one found in the folder
                 plan.notes.append(f"{source} ignored: {previous.source} is sent as {name}")
+                plan.skipped.append(Skipped(source, f"{previous.source} is sent as {name} instead"))
                 return
             raise InputError(f"two different files would both be sent as {name!r}: {previous.source} and "
                              f"{source}; NodeODX needs every file name to be unique, so rename one")
@@ -130,12 +145,16 @@ def plan_upload(images: Iterable[str | os.PathLike] = (), folder: str | os.PathL
     return plan
 
 
-def _folder_files(folder: Path, recursive: bool) -> list[Path]:
-    """The files in `folder` (and its sub-folders), hidden ones and hidden folders left out, in a stable order."""
+def _folder_files(folder: Path, recursive: bool, searched: list[Path] | None = None) -> list[Path]:
+    """The files in `folder` (and its sub-folders), hidden ones and hidden folders left out, in a stable order.
+    Each folder looked into is appended to `searched`."""
+    searched = [] if searched is None else searched
     if not recursive:
+        searched.append(folder)
         return [p for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")]
     found = []
     for top, dirs, files in os.walk(folder):
+        searched.append(Path(top))
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found += [Path(top) / f for f in sorted(files) if not f.startswith(".")]
     return found
@@ -146,7 +165,7 @@ def _add_folder(folder: Path, add, plan: UploadPlan, recursive: bool = True) -> 
         raise InputError(f"image folder {str(folder)!r} is not a folder that exists")
     skipped, renamed = 0, 0
     taken: set[str] = set()
-    for path in _folder_files(folder, recursive):
+    for path in _folder_files(folder, recursive, plan.folders_searched):
         nested = path.parent != folder
         if is_image_name(path.name):
             name = path.name
@@ -159,6 +178,9 @@ def _add_folder(folder: Path, add, plan: UploadPlan, recursive: bool = True) -> 
             add(path, path.name, explicit=False)
         else:
             skipped += 1
+            why = ("a side file in a sub-folder (only the folder's own are taken)"
+                   if is_side_file_name(path.name) else "neither a photo nor a NodeODX side file")
+            plan.skipped.append(Skipped(path, why))
     where = f"{folder} and its sub-folders" if recursive else str(folder)
     if renamed:
         plan.notes.append(f"{renamed} photo(s) in sub-folders of {folder} share a name with another photo and "
