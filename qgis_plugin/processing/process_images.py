@@ -16,12 +16,16 @@ from qgis.core import (
     QgsRasterLayer,
 )
 
-from ..core.inputs import InputError, default_task_name, plan_upload
+from ..core.input_summary import summary_lines
+from ..core.inputs import InputError, UploadPlan, default_task_name, plan_upload
+from ..core.photo_positions import survey
 from ..core.presets import build_options, preset_by_index, preset_labels
-from .base import OdxAlgorithm
+from .base import PLUGIN_PACKAGE, OdxAlgorithm
+from .photo_layer import LAYER_NAME
 from .results import add_result_outputs, result_outputs
 
 FILE_TYPES = "Text files (*.txt *.TXT)"
+WIDGETS = f"{PLUGIN_PACKAGE}.gui.inputs_widgets"
 
 
 def layer_file(layer: QgsRasterLayer | None, what: str) -> str | None:
@@ -55,6 +59,12 @@ class ProcessImages(OdxAlgorithm):
         "<p><b>Folder of images</b> is searched with its sub-folders (DCIM/100MEDIA, DCIM/101MEDIA, ...) unless "
         "<b>Search sub-folders</b> is off; photos of the same name in two sub-folders are both sent, one under "
         "its folder's name.</p>"
+        "<p>Before anything is sent, the log says what will be: the photos found, the sub-folders searched, "
+        "the total size, the files left behind and why, and the photos without a GPS position in their EXIF. "
+        "In this dialog, the folder field counts its photos as soon as a folder is chosen, and <b>Show the "
+        f"photos' positions on the map</b> (ticked) adds a point layer “{LAYER_NAME}” at once: one point per "
+        "photo at its EXIF GPS position (EPSG:4326, with file name, altitude and capture time), so the flight "
+        "can be seen before it is sent.</p>"
         "<p>The task's uuid appears in the log at once. <b>Cancel</b> (this dialog's button, or the task's in "
         "QGIS's status bar) stops the task on the server too. <b>Closing QGIS</b> never does: QGIS stops "
         "following the task, which keeps running, and “Load results” fetches it later. Results stay in a "
@@ -66,9 +76,11 @@ class ProcessImages(OdxAlgorithm):
     def initParameters(self) -> None:
         self.addParameter(QgsProcessingParameterMultipleLayers(
             self.IMAGES, self.tr("Images"), QgsProcessing.SourceType.TypeFile, optional=True))
-        self.addParameter(QgsProcessingParameterFile(
+        folder = QgsProcessingParameterFile(
             self.IMAGE_FOLDER, self.tr("Folder of images"), behavior=QgsProcessingParameterFile.Behavior.Folder,
-            optional=True))
+            optional=True)
+        folder.setMetadata({"widget_wrapper": {"class": f"{WIDGETS}.PhotoFolderWidgetWrapper"}})
+        self.addParameter(folder)
         self.addParameter(QgsProcessingParameterBoolean(
             self.SUBFOLDERS, self.tr("Search sub-folders of the folder of images"), defaultValue=True))
         self.addParameter(QgsProcessingParameterMultipleLayers(
@@ -95,10 +107,10 @@ class ProcessImages(OdxAlgorithm):
         self.addResultsFolderParameter()
         add_result_outputs(self)
 
-    def perform(self, parameters, context, reporter):
+    def plan(self, parameters, context) -> UploadPlan:
         rasters = [layer_file(layer, "raster layer")
                    for layer in self.parameterAsLayerList(parameters, self.RASTERS, context)]
-        plan = plan_upload(
+        return plan_upload(
             images=[f for f in self.parameterAsFileList(parameters, self.IMAGES, context) if f],
             folder=self.parameterAsFile(parameters, self.IMAGE_FOLDER, context) or None,
             rasters=rasters,
@@ -107,6 +119,14 @@ class ProcessImages(OdxAlgorithm):
             geo=self.parameterAsFile(parameters, self.GEO, context) or None,
             image_groups=self.parameterAsFile(parameters, self.IMAGE_GROUPS, context) or None,
             recursive=self.parameterAsBoolean(parameters, self.SUBFOLDERS, context))
+
+    def perform(self, parameters, context, reporter):
+        plan = self.plan(parameters, context)
+        lines = summary_lines(plan, self.parameterAsFile(parameters, self.IMAGE_FOLDER, context) or None)
+        lines += survey(u.source for u in plan.photos()).log_lines()
+        # a block of its own in the log (command info: monospaced in the dialog), ahead of the run's messages
+        reporter.feedback.pushCommandInfo("\n".join(lines))
+        plan.notes = []  # told above, with the rest of the summary
         options = build_options(preset_by_index(self.parameterAsEnum(parameters, self.PRESET, context)),
                                 self.parameterAsString(parameters, self.OPTIONS, context))
         name = self.parameterAsString(parameters, self.TASK_NAME, context).strip() or default_task_name(plan)
