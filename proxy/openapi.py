@@ -89,7 +89,25 @@ LIST_PARAMS = [
      "description": "Where the page starts in the list, oldest first (default 0)"},
     {"name": "with_info", "in": "query", "required": False, "schema": {"type": "boolean"},
      "description": "`true`: each entry is the task's whole info, as `/task/{uuid}/info` answers it, and `node`, "
-                    "the node holding it (null while the task waits in the relay's queue); NodeODX ignores it"}]
+                    "the node holding it (null while the task waits in the relay's queue); NodeODX ignores it"},
+    {"name": "status", "in": "query", "required": False, "schema": {"type": "string"}, "example": "40,50",
+     "description": "Only tasks in these statuses: codes or names, comma-separated (10 queued, 20 running, 30 failed, "
+                    "40 completed, 50 canceled), as the relay last knew them (a task in its queue: 10, canceled "
+                    "there 50, failed there 30; on a node: its last info's, 10 until one is learned)"},
+    {"name": "created_after", "in": "query", "required": False, "schema": {"type": "string"},
+     "description": "Only tasks created at or after this time: ms since 1970, or ISO 8601 (UTC unless it says)"},
+    {"name": "created_before", "in": "query", "required": False, "schema": {"type": "string"},
+     "description": "Only tasks created before this time: ms since 1970, or ISO 8601 (UTC unless it says)"},
+    {"name": "name", "in": "query", "required": False, "schema": {"type": "string"},
+     "description": "Only tasks whose name contains this, in any case"},
+    {"name": "min_duration", "in": "query", "required": False, "schema": {"type": "number", "minimum": 0},
+     "description": "Only tasks whose processing time (`processingTime`, last known) is at least this many seconds"},
+    {"name": "max_duration", "in": "query", "required": False, "schema": {"type": "number", "minimum": 0},
+     "description": "Only tasks whose processing time is at most this many seconds (-1, not started, counts as less)"},
+    {"name": "sort", "in": "query", "required": False, "example": "created.desc", "schema": {
+        "type": "string", "pattern": "^(created|status|images|duration)(\\.(asc|desc))?$", "default": "created.asc"},
+     "description": "The order: by creation time, status code, image count or processing time, `.asc` or `.desc`; "
+                    "ties by creation time then uuid, in the same direction. Default: oldest first, as NodeODX"}]
 TASK_FIELDS: dict[str, Schema] = {
     "name": {"type": "string", "description": "A name for the task"},
     "options": {"type": "string", "description": 'Processing options as JSON: [{"name": "dsm", "value": true}, '
@@ -235,8 +253,11 @@ def paths() -> dict[str, Schema]:
                         "of this token, oldest first (uploads not committed yet are not listed). With `limit`, one "
                         "page of that same list: `limit` tasks from position `offset` (0 is the oldest); a page "
                         "past the end is empty. A value that is not a whole number in range is answered HTTP 400. "
-                        "`with_info=true` answers each task's info instead of its uuid alone (the relay asks the "
-                        "nodes for unfinished tasks only), so a client following many tasks asks once.",
+                        "Filters (`status`, `created_after`, `created_before`, `name`, `min_duration`, "
+                        "`max_duration`) and `sort` apply before the page is taken, from what the relay last knew "
+                        "of each task; a bad value is answered HTTP 400 naming the parameter, and NodeODX ignores "
+                        "them all. `with_info=true` answers each task's info instead of its uuid alone (the relay "
+                        "asks the nodes for unfinished tasks only), so a client following many tasks asks once.",
             parameters=LIST_PARAMS, **token)},
         "/task/{uuid}/info": {"get": operation("A task's status", task_ops, {
             "200": result_or_error(ref("TaskInfo"), "The task's info")}, op_id="taskInfo", parameters=[

@@ -5,11 +5,14 @@ Keys (prefix `odx:` by default):
   stage:<stage>          sorted set of uuids in that stage, scored by creation time
   owner:<owner>          sorted set of that owner's uuids
   listed:<owner>         sorted set of that owner's committed uuids (what /task/list shows), by creation time
+  lstatus:<owner>:<code> the same, for the listed tasks whose last known status is that code (`list_fields`)
+  lmeta:<owner>          hash uuid -> JSON [created, status, images, processing ms, lowercased name] of each
+                         listed task: what /task/list's other filters and orders read
   opentasks              hash uuid -> node id of every unfinished task (sent or being sent, not ended)
   open:<node id>         set of the node's unfinished tasks (the same, by node)
   ghosts:<node id>       set of tasks moved off the node (failover) that it may still run: canceled there later
   ghostnodes             set of the node ids that have ghosts
-  schema                 "3" once the indexes above are built (a store from before them is indexed at open)
+  schema                 "4" once the indexes above are built (a store from before them is indexed at open)
 No command reads the whole keyspace (SCAN, KEYS): with tens of thousands of tasks stored, each would cost
 hundreds of round trips, and /info, placement and every health round read reservations and node info.
   nodes                  hash node id -> node record JSON
@@ -31,6 +34,8 @@ is already gone.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import heapq
 import json
 import secrets
 import time
@@ -41,18 +46,28 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .models import NodeRecord, Stage, TaskRecord, UserRecord
-from .store import ON_NODE_STAGES, listed, open_on
+from .store import ON_NODE_STAGES, ListQuery, list_fields, listed, open_on
 
-SCHEMA = "3"
+SCHEMA = "4"
 REINDEX_BATCH = 500
 # Lua for the task indexes, shared by the scripts below. Keys are named from the prefix (ARGV[1]) inside the
 # scripts (a node's set is only known once `opentasks` is read): fine on one Redis, not on a Redis Cluster.
 _INDEX = """
-local function list_index(p, uuid, owner, created, listed)
+local function list_index(p, uuid, owner, created, listed, status, meta)
+  local old = redis.call('HGET', p .. 'lmeta:' .. owner, uuid)
+  if old then
+    local was = string.format('%.0f', cjson.decode(old)[2])
+    if not listed or was ~= status then redis.call('ZREM', p .. 'lstatus:' .. owner .. ':' .. was, uuid) end
+  end
   if listed then
     redis.call('ZADD', p .. 'listed:' .. owner, created, uuid)
+    if meta then
+      redis.call('ZADD', p .. 'lstatus:' .. owner .. ':' .. status, created, uuid)
+      redis.call('HSET', p .. 'lmeta:' .. owner, uuid, meta)
+    end
   else
     redis.call('ZREM', p .. 'listed:' .. owner, uuid)
+    redis.call('HDEL', p .. 'lmeta:' .. owner, uuid)
   end
 end
 local function open_index(p, uuid, node)
@@ -68,16 +83,17 @@ local function open_index(p, uuid, node)
   end
 end
 """
-# ARGV: prefix, uuid, record JSON, stage, created, owner, listed ("1" or ""), open node ("" if none), every stage
+# ARGV: prefix, uuid, record JSON, stage, created, owner, listed ("1" or ""), open node ("" if none), status code,
+# list meta JSON, every stage
 _PUT_TASK = _INDEX + """
 local p, uuid, stage, created, owner = ARGV[1], ARGV[2], ARGV[4], ARGV[5], ARGV[6]
 redis.call('SET', p .. 'task:' .. uuid, ARGV[3])
-for i = 9, #ARGV do
+for i = 11, #ARGV do
   if ARGV[i] ~= stage then redis.call('ZREM', p .. 'stage:' .. ARGV[i], uuid) end
 end
 redis.call('ZADD', p .. 'stage:' .. stage, created, uuid)
 redis.call('ZADD', p .. 'owner:' .. owner, created, uuid)
-list_index(p, uuid, owner, created, ARGV[7] == '1')
+list_index(p, uuid, owner, created, ARGV[7] == '1', ARGV[9], ARGV[10])
 open_index(p, uuid, ARGV[8] ~= '' and ARGV[8] or false)
 """
 # ARGV: prefix, uuid, every stage
@@ -90,17 +106,19 @@ if raw then
   local owner = cjson.decode(raw)['owner']
   if type(owner) ~= 'string' then owner = '' end
   redis.call('ZREM', p .. 'owner:' .. owner, uuid)
-  redis.call('ZREM', p .. 'listed:' .. owner, uuid)
+  list_index(p, uuid, owner, 0, false, '', false)
 end
 open_index(p, uuid, false)
 """
-# ARGV: prefix, the on-node stages joined by ",", uuids... : index each record as it is now (atomic per batch,
-# so a write racing with the indexing is never undone by it)
+# ARGV: prefix, the on-node stages joined by ",", then for each task: uuid, SHA-1 of the record its status and list
+# meta were computed from (in Python: `list_fields`), status, meta. Each record is indexed as it is now (atomic
+# per batch, so a write racing with the indexing is never undone by it); its list meta only if the record is
+# still the one they were computed from (a newer write has indexed them itself)
 _REINDEX = _INDEX + """
 local p = ARGV[1]
 local on_node = {}
 for stage in string.gmatch(ARGV[2], '[^,]+') do on_node[stage] = true end
-for i = 3, #ARGV do
+for i = 3, #ARGV, 4 do
   local raw = redis.call('GET', p .. 'task:' .. ARGV[i])
   if raw then
     local t = cjson.decode(raw)
@@ -111,11 +129,12 @@ for i = 3, #ARGV do
       node = t['node_id']
     end
     local created = type(t['created_ms']) == 'number' and string.format('%.0f', t['created_ms']) or '0'
-    list_index(p, ARGV[i], owner, created, t['stage'] ~= 'uploading')
+    local same = redis.sha1hex(raw) == ARGV[i + 1]
+    list_index(p, ARGV[i], owner, created, t['stage'] ~= 'uploading', ARGV[i + 2], same and ARGV[i + 3] or false)
     open_index(p, ARGV[i], node)
   end
 end
-return #ARGV - 2
+return (#ARGV - 2) / 4
 """
 # the `count` members after `member` in a sorted set (false if `member` is not in it any more)
 _AFTER = """
@@ -216,8 +235,14 @@ class RedisStore:
         for stage in _STAGES:
             uuids = await self.r.zrange(self.k("stage", stage), 0, -1)
             for first in range(0, len(uuids), REINDEX_BATCH):
-                await self._reindex(args=[self.prefix, ",".join(s.value for s in ON_NODE_STAGES),
-                                          *uuids[first:first + REINDEX_BATCH]])
+                batch = uuids[first:first + REINDEX_BATCH]
+                args: list[str] = []
+                for uuid, raw in zip(batch, await self.r.mget([self.k("task", u) for u in batch])):
+                    if raw:
+                        task = TaskRecord.from_json(json.loads(raw))
+                        status, meta = self._list_meta(task)
+                        args += [uuid, hashlib.sha1(raw.encode()).hexdigest(), status, meta]
+                await self._reindex(args=[self.prefix, ",".join(s.value for s in ON_NODE_STAGES), *args])
         for kind, members in (("resv", "resvnodes"), ("nodeinfo", "nodeinfonodes")):  # once, at upgrade
             nodes = [key.rsplit(":", 1)[1] async for key in self.r.scan_iter(match=self.k(kind, "*"), count=1000)]
             if nodes:
@@ -235,7 +260,13 @@ class RedisStore:
         assert self._put_task is not None, "store is not open"
         await self._put_task(args=[self.prefix, task.uuid, json.dumps(task.to_json()), task.stage.value,
                                    task.created_ms, task.owner, "1" if listed(task) else "",
-                                   open_on(task) or "", *_STAGES])
+                                   open_on(task) or "", *self._list_meta(task), *_STAGES])
+
+    @staticmethod
+    def _list_meta(task: TaskRecord) -> tuple[str, str]:
+        """The task's status code and its `lmeta` entry, as strings for the scripts."""
+        fields = list_fields(task)
+        return str(fields[0]), json.dumps([task.created_ms, *fields], separators=(",", ":"))
 
     async def get_task(self, uuid: str) -> TaskRecord | None:
         raw = await self.r.get(self.k("task", uuid))
@@ -292,6 +323,40 @@ class RedisStore:
                 piece = await self.r.zrange(key, offset + len(out) - 1, offset + len(out) + wanted(len(out)) - 2)
             out += piece
         return out
+
+    async def query_uuids(self, owner: str, query: ListQuery, offset: int = 0,
+                          limit: int | None = None) -> list[str]:
+        """The owner's committed tasks that `query` keeps, in its order, `limit` of them from `offset`.
+
+        By creation time with at most a status and a created range (what a client following its tasks asks,
+        `status=40&sort=created.desc&limit=10`): from the sorted sets alone, the first offset + limit of each
+        status's set (by score, then uuid: Redis's own order), merged. Any other filter or order reads the
+        owner's `lmeta` hash (a few MB at 50,000 tasks), in pieces, and filters and sorts it here."""
+        want = None if limit is None else offset + limit
+        if want == 0:
+            return []
+        if query.sort == "created" and not query.name and query.min_duration is None and query.max_duration is None:
+            keys = [self.k("lstatus", owner, str(code)) for code in query.statuses] or [self.k("listed", owner)]
+            low = "-inf" if query.created_after is None else str(query.created_after)
+            high = "+inf" if query.created_before is None else f"({query.created_before}"
+            pipe = self.r.pipeline(transaction=False)
+            for key in keys:
+                if query.desc:
+                    pipe.zrevrangebyscore(key, high, low, start=0 if want else None, num=want, withscores=True)
+                else:
+                    pipe.zrangebyscore(key, low, high, start=0 if want else None, num=want, withscores=True)
+            pieces = await pipe.execute()
+            merged = heapq.merge(*([(score, uuid) for uuid, score in piece] for piece in pieces),
+                                 reverse=query.desc)
+            return [uuid for _, uuid in list(merged)[offset:want]]
+        kept: list[tuple[tuple, str]] = []
+        async for uuid, raw in self.r.hscan_iter(self.k("lmeta", owner), count=self.LIST_CHUNK):
+            created, *rest = json.loads(raw)
+            fields = (rest[0], rest[1], rest[2], rest[3])
+            if query.matches(created, fields):
+                kept.append((query.key(created, uuid, fields), uuid))
+        kept.sort(reverse=query.desc)
+        return [uuid for _, uuid in kept[offset:want]]
 
     # --- ghosts ---------------------------------------------------------------------------------
     async def add_ghost(self, node_id: str, uuid: str) -> None:

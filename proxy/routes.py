@@ -6,8 +6,10 @@ NodeODX answers them (HTTP 200, `{"error": ...}`), since pyodx and WebODM rely o
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ from .models import Stage, TaskRecord
 from .replies import public_info, relay_side_info, relay_side_output
 from .staging import valid_uuid
 from .state import RELAY, Relay
+from .store import SORT_KEYS, ListQuery
 from .task_end import learn_info
 from .webhooks import receive
 from .zipurl import stage_zipurl
@@ -259,12 +262,19 @@ async def task_list(request: web.Request) -> web.Response:
     """The owner's committed tasks, oldest first, as NodeODX lists them (`[{"uuid": ...}, ...]`), read from the
     store's index (uuids only, no record decoded); `limit` and `offset` answer one page of that list.
 
-    With `with_info=true` each entry is the task's whole `/task/{uuid}/info` (and `node`, the label of the node
-    that holds it), so a client following many tasks asks once per interval instead of once per task."""
+    Filters (`status`, `created_after`/`created_before`, `name`, `min_duration`/`max_duration`) and an order
+    (`sort`) narrow and order it first (`list_query`), from what the relay last knew of each task (the store's
+    listing indexes). With `with_info=true` each entry is the task's whole `/task/{uuid}/info` (and `node`, the
+    label of the node that holds it), so a client following many tasks asks once per interval instead of once
+    per task."""
     relay = request.app[RELAY]
     owner = await relay.auth.identify(request)
     page = list_page(request.query)
-    uuids = await relay.store.listed_uuids(owner, offset=page.offset, limit=page.limit)
+    query = list_query(request.query)
+    if query.plain:
+        uuids = await relay.store.listed_uuids(owner, offset=page.offset, limit=page.limit)
+    else:
+        uuids = await relay.store.query_uuids(owner, query, offset=page.offset, limit=page.limit)
     if request.query.get("with_info", "").strip().lower() in ("true", "1", "yes"):
         return web.json_response(await listed_infos(relay, uuids))
     return web.Response(text=uuid_objects(uuids), content_type="application/json")
@@ -334,6 +344,70 @@ def list_page(query: Mapping[str, str]) -> ListPage:
     """`limit` (1 or more) and `offset` (0 or more) from `/task/list`'s query; other parameters are left alone
     (NodeODX clients send only `token`). A value that is not such a number is refused with HTTP 400."""
     return ListPage(offset=_count(query, "offset", 0) or 0, limit=_count(query, "limit", 1))
+
+
+#: `status=` also takes NodeODX's status names for its codes
+STATUS_NAMES = {"queued": 10, "running": 20, "failed": 30, "completed": 40, "canceled": 50}
+
+
+def list_query(query: Mapping[str, str]) -> ListQuery:
+    """`/task/list`'s filters and order: `status` (codes or names, comma-separated), `created_after` (inclusive)
+    and `created_before` (exclusive), each ms since the epoch or an ISO 8601 time (UTC unless it says), `name`
+    (contained, case-insensitive), `min_duration` and `max_duration` (seconds of processing time, inclusive),
+    `sort` (created, status, images or duration, `.asc` or `.desc`; default created.asc). A bad value: HTTP 400
+    naming the parameter. Absent or empty (`name=`), a parameter changes nothing."""
+    statuses: list[int] = []
+    for part in query.get("status", "").split(","):
+        part = part.strip().lower()
+        if not part:
+            continue
+        code = STATUS_NAMES.get(part, int(part) if part.isascii() and part.isdigit() and len(part) < 4 else -1)
+        if code not in STATUS_NAMES.values():
+            raise HTTPError(400, f"status must be status codes or names separated by commas (10 queued, 20 running, "
+                                 f"30 failed, 40 completed, 50 canceled), not {query['status'][:40]!r}")
+        if code not in statuses:
+            statuses.append(code)
+    if "status" in query and query["status"].strip() and not statuses:
+        raise HTTPError(400, f"status must be at least one status code or name, not {query['status'][:40]!r}")
+    sort, _, way = query.get("sort", "created").strip().lower().partition(".")
+    if sort not in SORT_KEYS or way not in ("", "asc", "desc"):
+        raise HTTPError(400, f"sort must be one of {', '.join(SORT_KEYS)}, optionally followed by .asc or .desc "
+                             f"(as created.desc), not {query['sort'][:40]!r}")
+    return ListQuery(statuses=tuple(sorted(statuses)), created_after=_time(query, "created_after"),
+                     created_before=_time(query, "created_before"), name=query.get("name", "").strip().lower(),
+                     min_duration=_seconds(query, "min_duration"), max_duration=_seconds(query, "max_duration"),
+                     sort=sort, desc=way == "desc")
+
+
+def _time(query: Mapping[str, str], name: str) -> int | None:
+    """A time as ms since the epoch: given so (digits), or as ISO 8601 (`2026-12-06`, `2026-12-06T10:00:00Z`)."""
+    text = query.get(name, "").strip()
+    if not text:
+        return None
+    if text.isascii() and text.isdigit() and len(text) <= 18:
+        return int(text)
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise HTTPError(400, f"{name} must be a time, as milliseconds since 1970 or ISO 8601 (2026-12-06T10:00:00Z), "
+                             f"not {query[name][:40]!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return int(when.timestamp() * 1000)
+
+
+def _seconds(query: Mapping[str, str], name: str) -> int | None:
+    """A duration given in seconds (0 or more, fractions allowed), as ms: what `processingTime` counts."""
+    text = query.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not math.isfinite(seconds) or seconds < 0 or seconds > 1e12:
+        raise HTTPError(400, f"{name} must be a number of seconds, 0 or more, not {query[name][:40]!r}")
+    return round(seconds * 1000)
 
 
 def _count(query: Mapping[str, str], name: str, least: int) -> int | None:

@@ -8,6 +8,8 @@ listing, so neither ever decodes every task a long-running relay holds:
 - the unfinished tasks of each node (`open_tasks_on`, `nodes_with_open_tasks`): what failover and the
   catch-up after a restart look at;
 - each owner's committed tasks, oldest first (`listed_uuids`): what `/task/list` answers, a page at a time;
+  and, for `/task/list`'s filters and orders (`query_uuids`), each listed task's last known status code,
+  image count, processing time and name (`list_fields`), kept beside it whenever the record is written;
 - ghosts (`add_ghost`, `ghosts`, `drop_ghost`): tasks moved off a node that may still run them there, to be
   canceled and removed on that node when it is back.
 """
@@ -18,6 +20,7 @@ import json
 import os
 import secrets
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -40,6 +43,66 @@ def listed(task: TaskRecord) -> bool:
     return task.stage != Stage.UPLOADING
 
 
+#: Status codes of a task no node holds (NodeODX's codes: 10 queued, 30 failed, 50 canceled).
+RELAY_SIDE_STATUS = {Stage.CANCELED: 50, Stage.FAILED: 30}
+SORT_KEYS = ("created", "status", "images", "duration")
+
+
+def list_fields(task: TaskRecord) -> tuple[int, int, int, str]:
+    """What `/task/list` filters and sorts by, as the relay last knew it: the status code (a task on a node: the
+    code of its last info, 10 until one is learned; in the relay's queue 10, canceled there 50, failed there 30),
+    the image count, the processing time in ms (-1 while not known, as NodeODX says of a task not started) and
+    the name, lowercased."""
+    info = task.last_info if task.stage == Stage.ON_NODE and isinstance(task.last_info, dict) else {}
+    status = info.get("status")
+    code = status.get("code") if isinstance(status, dict) else None
+    if task.stage != Stage.ON_NODE:
+        code = RELAY_SIDE_STATUS.get(task.stage, 10)
+    images, duration = info.get("imagesCount"), info.get("processingTime")
+    return (_whole(code, 10), _whole(images, task.image_count), _whole(duration, -1),
+            str(task.name or info.get("name") or "").lower())
+
+
+def _whole(value: object, default: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return default
+    return int(value)
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """`/task/list`'s filters and order. The default (no filter, oldest first) is NodeODX's list.
+    `created_after` is inclusive and `created_before` exclusive (ms), durations are ms (processingTime), both
+    inclusive; ties of the sort key are ordered by creation time then uuid, all in the same direction."""
+
+    statuses: tuple[int, ...] = ()
+    created_after: int | None = None
+    created_before: int | None = None
+    name: str = ""          # contained in the name, lowercased
+    min_duration: int | None = None
+    max_duration: int | None = None
+    sort: str = "created"
+    desc: bool = False
+
+    @property
+    def plain(self) -> bool:
+        return self == ListQuery()
+
+    def matches(self, created: int, fields: tuple[int, int, int, str]) -> bool:
+        status, _, duration, name = fields
+        return ((not self.statuses or status in self.statuses)
+                and (self.created_after is None or created >= self.created_after)
+                and (self.created_before is None or created < self.created_before)
+                and self.name in name
+                and (self.min_duration is None or duration >= self.min_duration)
+                and (self.max_duration is None or duration <= self.max_duration))
+
+    def key(self, created: int, uuid: str, fields: tuple[int, int, int, str]) -> tuple:
+        """The order's key (reverse it for `desc`)."""
+        first = {"created": created, "status": fields[0], "images": fields[1], "duration": fields[2]}[self.sort]
+        return first, created, uuid
+
+
 class Store(Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
@@ -51,6 +114,8 @@ class Store(Protocol):
     async def open_tasks_on(self, node_id: str) -> list[TaskRecord]: ...
     async def nodes_with_open_tasks(self) -> set[str]: ...
     async def listed_uuids(self, owner: str, offset: int = 0, limit: int | None = None) -> list[str]: ...
+    async def query_uuids(self, owner: str, query: ListQuery, offset: int = 0,
+                          limit: int | None = None) -> list[str]: ...
     async def add_ghost(self, node_id: str, uuid: str) -> None: ...
     async def ghosts(self, node_id: str) -> list[str]: ...
     async def ghost_nodes(self) -> set[str]: ...
@@ -75,11 +140,12 @@ class Store(Protocol):
     async def shared_secret(self) -> bytes: ...
 
 
-# `open_on`: the node the task is unfinished on (see `open_on()`), NULL otherwise; a database made before it
-# existed gets the column, filled from the records, when it is opened (`_migrate`)
+# `open_on`: the node the task is unfinished on (see `open_on()`), NULL otherwise; `status`, `images`,
+# `duration`, `name_lc`: `list_fields()`. A database made before them gets the columns, filled from the
+# records, when it is opened (`_migrate`)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (uuid TEXT PRIMARY KEY, owner TEXT, stage TEXT, created INTEGER, data TEXT,
-                                  open_on TEXT);
+                                  open_on TEXT, status INTEGER, images INTEGER, duration INTEGER, name_lc TEXT);
 CREATE TABLE IF NOT EXISTS nodes (id TEXT PRIMARY KEY, data TEXT);
 CREATE TABLE IF NOT EXISTS users (username TEXT PRIMARY KEY, token_hash TEXT UNIQUE, data TEXT);
 CREATE TABLE IF NOT EXISTS once (uuid TEXT, what TEXT, PRIMARY KEY (uuid, what));
@@ -92,7 +158,11 @@ CREATE INDEX IF NOT EXISTS tasks_owner ON tasks(owner);
 CREATE INDEX IF NOT EXISTS tasks_stage ON tasks(stage);
 CREATE INDEX IF NOT EXISTS tasks_open_on ON tasks(open_on) WHERE open_on IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_listed ON tasks(owner, created, uuid, stage) WHERE stage != 'uploading';
+CREATE INDEX IF NOT EXISTS tasks_listed_status ON tasks(owner, status, created, uuid) WHERE stage != 'uploading';
+CREATE INDEX IF NOT EXISTS tasks_listed_images ON tasks(owner, images, created, uuid) WHERE stage != 'uploading';
+CREATE INDEX IF NOT EXISTS tasks_listed_duration ON tasks(owner, duration, created, uuid) WHERE stage != 'uploading';
 """
+_LIST_COLUMNS = {"status": "INTEGER", "images": "INTEGER", "duration": "INTEGER", "name_lc": "TEXT"}
 
 
 class SQLiteStore:
@@ -123,21 +193,22 @@ class SQLiteStore:
         self.db.executescript(_INDEXES)
 
     def _migrate(self) -> None:
-        """A database from before the `open_on` column: add it, and fill it from the records of the tasks in
-        an on-node stage (the only ones it can be set for), in one transaction."""
+        """A database from before the `open_on` column or the listing columns: add those missing, and fill them
+        from the records (`open_on` only for tasks in an on-node stage, the only ones it can be set for), in
+        one transaction."""
         assert self.db is not None, "store is not open"
-        if "open_on" in {row[1] for row in self.db.execute("PRAGMA table_info(tasks)")}:
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(tasks)")}
+        missing = [c for c in ("open_on", *_LIST_COLUMNS) if c not in have]
+        if not missing:
             return
-        marks = ",".join("?" * len(ON_NODE_STAGES))
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            self.db.execute("ALTER TABLE tasks ADD COLUMN open_on TEXT")
-            rows = self.db.execute(f"SELECT data FROM tasks WHERE stage IN ({marks})",
-                                   [s.value for s in ON_NODE_STAGES]).fetchall()
-            for (data,) in rows:
+            for column in missing:
+                self.db.execute(f"ALTER TABLE tasks ADD COLUMN {column} {_LIST_COLUMNS.get(column, 'TEXT')}")
+            for (data,) in self.db.execute("SELECT data FROM tasks").fetchall():
                 task = TaskRecord.from_json(json.loads(data))
-                if open_on(task):
-                    self.db.execute("UPDATE tasks SET open_on = ? WHERE uuid = ?", (open_on(task), task.uuid))
+                self.db.execute("UPDATE tasks SET open_on = ?, status = ?, images = ?, duration = ?, name_lc = ? "
+                                "WHERE uuid = ?", (open_on(task), *list_fields(task), task.uuid))
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -153,9 +224,9 @@ class SQLiteStore:
         return self.db.execute(sql, args).fetchall()
 
     async def put_task(self, task: TaskRecord) -> None:
-        self._rows("INSERT OR REPLACE INTO tasks (uuid, owner, stage, created, data, open_on) "
-                   "VALUES (?, ?, ?, ?, ?, ?)", task.uuid, task.owner, task.stage.value, task.created_ms,
-                   json.dumps(task.to_json()), open_on(task))
+        self._rows("INSERT OR REPLACE INTO tasks (uuid, owner, stage, created, data, open_on, status, images, "
+                   "duration, name_lc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", task.uuid, task.owner,
+                   task.stage.value, task.created_ms, json.dumps(task.to_json()), open_on(task), *list_fields(task))
 
     async def get_task(self, uuid: str) -> TaskRecord | None:
         rows = self._rows("SELECT data FROM tasks WHERE uuid = ?", uuid)
@@ -203,6 +274,30 @@ class SQLiteStore:
                               owner, rows[-1][0], rows[-1][1], wanted(len(out)))
             out += [r[1] for r in rows]
         return out
+
+    async def query_uuids(self, owner: str, query: ListQuery, offset: int = 0,
+                          limit: int | None = None) -> list[str]:
+        """The owner's committed tasks that `query` keeps, in its order, `limit` of them from `offset`: one
+        query, which the indexes on (owner, sort column, created, uuid) answer without a sort when the order
+        is by creation time or by the one status asked for (`status=40&sort=created.desc&limit=10`)."""
+        where, args = ["owner = ?", "stage != 'uploading'"], [owner]
+        if query.statuses:
+            where.append(f"status IN ({','.join('?' * len(query.statuses))})")
+            args += list(query.statuses)
+        for cond, value in (("created >= ?", query.created_after), ("created < ?", query.created_before),
+                            ("duration >= ?", query.min_duration), ("duration <= ?", query.max_duration)):
+            if value is not None:
+                where.append(cond)
+                args.append(value)
+        if query.name:
+            where.append("instr(name_lc, ?) > 0")
+            args.append(query.name)
+        way = "DESC" if query.desc else "ASC"
+        order = [f"{query.sort} {way}"] if query.sort != "created" else []  # (a column's name: SORT_KEYS)
+        order += [f"created {way}", f"uuid {way}"]
+        rows = self._rows(f"SELECT uuid FROM tasks WHERE {' AND '.join(where)} ORDER BY {', '.join(order)} "
+                          "LIMIT ? OFFSET ?", *args, -1 if limit is None else limit, offset)
+        return [r[0] for r in rows]
 
     async def add_ghost(self, node_id: str, uuid: str) -> None:
         self._rows("INSERT OR IGNORE INTO ghosts VALUES (?, ?)", node_id, uuid)

@@ -12,6 +12,7 @@ Where it differs from pyodx, it is on purpose:
 """
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import mimetypes
 import os
@@ -21,7 +22,7 @@ import tempfile
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -150,6 +151,54 @@ class Node:
     def list_tasks(self) -> list[str]:
         """UUIDs of the tasks this token can see."""
         return [t["uuid"] for t in self.get_json(endpoints.TASK_LIST)]
+
+    def tasks(self, status: int | str | Iterable[int | str] | None = None, sort_by: str | None = None,
+              limit: int | None = None, offset: int = 0, *, name: str | None = None,
+              created_after: _dt.datetime | int | None = None, created_before: _dt.datetime | int | None = None,
+              min_duration: float | None = None, max_duration: float | None = None) -> list[TaskInfo]:
+        """The tasks this token sees, as TaskInfo, filtered and ordered (UP42's `Job.all`).
+
+        `status`: codes or names (`TaskStatus.COMPLETED`, 40, "completed", or several); `sort_by`: created, status,
+        images or duration, with `.asc` or `.desc` (default created.asc, the list's own order); `limit` and
+        `offset`: a page of the result; `name`: contained in the name, any case; `created_after` (inclusive) and
+        `created_before` (exclusive): datetimes (naive ones are UTC) or ms since 1970; `min_duration` and
+        `max_duration`: seconds of processing time, inclusive. A relay answers it in one request
+        (`/task/list` with those parameters and `with_info=true`, from what it last knew of each task); a plain
+        NodeODX node is asked for its list and each task's info, and filtered and sorted here."""
+        sort, _, way = (sort_by or "created").strip().lower().partition(".")
+        if sort not in _SORT_KEYS or way not in ("", "asc", "desc"):
+            raise ValueError(f"sort_by must be one of {', '.join(_SORT_KEYS)}, optionally with .asc or .desc, "
+                             f"not {sort_by!r}")
+        codes = _status_codes(status)
+        after, before = _ms(created_after), _ms(created_before)
+        if "relay" in self.info().extra:
+            query: dict[str, Any] = {"with_info": "true", "sort": f"{sort}.{way or 'asc'}"}
+            for key, value in (("status", ",".join(str(c) for c in codes)), ("name", name or ""),
+                               ("created_after", after), ("created_before", before),
+                               ("min_duration", min_duration), ("max_duration", max_duration),
+                               ("limit", limit), ("offset", offset or None)):
+                if value not in (None, ""):
+                    query[key] = value
+            return [TaskInfo.from_json(entry) for entry in self.get_json(endpoints.TASK_LIST, query)]
+        infos = []
+        for uuid in self.list_tasks():
+            data = self.get_json(endpoints.task_info(uuid))
+            if isinstance(data, dict) and "error" not in data:  # (removed meanwhile)
+                infos.append(TaskInfo.from_json(data))
+        def created(info: TaskInfo) -> int:
+            return _ms(info.date_created) or 0
+
+        def kept(info: TaskInfo) -> bool:
+            return ((not codes or int(info.status) in codes) and (name or "").lower() in info.name.lower()
+                    and (after is None or created(info) >= after) and (before is None or created(info) < before)
+                    and (min_duration is None or info.processing_time >= min_duration * 1000)
+                    and (max_duration is None or info.processing_time <= max_duration * 1000))
+
+        firsts = {"created": created, "status": lambda i: int(i.status), "images": lambda i: i.images_count,
+                  "duration": lambda i: i.processing_time}
+        infos = sorted((i for i in infos if kept(i)), key=lambda i: (firsts[sort](i), created(i), i.uuid),
+                       reverse=way == "desc")
+        return infos[offset:None if limit is None else offset + limit]
 
     def get_task(self, uuid: str) -> Task:
         return Task(self, uuid)
@@ -323,6 +372,33 @@ def extract_zip(zip_path: str | os.PathLike, destination: str | os.PathLike) -> 
 
 
 # --- helpers ----------------------------------------------------------------------------------
+_SORT_KEYS = ("created", "status", "images", "duration")
+
+
+def _status_codes(status: int | str | Iterable[int | str] | None) -> list[int]:
+    """Status codes from codes, TaskStatus members or names ("completed"), one or several."""
+    if status is None:
+        return []
+    items = [status] if isinstance(status, (int, str)) else list(status)
+    codes = []
+    for item in items:
+        try:
+            code = TaskStatus[item.strip().upper()] if isinstance(item, str) and not item.strip().isdigit() \
+                else TaskStatus(int(item))
+        except (KeyError, ValueError):
+            raise ValueError(f"not a task status: {item!r}") from None
+        codes.append(int(code))
+    return sorted(set(codes))
+
+
+def _ms(when: _dt.datetime | int | None) -> int | None:
+    if when is None or isinstance(when, int):
+        return when
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=_dt.UTC)
+    return int(when.timestamp() * 1000)
+
+
 def _error_text(response: requests.Response) -> str:
     try:
         data = response.json()

@@ -13,7 +13,7 @@ import redis
 
 from proxy.models import NodeRecord, Stage, TaskRecord, UserRecord
 from proxy.redis_store import RedisStore
-from proxy.store import SQLiteStore
+from proxy.store import ListQuery, SQLiteStore
 
 
 @pytest.fixture
@@ -234,6 +234,8 @@ def test_a_store_from_before_the_indexes_is_indexed_when_opened(tmp_path, redis_
             if isinstance(backend, RedisStore):
                 assert run(backend.reservations()) == {"n9": {"held": (1000, None)}}
                 assert run(backend.node_infos()) == {"n9": {"online": True}}
+            assert run(backend.query_uuids("alice", ListQuery(statuses=(10,), sort="created", desc=True))) == [
+                "run", "sent", "end"], backend  # (on a node with no info learned: 10)
             task = run(backend.get_task("run"))  # and kept in step from then on
             task.ended_ms = 9
             run(backend.put_task(task))
@@ -244,3 +246,50 @@ def test_a_store_from_before_the_indexes_is_indexed_when_opened(tmp_path, redis_
             run(backend.close())
         finally:
             loop.close()
+
+
+def test_the_listing_indexes_follow_status_changes_moves_and_deletes(store):
+    """`query_uuids` reads each task's last known status, images, processing time and name from the indexes: a
+    record written again (a status learned, the task canceled in the relay, requeued) moves in them, a task
+    deleted or never committed is never in them."""
+    run, s = store
+
+    def on_node(uuid: str, created: int, code: int | None, seconds: int = 0, name: str = "") -> TaskRecord:
+        info = None if code is None else {"status": {"code": code}, "processingTime": seconds * 1000,
+                                          "imagesCount": created}
+        return TaskRecord(uuid=uuid, owner="alice", created_ms=created, stage=Stage.ON_NODE, node_id="n1",
+                          last_info=info, name=name or None, image_count=created)
+
+    tasks = [on_node("a", 1, 40, 30, "North A"), on_node("b", 2, 20, 5, "south"), on_node("c", 3, None),
+             TaskRecord(uuid="d", owner="alice", created_ms=4, stage=Stage.QUEUED, name="north d"),
+             TaskRecord(uuid="e", owner="alice", created_ms=5, stage=Stage.CANCELED),
+             TaskRecord(uuid="f", owner="alice", created_ms=6, stage=Stage.FAILED),
+             TaskRecord(uuid="g", owner="alice", created_ms=7, name="north upload"),  # never committed
+             on_node("h", 8, 40, 60), TaskRecord(uuid="x", owner="bob", created_ms=1, stage=Stage.CANCELED)]
+    for task in tasks:
+        run(s.put_task(task))
+
+    def q(**kw) -> list[str]:
+        offset, limit = kw.pop("offset", 0), kw.pop("limit", None)
+        return run(s.query_uuids("alice", ListQuery(**kw), offset=offset, limit=limit))
+
+    assert q() == ["a", "b", "c", "d", "e", "f", "h"]
+    assert q(statuses=(40,), desc=True) == ["h", "a"]
+    assert q(statuses=(10,)) == ["c", "d"] and q(statuses=(50, 30)) == ["e", "f"]
+    assert q(statuses=(40, 10), desc=True, limit=2, offset=1) == ["d", "c"]
+    assert q(name="north") == ["a", "d"]
+    assert q(min_duration=5000, max_duration=30000) == ["a", "b"]
+    assert q(max_duration=0) == ["c", "d", "e", "f"]  # (-1: not started)
+    assert q(created_after=2, created_before=5) == ["b", "c", "d"]
+    assert q(sort="status") == ["c", "d", "b", "f", "a", "h", "e"]
+    assert q(sort="duration", desc=True) == ["h", "a", "b", "f", "e", "d", "c"]
+    assert q(sort="images", desc=True, limit=4) == ["h", "c", "b", "a"]  # (d, e, f: 0 images)
+
+    b = run(s.get_task("b"))
+    b.last_info = {"status": {"code": 40}, "processingTime": 90_000}
+    run(s.put_task(b))
+    run(s.put_task(TaskRecord(uuid="d", owner="alice", created_ms=4, stage=Stage.CANCELED, name="north d")))
+    run(s.delete_task("h"))
+    assert q(statuses=(40,)) == ["a", "b"] and q(statuses=(20,)) == [] and q(statuses=(50,)) == ["d", "e"]
+    assert q(sort="duration", desc=True, limit=1) == ["b"]
+    assert run(s.query_uuids("bob", ListQuery(statuses=(50,)))) == ["x"]

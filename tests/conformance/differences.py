@@ -108,11 +108,14 @@ DIFFERENCES: tuple[Difference, ...] = (
         "commits must not fill the relay's disk or its store."),
     Difference(
         "list-paging",
-        "`GET /task/list` takes `limit` and `offset` and answers that page of the list (a value that is not a "
-        "whole number in range: HTTP 400 with `{\"error\": ...}`); NodeODX ignores both and answers the whole "
-        "list. Without them both answer the same.",
-        "A client with tens of thousands of tasks reads them a page at a time; a NodeODX client sends neither "
-        "and sees no change."),
+        "`GET /task/list` takes `limit` and `offset` and answers that page of the list, and filters and an order "
+        "applied first: `status` (codes or names, comma-separated), `created_after`/`created_before`, `name` "
+        "(contains, any case), `min_duration`/`max_duration` (seconds of processing time), `sort` (created, "
+        "status, images or duration, `.asc` or `.desc`), from what the relay last knew of each task (a bad "
+        "value: HTTP 400 with `{\"error\": ...}` naming the parameter); NodeODX ignores them all and answers the "
+        "whole list. Without them both answer the same.",
+        "A client with tens of thousands of tasks reads them a page at a time, or just the ones it wants (the "
+        "newest completed ten); a NodeODX client sends none of them and sees no change."),
     Difference(
         "cancel-ended-refused",
         "`/task/cancel` of a task that has completed or failed is refused with `{\"success\": false, \"error\": "
