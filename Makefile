@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 VENV        ?= .venv
 PY          := $(VENV)/bin/python
-APT_PACKAGES := python3-qgis qgis-providers qgis redis-server python3-venv python3-gdal gdal-bin
+APT_PACKAGES := python3-qgis qgis-providers qgis redis-server python3-venv python3-gdal gdal-bin xvfb
 STAMP       := $(VENV)/.installed
 NODEODX     := var/nodeodx
 export QT_QPA_PLATFORM := offscreen
@@ -30,7 +30,8 @@ test: setup lint ## The linter, then the whole test suite headless (pytest)
 test-quick: setup ## The edit-test loop: the tests not marked slow (no fuzz, scale, conformance or long server tests), under a minute
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-demo: setup ## The main job: process the sample photos and print where the outputs are
+demo: setup ## The main job: process the sample photos, print where the outputs are, a PNG of QGIS with them
+	@command -v Xvfb >/dev/null || bash scripts/setup.sh "$(VENV)" $(APT_PACKAGES)  # a .venv made before xvfb was listed
 	$(PY) -m scripts.demo
 
 devnodes: setup ## Start two development nodes on 127.0.0.1:3001 and :3002 (Ctrl-C stops them)

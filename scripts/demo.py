@@ -1,5 +1,6 @@
 """The main job, end to end: sample drone photos → relay → two development nodes → map outputs,
-first through the library's client, then through the QGIS plugin run by qgis_process.
+first through the library's client, then through the QGIS plugin run by qgis_process, and last the QGIS
+desktop itself (under Xvfb) with the plugin's task panel and the results, saved as a PNG of its window.
 
 Run by `make demo`. Everything it starts listens on 127.0.0.1 and is stopped at the end; everything
 it writes goes under var/demo/.
@@ -15,12 +16,14 @@ from pathlib import Path
 from osgeo import gdal, osr
 
 from devnode.samples import SAMPLE_LATITUDE, SAMPLE_LONGITUDE, make_samples
+from scripts.demo_desktop import WindowShotError, shoot_window
 from shared import Node
 from shared.assets import Product, asset_for
 from testkit.devnode import start_devnode
 from testkit.relay import start_relay
 
 OUT = Path("var/demo")
+WINDOW_PNG = OUT / "qgis" / "odx-relay-qgis-window.png"
 
 
 def centre_lat_lon(raster: Path) -> tuple[float, float]:
@@ -86,13 +89,31 @@ def main() -> int:
         print("6. the same photos from QGIS: odxrelay:processimages through qgis_process.bin, "
               "then a project and a map render")
         qgis = subprocess.run([sys.executable, "-m", "scripts.demo_qgis", relay.url, str(OUT / "photos"),
-                               "--out", str(OUT / "qgis"), "--name", "ODX Relay demo"])
+                               "--out", str(OUT / "qgis"), "--name", "ODX Relay demo"],
+                              stdout=subprocess.PIPE, text=True)
+        print(qgis.stdout, end="")
         if qgis.returncode != 0:
             return qgis.returncode
+        printed = dict(line.split(maxsplit=1) for line in qgis.stdout.splitlines() if " " in line.strip())
+        print("7. QGIS itself under Xvfb: the demo project, the plugin's task panel on the relay, a PNG of the window")
+        desktop_started = time.monotonic()
+        try:
+            shot = shoot_window(OUT / "qgis" / "odx-relay-demo.qgz", WINDOW_PNG, relay.url,
+                                OUT / "qgis" / "plugins" / "odx_relay", task_uuid=printed.get("task:", ""))
+        except WindowShotError as exc:
+            print(f"   no screenshot of QGIS: {exc}")
+            return 1
+        for task_line in shot["tasks"]:
+            print(f"   panel: {task_line}")
+        if not shot["ok"]:
+            print(f"   the screenshot is not what it should be: {shot['message']} ({WINDOW_PNG})")
+            return 1
+        print(f"   {shot['message']} (QGIS started, shown and closed in {time.monotonic() - desktop_started:.0f} s)")
     finally:
         for server in reversed(servers):
             server.stop()
     print(f"done in {time.monotonic() - started:.0f} s")
+    print(f"QGIS window with the task panel and the results: {WINDOW_PNG.resolve()}")
     return 0
 
 
