@@ -55,7 +55,9 @@ class ProcessImages(OdxAlgorithm):
         "ground control points as <code>gcp_list.txt</code>.</p>"
         "<p><b>Options</b>: one <code>name=value</code> a line (or separated by ';'), applied over the preset, "
         "for example <code>dsm=true</code> or <code>pc-quality=high</code>. Options and the number of images "
-        "are checked with the server before anything is uploaded.</p>"
+        "are checked with the server before anything is uploaded. <b>Choose…</b> beside the field lists the "
+        "server's own options (check boxes, lists, numbers within their bounds, each option's help as its "
+        "tooltip) and writes the ones set away from the server's default into the field.</p>"
         "<p><b>Folder of images</b> is searched with its sub-folders (DCIM/100MEDIA, DCIM/101MEDIA, ...) unless "
         "<b>Search sub-folders</b> is off; photos of the same name in two sub-folders are both sent, one under "
         "its folder's name.</p>"
@@ -88,8 +90,10 @@ class ProcessImages(OdxAlgorithm):
             optional=True))
         self.addParameter(QgsProcessingParameterEnum(self.PRESET, self.tr("Preset"), options=preset_labels(),
                                                      defaultValue=0))
-        self.addParameter(QgsProcessingParameterString(self.OPTIONS, self.tr("Options (name=value, one a line)"),
-                                                       multiLine=True, optional=True))
+        options = QgsProcessingParameterString(self.OPTIONS, self.tr("Options (name=value, one a line)"),
+                                               multiLine=True, optional=True)
+        options.setMetadata({"widget_wrapper": {"class": f"{PLUGIN_PACKAGE}.gui.options_dialog.OptionsWidgetWrapper"}})
+        self.addParameter(options)
         self.addParameter(QgsProcessingParameterString(self.TASK_NAME, self.tr("Task name"), optional=True))
         advanced = [
             QgsProcessingParameterRasterLayer(self.ALIGN, self.tr("Alignment raster (sent as align.tif)"),
