@@ -4,7 +4,6 @@ positions on the map, so the flight is seen before anything is sent. Scripts and
 widget: their parameters and results are the same as before."""
 from __future__ import annotations
 
-from processing.gui.wrappers import WidgetWrapper
 from qgis.core import QgsProject
 from qgis.gui import QgsFileWidget, QgsProcessingGui
 from qgis.PyQt.QtCore import QTimer
@@ -14,6 +13,7 @@ from ..core.input_summary import short_summary
 from ..core.inputs import InputError, UploadPlan, plan_upload
 from ..core.photo_positions import survey
 from ..processing.photo_layer import LAYER_NAME, remove_positions, show_positions
+from .dialog_only import DialogOnlyWrapper
 
 SUBFOLDERS = "SUBFOLDERS"
 #: Milliseconds of quiet after the last keystroke in the path before the folder is read.
@@ -31,7 +31,7 @@ def folder_plan(folder: str, recursive: bool = True) -> tuple[UploadPlan | None,
     return plan, short_summary(plan)
 
 
-class PhotoFolderWidgetWrapper(WidgetWrapper):
+class PhotoFolderWidgetWrapper(DialogOnlyWrapper):
     """A folder picker, a line under it counting the photos and their size, and (in the algorithm dialog) the
     "Show the photos' positions on the map" box."""
 

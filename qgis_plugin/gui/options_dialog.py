@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from processing.gui.wrappers import WidgetWrapper
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QCursor
 from qgis.PyQt.QtWidgets import (
@@ -33,6 +32,7 @@ from qgis.PyQt.QtWidgets import (
 from .. import settings
 from ..core.option_form import NodeOption, OptionSpec, merge_text, specs, typed
 from ..core.presets import parse_option_text
+from .dialog_only import DialogOnlyWrapper
 
 SERVER = "SERVER"
 INT_LIMIT = 2**31 - 1
@@ -134,7 +134,7 @@ class OptionsDialog(QDialog):
         return out
 
 
-class OptionsWidgetWrapper(WidgetWrapper):
+class OptionsWidgetWrapper(DialogOnlyWrapper):
     """The Options field: free `name=value` text, and a button that opens the server's options as widgets."""
 
     def createWidget(self):
