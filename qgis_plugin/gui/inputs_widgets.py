@@ -45,7 +45,9 @@ class PhotoFolderWidgetWrapper(DialogOnlyWrapper):
         self.picker.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         self.summary = QLabel()
         self.summary.setWordWrap(True)
-        self.show_box = QCheckBox(self.tr(f"Show the photos' positions on the map (layer “{LAYER_NAME}”)"))
+        self.show_box = QCheckBox(self.tr("Show the photos' positions on the map"))
+        self.show_box.setToolTip(self.tr(f"A point layer “{LAYER_NAME}”: one point per photo at its EXIF GPS "
+                                         "position, with file name, altitude and capture time"))
         self.show_box.setChecked(True)
         self.in_dialog = self.dialogType == QgsProcessingGui.WidgetType.Standard  # not in batch or modeler
         self.show_box.setVisible(self.in_dialog)
@@ -80,7 +82,7 @@ class PhotoFolderWidgetWrapper(DialogOnlyWrapper):
         if plan is not None and self.in_dialog and self.show_box.isChecked():
             positions = survey(u.source for u in plan.photos())
             self.shown = show_positions(positions, project)
-            text += f"; {len(positions.positions)} with a GPS position, shown on the map"
+            text += f"; {len(positions.positions)} with a GPS position, on the map"
             if positions.without_gps:
                 text += f", {len(positions.without_gps)} without"
         elif self.shown is not None:

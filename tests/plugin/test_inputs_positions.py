@@ -107,7 +107,7 @@ def test_dialog_counts_the_folder_and_shows_the_flight(dialog, card, sample_imag
     folder.setValue(str(card))
     assert folder.value() == str(card)
     assert folder.summary.text().startswith("7 photos, ")
-    assert "(2 sub-folders searched; 1 file skipped); 6 with a GPS position, shown on the map, 1 without" in (
+    assert "(2 sub-folders searched; 1 file skipped); 6 with a GPS position, on the map, 1 without" in (
         folder.summary.text())
     [layer] = photo_layers(clean_project)
     assert_positions(layer, sample_images)
