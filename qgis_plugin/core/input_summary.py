@@ -47,5 +47,6 @@ def summary_lines(plan: UploadPlan, folder: str | Path | None = None) -> list[st
         lines += [f"  {s.path.name} ({s.path.parent}): {s.reason}" for s in plan.skipped[:NAMED_SKIPPED]]
         if len(plan.skipped) > NAMED_SKIPPED:
             lines.append(f"  … and {len(plan.skipped) - NAMED_SKIPPED} more.")
+    # the notes that count skipped files ("... stay behind", "... ignored: ...") are said above, file by file
     lines += [n for n in plan.notes if "stay behind" not in n and "ignored:" not in n]
     return lines

@@ -79,12 +79,14 @@ class PhotoFolderWidgetWrapper(DialogOnlyWrapper):
         self.timer.stop()
         plan, text = folder_plan(self.picker.filePath(), self.recursive())
         project = QgsProject.instance()
-        if plan is not None and self.in_dialog and self.show_box.isChecked():
-            positions = survey(u.source for u in plan.photos())
+        positions = survey(u.source for u in plan.photos()) if plan is not None and self.in_dialog else None
+        showing = positions is not None and bool(positions.positions) and self.show_box.isChecked()
+        if positions is not None:
+            text += f"; {len(positions.positions)} with a GPS position"
+            text += ", on the map" if showing else ""
+            text += f", {len(positions.without_gps)} without" if positions.without_gps else ""
+        if showing:
             self.shown = show_positions(positions, project)
-            text += f"; {len(positions.positions)} with a GPS position, on the map"
-            if positions.without_gps:
-                text += f", {len(positions.without_gps)} without"
         elif self.shown is not None:
             remove_positions(project)
             self.shown = None

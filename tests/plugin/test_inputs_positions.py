@@ -121,7 +121,14 @@ def test_dialog_counts_the_folder_and_shows_the_flight(dialog, card, sample_imag
     wrappers["SUBFOLDERS"].setParameterValue(True, QgsProcessingContext())
     assert len(photo_layers(clean_project)) == 1
     folder.show_box.setChecked(False)
-    assert photo_layers(clean_project) == [] and folder.summary.text().endswith("1 file skipped)")
+    assert photo_layers(clean_project) == []
+    assert folder.summary.text().endswith("1 file skipped); 6 with a GPS position, 1 without")
+    folder.show_box.setChecked(True)
+    for photo in (card / "DCIM" / "100MEDIA").glob("IMG_*.JPG"):
+        photo.unlink()  # only the photo without GPS is left: nothing to show
+    (card / "DCIM" / "100MEDIA" / "NO_GPS_2.JPG").write_bytes((card / "DCIM" / "100MEDIA" / "NO_GPS.JPG").read_bytes())
+    folder.setValue(str(card))
+    assert folder.summary.text().endswith("; 0 with a GPS position, 2 without") and photo_layers(clean_project) == []
     folder.setValue(None)
     assert folder.value() is None and folder.summary.text() == ""
     assert dialog.mainWidget().createProcessingParameters()["IMAGE_FOLDER"] is None
