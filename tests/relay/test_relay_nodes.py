@@ -40,6 +40,7 @@ def test_a_node_going_offline_and_coming_back(servers, relay_factory, fast_node,
     assert wait_status(relay, on_b)["status"]["code"] == COMPLETED
     requests.post(f"{relay.url}/admin/nodes/{a_id}/unlock", headers=relay.admin_headers(), timeout=10)
     assert get_json(relay, "/info")["maxParallelTasks"] == 3
+    wait_for((relay.data_dir / "results" / on_b / "all.zip").is_file, what="its results archived by the relay")
 
     b.stop()
     gone = wait_for(lambda: (n := by_url(relay, b.url)) and not n["online"] and n, what="b offline")
@@ -51,7 +52,7 @@ def test_a_node_going_offline_and_coming_back(servers, relay_factory, fast_node,
     # the task held by the offline node: its last known state, and clear errors for the rest
     assert task_info(relay, on_b)["status"]["code"] == COMPLETED
     assert "unreachable" in get_json(relay, f"/task/{on_b}/output")["error"]
-    assert "error" in get_json(relay, f"/task/{on_b}/download/all.zip")
+    assert requests.get(relay.api(f"/task/{on_b}/download/all.zip"), timeout=30).status_code == 200  # the relay's copy
     # new tasks go to the node that is online
     on_a = submit(relay, sample_images[:2])
     assert task_info(a, on_a)["uuid"] == on_a
