@@ -37,7 +37,7 @@ from testkit import nodeodx
 
 from .context import Context
 from .report import Bar, Row, Section, median
-from .stack import KINDS, MB, kind_problem, samples, stack
+from .stack import KINDS, MB, kind_problem, random_file, samples, stack
 
 SIZES = {"full": {"photos": 30, "photo_mb": 8, "zip_mb": 256, "repetitions": 5},
          "quick": {"photos": 4, "photo_mb": 8, "zip_mb": 16, "repetitions": 1}}
@@ -55,27 +55,12 @@ def photos(cache: Path, count: int, size_mb: int) -> list[Path]:
     """`count` files of `size_mb` MB of random bytes named like camera JPEGs, written once and kept."""
     folder = cache / f"client-photos-{size_mb}mb"
     folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f"IMG_{i:04d}.JPG" for i in range(count)]
-    for path in paths:
-        if not (path.exists() and path.stat().st_size == size_mb * MB):
-            partial = path.with_suffix(".part")
-            with open(partial, "wb") as out:
-                for _ in range(size_mb):
-                    out.write(os.urandom(MB))
-            partial.replace(path)
-    return paths
+    return [random_file(folder / f"IMG_{i:04d}.JPG", size_mb * MB) for i in range(count)]
 
 
 def orthophoto(cache: Path, size_mb: int) -> Path:
     """`size_mb` MB of random bytes to stand for an orthophoto (incompressible), written once and kept."""
-    path = cache / f"client-orthophoto-{size_mb}mb.tif"
-    if not (path.exists() and path.stat().st_size == size_mb * MB):
-        partial = path.with_suffix(".part")
-        with open(partial, "wb") as out:
-            for _ in range(size_mb):
-                out.write(os.urandom(MB))
-        partial.replace(path)
-    return path
+    return random_file(cache / f"client-orthophoto-{size_mb}mb.tif", size_mb * MB)
 
 
 def large_outputs(root: Path, tif: Path) -> Path:

@@ -105,16 +105,19 @@ def samples(root: Path, count: int) -> list[Path]:
 def random_files(folder: Path, count: int, size: int) -> list[Path]:
     """`count` files of `size` random bytes (incompressible), written once and reused by later runs."""
     folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f"random-{i:03d}.bin" for i in range(count)]
-    for path in paths:
-        if path.exists() and path.stat().st_size == size:
-            continue
-        partial = path.with_suffix(".part")
-        with open(partial, "wb") as out:
-            for offset in range(0, size, MB):
-                out.write(os.urandom(min(MB, size - offset)))
-        partial.replace(path)
-    return paths
+    return [random_file(folder / f"random-{i:03d}.bin", size) for i in range(count)]
+
+
+def random_file(path: Path, size: int) -> Path:
+    """`size` random bytes (incompressible) at `path`, written once (whole, or not at all) and then reused."""
+    if path.exists() and path.stat().st_size == size:
+        return path
+    partial = path.with_name(path.name + ".part")
+    with open(partial, "wb") as out:
+        for offset in range(0, size, MB):
+            out.write(os.urandom(min(MB, size - offset)))
+    partial.replace(path)
+    return path
 
 
 class PeakRSS:

@@ -5,19 +5,24 @@ conftest.py was imported last).
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import requests
 
+from proxy.models import TaskRecord
+from proxy.redis_store import RedisStore
+from proxy.store import SQLiteStore
 from testkit.devnode import DevNode
-from testkit.relay import Relay
+from testkit.relay import Relay, start_redis, start_relay
 from testkit.servers import ServerGroup, flags_to_argv, start_server
 
 FAST = {"seconds_per_image": 0.02}
@@ -154,3 +159,28 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@contextlib.contextmanager
+def relay_holding(kind: str, folder: Path, tasks: list[TaskRecord]) -> Iterator[Relay]:
+    """A relay (no node needed) whose store, SQLite or Redis (`kind`), holds `tasks` before it starts, as the
+    store of a relay that has run for a while holds them. Everything it started is stopped on the way out."""
+
+    async def write(store: Any) -> None:
+        await store.open()
+        for task in tasks:
+            await store.put_task(task)
+        await store.close()
+
+    with ServerGroup(folder) as group:
+        data_dir = group.tmp_path / "relay"
+        flags: dict[str, Any] = {}
+        if kind == "redis":
+            redis_server = group.add(start_redis(group.tmp_path))
+            flags["redis"] = redis_server.url
+            asyncio.run(write(RedisStore(redis_server.url)))
+        else:
+            asyncio.run(write(SQLiteStore(data_dir / "relay.sqlite3")))
+        started = group.add(start_relay(group.tmp_path, [], data_dir=data_dir, check_interval=5, **flags))
+        assert isinstance(started, Relay)
+        yield started

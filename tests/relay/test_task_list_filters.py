@@ -5,7 +5,6 @@ list is NodeODX's (tests/relay/test_task_list_paging.py). On both stores, with r
 before the relay starts; and `Node.tasks(...)` of the shared client, through the relay and against a plain node."""
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,11 +15,9 @@ import requests
 
 from proxy.auth import ANONYMOUS
 from proxy.models import Stage, TaskRecord
-from proxy.redis_store import RedisStore
-from proxy.store import SQLiteStore
 from shared import Node, TaskStatus
-from testkit.relay import Relay, start_redis, start_relay
-from testkit.servers import ServerGroup
+from testkit.relay import Relay
+from tests.relay.relay_helpers import relay_holding
 
 TASKS = 120
 BASE_MS = 1_700_000_000_000
@@ -74,26 +71,10 @@ def expected(keep=lambda f: True, sort: str = "created", desc: bool = False) -> 
     return [f["uuid"] for f in mine]
 
 
-async def write(store: Any) -> None:
-    await store.open()
-    for task in records():
-        await store.put_task(task)
-    await store.close()
-
-
 @pytest.fixture(params=["sqlite", "redis"], scope="module")
 def relay(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
-    with ServerGroup(tmp_path_factory.mktemp(f"filters-{request.param}")) as group:
-        data_dir = group.tmp_path / "relay"
-        flags: dict[str, Any] = {}
-        if request.param == "redis":
-            redis_server = group.add(start_redis(group.tmp_path))
-            flags["redis"] = redis_server.url
-            asyncio.run(write(RedisStore(redis_server.url)))
-        else:
-            asyncio.run(write(SQLiteStore(data_dir / "relay.sqlite3")))
-        started = group.add(start_relay(group.tmp_path, [], data_dir=data_dir, check_interval=5, **flags))
-        assert isinstance(started, Relay)
+    """A relay (no node needed) whose store already holds `records()`."""
+    with relay_holding(request.param, tmp_path_factory.mktemp(f"filters-{request.param}"), records()) as started:
         yield started
 
 

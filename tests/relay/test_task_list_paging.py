@@ -4,7 +4,6 @@ On both stores, with records written into the store before the relay starts, as 
 a while holds them."""
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -14,11 +13,9 @@ import requests
 
 from proxy.auth import ANONYMOUS
 from proxy.models import Stage, TaskRecord
-from proxy.redis_store import RedisStore
 from proxy.routes import uuid_objects
-from proxy.store import SQLiteStore
-from testkit.relay import Relay, start_redis, start_relay
-from testkit.servers import ServerGroup
+from testkit.relay import Relay
+from tests.relay.relay_helpers import relay_holding
 
 TASKS = 250
 
@@ -44,27 +41,10 @@ def listed_order() -> list[str]:
     return [t.uuid for t in sorted(mine, key=lambda t: (t.created_ms, t.uuid))]
 
 
-async def write(store: Any) -> None:
-    await store.open()
-    for task in records():
-        await store.put_task(task)
-    await store.close()
-
-
 @pytest.fixture(params=["sqlite", "redis"], scope="module")
 def relay(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relay]:
     """A relay (no node needed) whose store already holds `records()`."""
-    with ServerGroup(tmp_path_factory.mktemp(f"list-{request.param}")) as group:
-        data_dir = group.tmp_path / "relay"
-        flags: dict[str, Any] = {}
-        if request.param == "redis":
-            redis_server = group.add(start_redis(group.tmp_path))
-            flags["redis"] = redis_server.url
-            asyncio.run(write(RedisStore(redis_server.url)))
-        else:
-            asyncio.run(write(SQLiteStore(data_dir / "relay.sqlite3")))
-        started = group.add(start_relay(group.tmp_path, [], data_dir=data_dir, check_interval=5, **flags))
-        assert isinstance(started, Relay)
+    with relay_holding(request.param, tmp_path_factory.mktemp(f"list-{request.param}"), records()) as started:
         yield started
 
 
