@@ -197,15 +197,21 @@ class NodeRegistry:
         """A task ended on a node: count its slot free now, without asking the node's /info (NodeODX runs
         `lscpu` and `free` for each /info, ~10 ms of its CPU, just when the client polls and downloads).
         A task whose reservation is still held was never in the node's count; otherwise it leaves the count,
-        shared with the other replicas like a health check's numbers (call it once per end, not per replica).
+        shared with the other replicas like a health check's numbers (call it once per end, not per replica),
+        unless the count is already down to the relay's other unfinished tasks there (a check after the end).
         The next health check corrects whatever this guessed wrong."""
         held = any(uuid in tasks for tasks in (await self.store.reservations()).values())
         handle = self.handles.get(node_id or "")
         if held:
             await self.release(uuid)
         elif handle is not None and handle.info and int(handle.info.get("taskQueueCount") or 0) > 0:
-            handle.info = {**handle.info, "taskQueueCount": int(handle.info["taskQueueCount"]) - 1}
-            await self.store.put_node_info(handle.record.id, handle.shared())
+            count = int(handle.info["taskQueueCount"])
+            # a check that came after the end shows it already: the node counts no more tasks than the relay
+            # still has there, and taking one off again would free a slot that is not free (overbooking)
+            still_there = sum(1 for t in await self.store.open_tasks_on(handle.record.id) if t.uuid != uuid)
+            if count > still_there:
+                handle.info = {**handle.info, "taskQueueCount": count - 1}
+                await self.store.put_node_info(handle.record.id, handle.shared())
 
     async def check_all(self) -> None:
         await asyncio.gather(*(self.check(h) for h in list(self.handles.values())))

@@ -208,3 +208,20 @@ def test_catch_up_reads_only_open_tasks(store, tmp_path: Path) -> None:
     assert run(backend.get_task(finished.uuid)).ended_ms is not None
     assert run(backend.nodes_with_open_tasks()) == {"n1"}
     assert {t.uuid for t in run(backend.open_tasks_on("n1"))} == {running.uuid, sending.uuid}
+
+
+def test_an_end_learnt_after_a_check_that_showed_it_frees_no_slot_twice(store, tmp_path: Path) -> None:
+    """Found by the fault suite (a node overbooked by one): a task's end, learnt late (its replica was killed),
+    took one off a node count that a health check had already taken it off, so the relay saw a slot free that
+    was not, and sent the node a third task for its two slots."""
+    run, backend = store
+    relay = make_relay(backend, tmp_path, {"n1": True})
+    handle = relay.registry.handles["n1"]
+    still, ending = (TaskRecord(uuid=new_uuid(), created_ms=i, stage=Stage.ON_NODE, node_id="n1") for i in (1, 2))
+    seed(run, backend, [still, ending])
+    handle.info = {"taskQueueCount": 1, "maxParallelTasks": 2}  # checked after `ending` ended there: only `still`
+    run(relay.registry.task_left("n1", ending.uuid))
+    assert handle.info["taskQueueCount"] == 1, "the check already counted the end"
+    handle.info = {"taskQueueCount": 2, "maxParallelTasks": 2}  # checked before the end: both
+    run(relay.registry.task_left("n1", ending.uuid))
+    assert handle.info["taskQueueCount"] == 1, "the end frees its slot at once"

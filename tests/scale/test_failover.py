@@ -56,6 +56,9 @@ def busy_node_then_killed(cluster: Cluster, sample_images: list[Path]) -> tuple[
     running = submit(second, sample_images[:6])
     wait_status(first, running, [RUNNING])
     unseen = submit(first, sample_images[:5])
+    # both of the node's slots taken before the restart (asked of the node: nobody asks the relay about `unseen`)
+    wait_for(lambda: task_info(doomed, unseen).get("status", {}).get("code") == RUNNING, timeout=20,
+             what="the second task running on the node")
     assert post_json(first, "/task/restart", {"uuid": restarted}) == {"success": True}
     assert wait_status(second, restarted, [QUEUED])["status"]["code"] == QUEUED  # queued on the node itself
     assert task_info(doomed, restarted)["status"]["code"] == QUEUED
@@ -66,7 +69,7 @@ def busy_node_then_killed(cluster: Cluster, sample_images: list[Path]) -> tuple[
 
 
 def test_tasks_of_a_dead_node_are_sent_again_under_the_same_uuid(cluster_factory, sample_images: list[Path]) -> None:
-    cluster = cluster_factory([{"seconds_per_image": 0.5, "slots": 2}, {"slots": 3}], admin_token=ADMIN,
+    cluster = cluster_factory([{"seconds_per_image": 1.0, "slots": 2}, {"slots": 3}], admin_token=ADMIN,
                               failover_after=1)
     spare = cluster.nodes[1]
     first, second = cluster.replicas
@@ -87,7 +90,7 @@ def test_tasks_of_a_dead_node_are_sent_again_under_the_same_uuid(cluster_factory
 
 def test_without_its_inputs_a_task_of_a_dead_node_fails_and_says_why(cluster_factory,
                                                                     sample_images: list[Path]) -> None:
-    cluster = cluster_factory([{"seconds_per_image": 0.5, "slots": 2}, {"slots": 3}], admin_token=ADMIN,
+    cluster = cluster_factory([{"seconds_per_image": 1.0, "slots": 2}, {"slots": 3}], admin_token=ADMIN,
                               failover_after=1, keep_inputs=0)
     first, second = cluster.replicas
     running, restarted, _ = busy_node_then_killed(cluster, sample_images)
