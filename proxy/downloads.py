@@ -168,17 +168,8 @@ class DownloadCache:
         return await asyncio.shield(fill)
 
     async def _fill(self, nodes: NodeRegistry, task: TaskRecord) -> Path:
-        resp = await open_node_zip(nodes, task)
         path = self.zip_path(task.uuid)
-        partial = path.with_suffix(".fill")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with open(partial, "wb") as out:
-                async for chunk in resp.content.iter_chunked(CHUNK):
-                    out.write(chunk)
-        finally:
-            resp.release()
-        partial.replace(path)
+        await save_node_zip(nodes, task, path, path.with_suffix(".fill"))
         log.info("cached all.zip uuid=%s bytes=%d", task.uuid, path.stat().st_size)
         self.record(task.uuid, path)
         return path
@@ -223,6 +214,23 @@ async def open_node_zip(nodes: NodeRegistry, task: TaskRecord):
         resp.release()
         raise DownloadError(body.get("error", "the node has no all.zip") if isinstance(body, dict) else str(body))
     return resp
+
+
+async def save_node_zip(nodes: NodeRegistry, task: TaskRecord, path: Path, partial: Path) -> None:
+    """Stream the task's all.zip from its node into `partial`, renamed to `path` once whole, so that a file of
+    that name is always complete; DownloadError if the node would not give all of it."""
+    resp = await open_node_zip(nodes, task)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(partial, "wb") as out:
+            async for chunk in resp.content.iter_chunked(CHUNK):
+                out.write(chunk)
+        if resp.content_length is not None and partial.stat().st_size != resp.content_length:
+            raise DownloadError(f"the node sent {partial.stat().st_size} of {resp.content_length} bytes")
+        partial.replace(path)
+    finally:
+        resp.release()
+        partial.unlink(missing_ok=True)
 
 
 async def stream_zip(request: web.Request, nodes: NodeRegistry, cache: DownloadCache,

@@ -19,6 +19,7 @@ from shared import endpoints
 from .dispatch import dispatch_loop, recover
 from .errors import UpstreamError
 from .forward import claim_sending
+from .intake import forget
 from .models import NodeRecord, Stage, TaskRecord
 from .state import Relay
 from .store import ON_NODE_STAGES, open_on
@@ -175,8 +176,7 @@ async def expire_idle_uploads(relay: Relay) -> None:
         except OSError:
             last = task.created_ms / 1000
         if last < idle_before and not relay.locks.busy(task.uuid):
-            relay.staging.remove(task.uuid)
-            await relay.store.delete_task(task.uuid)
+            await forget(relay, task)
             log.info("upload expired uuid=%s: nothing received for %g s and never committed", task.uuid,
                      relay.config.upload_idle)
 

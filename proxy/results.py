@@ -16,13 +16,12 @@ from pathlib import Path
 
 from shared.assets import ALL_ZIP
 
-from .downloads import open_node_zip
+from .downloads import save_node_zip
 from .errors import DownloadError
 from .models import TaskRecord
 from .nodes import NodeRegistry
 
 log = logging.getLogger("odx_relay.results")
-CHUNK = 256 * 1024
 
 
 class ResultsStore:
@@ -39,27 +38,12 @@ class ResultsStore:
         """Copy the task's all.zip from its node, streamed with bounded memory; None if the node would not
         give it (the downloads keep coming from the node, as before)."""
         path = self.zip_path(task.uuid)
-        partial = path.with_name(f".{ALL_ZIP}.{time.monotonic_ns()}.part")
         started = time.monotonic()
         try:
-            resp = await open_node_zip(nodes, task)
-        except DownloadError as exc:
-            log.warning("results not archived uuid=%s: %s", task.uuid, exc)
-            return None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with open(partial, "wb") as out:
-                async for chunk in resp.content.iter_chunked(CHUNK):
-                    out.write(chunk)
-            if resp.content_length is not None and partial.stat().st_size != resp.content_length:
-                raise DownloadError(f"the node sent {partial.stat().st_size} of {resp.content_length} bytes")
-            partial.replace(path)
+            await save_node_zip(nodes, task, path, path.with_name(f".{ALL_ZIP}.{time.monotonic_ns()}.part"))
         except (OSError, DownloadError) as exc:
             log.warning("results not archived uuid=%s: %s", task.uuid, exc)
             return None
-        finally:
-            resp.release()
-            partial.unlink(missing_ok=True)
         log.info("results archived uuid=%s bytes=%d seconds=%.1f", task.uuid, path.stat().st_size,
                  time.monotonic() - started)
         return path
