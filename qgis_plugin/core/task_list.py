@@ -1,8 +1,9 @@
 """The task panel's network side, without Qt: one snapshot of the server (its tasks and its health) per
 refresh, and which tasks ended between two snapshots.
 
-A relay answers every task's info in one request (`/task/list?with_info=true`, with the node holding each);
-a plain NodeODX node ignores the parameter and answers uuids alone, and then each task's info is asked for.
+A relay answers its newest tasks' infos in one request (`/task/list?sort=created.desc&limit=200&with_info=true`,
+with the node holding each); a plain NodeODX node ignores those parameters and answers every uuid alone, oldest
+first, and then each of the newest tasks' info is asked for.
 Everything here runs in a worker thread; the panel only reads the `Snapshot` it hands back.
 """
 from __future__ import annotations
@@ -29,6 +30,7 @@ class TaskEntry:
 
     info: shared.TaskInfo
     node: str | None = None
+    seen_at: dt.datetime | None = None  # when the server said this (the elapsed time runs on from there)
 
     @property
     def uuid(self) -> str:
@@ -48,11 +50,14 @@ class TaskEntry:
         return self.info.name or self.info.uuid[:8]
 
     def elapsed_ms(self, now: dt.datetime | None = None) -> int:
-        """Processing time as the server counts it; for a task it has not started timing, since creation."""
+        """Processing time as the server counts it, running on since the server said it while the task runs (so
+        the panel's clock ticks between refreshes); for a task it has not started timing, since creation."""
+        now = now or dt.datetime.now(dt.UTC)
         if self.info.processing_time > 0:
-            return self.info.processing_time
+            running = self.info.status == TaskStatus.RUNNING and self.seen_at is not None
+            since = int((now - self.seen_at).total_seconds() * 1000) if running else 0
+            return self.info.processing_time + max(0, since)
         if self.info.status in ACTIVE and self.info.date_created is not None:
-            now = now or dt.datetime.now(dt.UTC)
             return max(0, int((now - self.info.date_created).total_seconds() * 1000))
         return 0
 
@@ -101,38 +106,42 @@ class Snapshot:
     health: ClusterHealth | None = None
     error: str = ""
     with_info: bool = False  # the server answered the whole list with infos (a relay)
-    total: int = 0  # how many tasks the token has (the panel shows the newest MAX_TASKS)
+    total: int = 0  # how many tasks the list held (a relay answers at most MAX_TASKS, its newest)
 
 
-def entry_from_json(data: Mapping[str, Any]) -> TaskEntry:
+def entry_from_json(data: Mapping[str, Any], seen_at: dt.datetime | None = None) -> TaskEntry:
     node = data.get("node")
-    return TaskEntry(shared.TaskInfo.from_json(dict(data)), str(node) if node else None)
+    return TaskEntry(shared.TaskInfo.from_json(dict(data)), str(node) if node else None, seen_at)
 
 
-def fetch_tasks(node: shared.Node, ended: Mapping[str, TaskEntry] | None = None, offset: int = 0,
+def fetch_tasks(node: shared.Node, ended: Mapping[str, TaskEntry] | None = None,
                 most: int = MAX_TASKS) -> tuple[list[TaskEntry], bool, int]:
-    """The token's newest `most` tasks, newest first; whether one request said it all (a relay); how many
-    tasks there are. `offset` skips that many of the oldest (a relay pages its list; a node ignores it). From
-    a plain node, the tasks in `ended` (ended at an earlier refresh, so unchanged unless restarted) are not
-    asked again."""
-    listed = node.get_json(shared.endpoints.TASK_LIST, {"with_info": "true", **({"offset": offset} if offset else {})})
+    """The token's newest `most` tasks, newest first; whether one request said it all (a relay); how many tasks
+    there are (from a relay, which answers only its newest `most`, at least that many). From a plain node, the
+    tasks in `ended` (ended at an earlier refresh, so unchanged unless restarted) are not asked again."""
+    listed = node.get_json(shared.endpoints.TASK_LIST, list_query(most))
     if not isinstance(listed, list):
         raise shared.NodeResponseError(f"unexpected task list: {str(listed)[:200]}")
     with_info = all(isinstance(item, Mapping) and "status" in item for item in listed) and bool(listed)
-    total = offset + len(listed) if with_info else len(listed)
+    seen_at = dt.datetime.now(dt.UTC)
     entries: list[TaskEntry] = []
-    for item in listed if with_info else listed[-most:]:  # (a node lists its tasks oldest first)
+    for item in listed[:most] if with_info else listed[-most:]:  # (a node lists every task, oldest first)
         if with_info:
-            entries.append(entry_from_json(item))
+            entries.append(entry_from_json(item, seen_at))
             continue
         if ended and item["uuid"] in ended:
             entries.append(ended[item["uuid"]])
             continue
         try:  # a plain NodeODX node: one info per task
-            entries.append(entry_from_json(node.get_json(shared.endpoints.task_info(item["uuid"]))))
+            entries.append(entry_from_json(node.get_json(shared.endpoints.task_info(item["uuid"])), seen_at))
         except shared.NodeResponseError:  # removed between the list and its info
             continue
-    return newest_first(entries)[:most], with_info, total
+    return newest_first(entries)[:most], with_info, len(listed)
+
+
+def list_query(most: int = MAX_TASKS) -> dict[str, str | int]:
+    """What the panel asks a relay for: its newest `most` tasks with their infos (a plain node ignores it all)."""
+    return {"sort": "created.desc", "limit": most, "with_info": "true"}
 
 
 def newest_first(entries: Iterable[TaskEntry]) -> list[TaskEntry]:
@@ -140,21 +149,14 @@ def newest_first(entries: Iterable[TaskEntry]) -> list[TaskEntry]:
     return sorted(entries, key=lambda e: (e.info.date_created or epoch, e.uuid), reverse=True)
 
 
-def take_snapshot(node: shared.Node, display_url: str = "", ended: Mapping[str, TaskEntry] | None = None,
-                  offset: int = 0) -> Snapshot:
+def take_snapshot(node: shared.Node, display_url: str = "", ended: Mapping[str, TaskEntry] | None = None) -> Snapshot:
     """Health and tasks in one go (two requests to a relay); never raises for the server's faults."""
     try:
         health = health_from_info(node.info())
-        tasks, with_info, total = fetch_tasks(node, ended, offset)
+        tasks, with_info, total = fetch_tasks(node, ended)
     except (shared.GenericError, ValueError, KeyError, TypeError) as exc:
         return Snapshot(error=error_message(exc, display_url))
     return Snapshot(tasks, health, "", with_info, total)
-
-
-def next_offset(snapshot: Snapshot, most: int = MAX_TASKS) -> int:
-    """Where the next refresh's page starts: a relay is asked only for its newest tasks (and any added since),
-    once it has said how many there are."""
-    return max(0, snapshot.total - most) if snapshot.with_info else 0
 
 
 def ended_between(before: Mapping[str, TaskStatus] | None, after: Iterable[TaskEntry],
@@ -182,15 +184,15 @@ def matches(entry: TaskEntry, statuses: Iterable[TaskStatus] | None) -> bool:
     return statuses is None or entry.status in set(statuses)
 
 
-def snapshot_of(connection: Connection, timeout: float = 20, ended: Mapping[str, TaskEntry] | None = None,
-                offset: int = 0) -> Snapshot:
+def snapshot_of(connection: Connection, timeout: float = 20, ended: Mapping[str, TaskEntry] | None = None
+                ) -> Snapshot:
     """One refresh against `connection` (in a worker thread: the token was read on the main thread)."""
     try:
         node = connection.node(timeout=timeout)
     except ConnectionError as exc:
         return Snapshot(error=str(exc))
     try:
-        return take_snapshot(node, connection.display_url, ended, offset)
+        return take_snapshot(node, connection.display_url, ended)
     finally:
         node.session.close()
 

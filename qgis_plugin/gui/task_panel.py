@@ -47,12 +47,12 @@ from ..core.connection import Connection, ConnectionError
 from ..core.describe import error_message
 from ..core.task_list import (
     ACTIVE,
+    MAX_TASKS,
     Snapshot,
     TaskEntry,
     ended_between,
     ended_entries,
     newest_created,
-    next_offset,
     snapshot_of,
 )
 from ..deps import shared
@@ -242,8 +242,7 @@ class TaskPanel(QgsDockWidget):
         self.refreshes += 1
         ended = {} if self.refreshes % FULL_EVERY == 0 else {  # (used against a plain node only)
             uuid: entry for uuid, entry in ended_entries(self.snapshot).items() if uuid not in self.restarted}
-        offset = next_offset(self.snapshot)
-        self.refreshing = self.background.submit(lambda: snapshot_of(connection, ended=ended, offset=offset),
+        self.refreshing = self.background.submit(lambda: snapshot_of(connection, ended=ended),
                                                  lambda snapshot: self.show_snapshot(snapshot, asked))
         return self.refreshing
 
@@ -258,7 +257,8 @@ class TaskPanel(QgsDockWidget):
         else:
             health = snapshot.health
             shown = len(snapshot.tasks)
-            more = f" · the newest {shown} of {snapshot.total} tasks" if snapshot.total > shown else ""
+            more = (f" · the newest {shown} of {snapshot.total} tasks" if snapshot.total > shown else
+                    f" · the newest {shown} tasks" if snapshot.with_info and shown >= MAX_TASKS else "")
             self.header.setText((health.text if health else "") + more)
             self.warning.setText(health.warning if health else "")
             self.warning.setVisible(bool(health and health.warning))

@@ -11,14 +11,16 @@ from pathlib import Path
 import pytest
 
 from qgis_plugin.core.task_list import (
+    MAX_TASKS,
     TaskEntry,
     ended_between,
     ended_entries,
+    fetch_tasks,
     health_from_info,
+    list_query,
     matches,
     newest_created,
     newest_first,
-    next_offset,
     take_snapshot,
 )
 from qgis_plugin.deps import shared
@@ -96,18 +98,29 @@ def test_a_real_nodeodx_node_works_too(nodeodx_factory, sample_images: list[Path
     task.wait_for_completion(interval=0.2)
 
 
-def test_a_relay_is_asked_only_for_its_newest_tasks_once_it_said_how_many(two_node_relay, sample_images):
+def test_a_relay_is_asked_for_its_newest_tasks_only(two_node_relay, sample_images):
     client = shared.Node.from_url(two_node_relay.url, token=TOKEN)
     made = [client.create_task(sample_images[:2], name=f"many {i}") for i in range(3)]
     node = shared.Node.from_url(two_node_relay.url, token=TOKEN)
-    first = take_snapshot(node)
-    assert first.total == len(first.tasks) >= 3 and next_offset(first, 2) == first.total - 2
     queries: list = []
     original = node.request
-    node.request = lambda method, path, query=None, **kw: queries.append(query) or original(method, path, query, **kw)
-    later = take_snapshot(node, offset=next_offset(first, 2))
-    assert queries[-1] == {"with_info": "true", "offset": first.total - 2}
-    assert later.total == first.total and [e.uuid for e in later.tasks] == [made[2].uuid, made[1].uuid]
+    node.request = lambda method, path, query=None, **kw: queries.append((path, query)) or original(
+        method, path, query, **kw)
+    tasks, with_info, total = fetch_tasks(node, most=2)
+    assert queries == [("/task/list", {"sort": "created.desc", "limit": 2, "with_info": "true"})]
+    assert with_info and total == 2 and [e.uuid for e in tasks] == [made[2].uuid, made[1].uuid]
+    assert all(e.seen_at is not None for e in tasks)
+    assert list_query() == {"sort": "created.desc", "limit": MAX_TASKS, "with_info": "true"}
+    for task in made:
+        task.wait_for_completion(interval=0.1)
+
+
+def test_a_plain_node_ignores_the_query_and_still_gives_its_newest_first(devnode_factory, sample_images):
+    plain = devnode_factory(slots=3, **FAST)
+    client = shared.Node.from_url(plain.url)
+    made = [client.create_task(sample_images[:2], name=f"plain {i}") for i in range(3)]
+    tasks, with_info, total = fetch_tasks(shared.Node.from_url(plain.url), most=2)
+    assert not with_info and total == 3 and [e.uuid for e in tasks] == [made[2].uuid, made[1].uuid]
     for task in made:
         task.wait_for_completion(interval=0.1)
 
@@ -140,3 +153,9 @@ def test_health_filter_order_and_elapsed():
     assert all(matches(e, None) for e in entries)
     now = dt.datetime.fromtimestamp(70, tz=dt.UTC)
     assert entries[1].elapsed_ms(now) == 60_000 and entries[0].elapsed_ms(now) == 0
+    running = TaskEntry(shared.TaskInfo(uuid="r", status=TaskStatus.RUNNING, processing_time=5_000),
+                        seen_at=dt.datetime.fromtimestamp(60, tz=dt.UTC))
+    assert running.elapsed_ms(now) == 15_000  # the server's count runs on from when it was said
+    ended = TaskEntry(shared.TaskInfo(uuid="e", status=TaskStatus.COMPLETED, processing_time=5_000),
+                      seen_at=dt.datetime.fromtimestamp(60, tz=dt.UTC))
+    assert ended.elapsed_ms(now) == 5_000
