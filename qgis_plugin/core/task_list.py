@@ -200,3 +200,20 @@ def snapshot_of(connection: Connection, timeout: float = 20, ended: Mapping[str,
 def ended_entries(snapshot: Snapshot) -> dict[str, TaskEntry]:
     """The tasks of a snapshot that had ended, by uuid (what a plain node need not be asked for again)."""
     return {e.uuid: e for e in snapshot.tasks if e.status.is_final}
+
+
+def fetch_entries(connection: Connection, timeout: float = 20) -> list[TaskEntry]:
+    """The newest tasks alone, newest first (the algorithm dialogs' task pickers; in a worker thread). Raises the
+    server's faults, for the caller to say in words."""
+    node = connection.node(timeout=timeout)
+    try:
+        return fetch_tasks(node)[0]
+    finally:
+        node.session.close()
+
+
+def picker_label(entry: TaskEntry) -> str:
+    """`name · status · short uuid`, what a task picker lists (a task without a name: its short uuid first)."""
+    if entry.info.name:
+        return f"{entry.info.name} · {entry.status_word} · {entry.uuid[:8]}"
+    return f"{entry.uuid[:8]} · {entry.status_word}"

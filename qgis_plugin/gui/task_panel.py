@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from qgis.core import (
     QgsSettings,
 )
 from qgis.gui import QgsDockWidget, QgsMessageBar
-from qgis.PyQt.QtCore import QObject, Qt, QTimer, QUrl, pyqtSignal
+from qgis.PyQt.QtCore import Qt, QTimer, QUrl, pyqtSignal
 from qgis.PyQt.QtGui import QDesktopServices, QGuiApplication, QIcon
 from qgis.PyQt.QtWidgets import (
     QAbstractItemView,
@@ -57,6 +56,7 @@ from ..core.task_list import (
 )
 from ..deps import shared
 from ..processing.base import ICON
+from .background import Background
 from .task_model import ENTRY_ROLE, NAME, PROGRESS, ProgressDelegate, StatusFilter, TaskTableModel
 
 TaskStatus = shared.TaskStatus
@@ -75,40 +75,6 @@ FILTERS: tuple[tuple[str, tuple[TaskStatus, ...] | None], ...] = (
     ("Failed or canceled", (TaskStatus.FAILED, TaskStatus.CANCELED)),
 )
 REPORT = ("odm_report", "report.pdf")
-
-
-class Background(QObject):
-    """Runs a function in a worker thread and hands its result to a callback on the main thread."""
-
-    done = pyqtSignal(object, object)
-
-    def __init__(self, parent: QObject | None = None):
-        super().__init__(parent)
-        self.pool = ThreadPoolExecutor(2, thread_name_prefix="odx-relay-panel")
-        self.closed = False
-        self.done.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
-
-    def submit(self, work: Callable[[], Any], callback: Callable[[Any], None]) -> bool:
-        """False once closed (the plugin is unloading): nothing more is started."""
-        if self.closed:
-            return False
-
-        def run() -> None:
-            try:
-                result: Any = work()
-            except Exception as exc:  # noqa: BLE001 - handed to the main thread, which says it in words
-                result = exc
-            self.done.emit(callback, result)
-        self.pool.submit(run)
-        return True
-
-    def _deliver(self, callback: Callable[[Any], None], result: Any) -> None:
-        if not self.closed:
-            callback(result)
-
-    def close(self) -> None:
-        self.closed = True
-        self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 class PanelFeedback(QgsProcessingFeedback):

@@ -8,6 +8,7 @@ from .task_actions import TaskAction
 
 class CancelTask(TaskAction):
     NAME, DISPLAY = "canceltask", "Cancel a task"
+    PICK = (shared.TaskStatus.QUEUED, shared.TaskStatus.RUNNING)
     HELP = ("<p>Stops a queued or running task on the server. A task that has already completed, failed or been "
             "canceled is left as it is (a completed task's results stay downloadable: “Load results” loads "
             "them). Its results, if any, stay on the server until removed.</p>")

@@ -1,11 +1,13 @@
 """odxrelay:loadresults — load the results of a task that already exists, without processing again."""
 from __future__ import annotations
 
-from qgis.core import QgsProcessingParameterBoolean, QgsProcessingParameterString
+from qgis.core import QgsProcessingParameterBoolean
 
 from ..core.runner import TaskRunner
+from ..deps import shared
 from .base import OdxAlgorithm
 from .results import add_result_outputs, result_outputs
+from .task_actions import task_parameter
 
 
 class LoadResults(OdxAlgorithm):
@@ -20,7 +22,8 @@ class LoadResults(OdxAlgorithm):
         "“List tasks” shows the uuids.</p>")
 
     def initParameters(self) -> None:
-        self.addParameter(QgsProcessingParameterString(self.TASK, self.tr("Task UUID")))
+        self.addParameter(task_parameter(self.TASK, (shared.TaskStatus.QUEUED, shared.TaskStatus.RUNNING,
+                                                     shared.TaskStatus.COMPLETED)))
         self.addParameter(QgsProcessingParameterBoolean(self.WAIT, self.tr("Wait for the task if it is still running"),
                                                         defaultValue=True))
         self.addResultsFolderParameter()

@@ -15,6 +15,7 @@ from .task_actions import TaskAction
 class RestartTask(TaskAction):
     NAME, DISPLAY = "restarttask", "Restart a task"
     OPTIONS, FOLLOW = "OPTIONS", "FOLLOW"
+    PICK = (shared.TaskStatus.FAILED, shared.TaskStatus.COMPLETED, shared.TaskStatus.CANCELED)
     HELP = ("<p>Processes a finished, failed or canceled task again with the images it already has. "
             "<b>Options</b> (one <code>name=value</code> a line) change the task's options; the others stay. "
             "They are checked with the server first. Results downloaded earlier are moved aside.</p>"
