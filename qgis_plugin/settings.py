@@ -8,6 +8,7 @@ page, or in an algorithm's `prepareAlgorithm`, which Processing runs on the main
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from qgis.core import QgsApplication, QgsAuthMethodConfig, QgsSettings
@@ -17,6 +18,10 @@ from .core.connection import Connection, proxies_for, resolve_connection
 KEY_URL = "odx_relay/url"
 KEY_AUTHCFG = "odx_relay/authcfg"
 KEY_RESULTS = "odx_relay/results_folder"
+KEY_AUTO_LOAD = "odx_relay/auto_load"
+KEY_STARTED = "odx_relay/started_here"
+#: At most this many tasks started here are remembered (the oldest are let go first).
+MAX_STARTED = 100
 AUTH_NAME = "ODX Relay token"
 AUTH_METHOD = "Basic"  # username unused, the token is the password: every QGIS build has this method
 PROXY_KEYS = ("proxy/proxyEnabled", "proxy/proxyType", "proxy/proxyHost", "proxy/proxyPort",
@@ -79,6 +84,51 @@ def save(url: str, token: str, results: str = "") -> None:
         raise TokenStoreError("The token could not be saved in QGIS's authentication database "
                               "(was the master password given?)")
     settings.setValue(KEY_AUTHCFG, config.id())
+
+
+def auto_load() -> bool:
+    """Whether the task panel loads the results of tasks started from this QGIS when they complete (off at first)."""
+    return str(QgsSettings().value(KEY_AUTO_LOAD, False)).lower() in ("true", "1")
+
+
+def set_auto_load(on: bool) -> None:
+    QgsSettings().setValue(KEY_AUTO_LOAD, bool(on))
+
+
+# --- tasks started from this QGIS ----------------------------------------------------------------
+# Kept in QgsSettings (so they survive a restart of QGIS) until their results are loaded or they end otherwise.
+# Written from Processing's worker threads too: QSettings may be used from any thread, one object per use.
+_STARTED_LOCK = threading.Lock()
+_FOLLOWED: set[str] = set()  # started tasks an algorithm run in this QGIS follows right now
+
+
+def started_here() -> list[str]:
+    value = QgsSettings().value(KEY_STARTED, "") or ""
+    return [uuid for uuid in str(value).split(",") if uuid]
+
+
+def remember_started(uuid: str) -> None:
+    with _STARTED_LOCK:
+        kept = [u for u in started_here() if u != uuid] + [uuid]
+        QgsSettings().setValue(KEY_STARTED, ",".join(kept[-MAX_STARTED:]))
+
+
+def forget_started(uuid: str) -> None:
+    with _STARTED_LOCK:
+        kept = started_here()
+        if uuid in kept:
+            QgsSettings().setValue(KEY_STARTED, ",".join(u for u in kept if u != uuid))
+
+
+def following_here(uuid: str, following: bool) -> None:
+    with _STARTED_LOCK:
+        (_FOLLOWED.add if following else _FOLLOWED.discard)(uuid)
+
+
+def followed_here(uuid: str) -> bool:
+    """An algorithm run of this QGIS follows the task now (it will load its results itself)."""
+    with _STARTED_LOCK:
+        return uuid in _FOLLOWED
 
 
 def proxy_settings() -> dict:

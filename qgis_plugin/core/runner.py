@@ -54,6 +54,8 @@ class Reporter(Protocol):
     def leave_running(self) -> bool:
         """True when the cancel comes from QGIS closing (or the plugin unloading): the remote task then keeps
         running. Only a cancel the user asked for (a Cancel button, `feedback.cancel()`) cancels it."""
+    def task_started(self, uuid: str) -> None:
+        """A new task's uuid, chosen before its upload (the plugin remembers the tasks started from this QGIS)."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ class TaskRunner:
         for note in plan.notes:
             self.reporter.info(note)
         uuid = str(uuidlib.uuid4())
+        self.reporter.task_started(uuid)
         size = plan.total_bytes / 1024 / 1024
         self.reporter.info(f"Task {uuid}: uploading {len(plan.uploads)} files ({size:.1f} MB). If QGIS "
                            "closes, the task keeps running; “Load results” fetches it later.")

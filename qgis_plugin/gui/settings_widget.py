@@ -8,6 +8,7 @@ from qgis.gui import QgsFileWidget, QgsOptionsPageWidget, QgsOptionsWidgetFactor
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import (
+    QCheckBox,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
@@ -52,6 +53,10 @@ class SettingsWidget(QWidget):
         self.results = QgsFileWidget()
         self.results.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         self.results.setFilePath(str(settings.results_folder()))
+        self.auto_load = QCheckBox(self.tr("Load the results of tasks started from this QGIS when they complete"))
+        self.auto_load.setToolTip(self.tr("Also for tasks that completed while QGIS was closed; the task panel "
+                                          "loads them when it sees them completed"))
+        self.auto_load.setChecked(settings.auto_load())
         self.test_button = QPushButton(self.tr("Test connection"))
         self.test_button.clicked.connect(self.run_test)
         self.report = QLabel()
@@ -61,6 +66,7 @@ class SettingsWidget(QWidget):
         form.addRow(self.tr("Relay or node URL"), self.url)
         form.addRow(self.tr("Token"), self.token)
         form.addRow(self.tr("Results folder"), self.results)
+        form.addRow("", self.auto_load)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.test_button)
@@ -82,6 +88,7 @@ class SettingsWidget(QWidget):
             results = ""
         try:
             settings.save(self.url.text(), self.token.text(), results)
+            settings.set_auto_load(self.auto_load.isChecked())
         except settings.TokenStoreError as exc:
             QMessageBox.warning(self, "ODX Relay", str(exc))
             return False

@@ -187,7 +187,7 @@ class TaskPanel(QgsDockWidget):
             self.timer.setInterval(self.interval_ms)
             self.refresh()
             self.timer.start()
-        elif self.snapshot.health is not None:  # closed: still watched, less often, for the end notices
+        elif self.snapshot.health is not None or self.timer.isActive():  # closed: still watched, less often
             self.timer.setInterval(WATCH_MS)
         else:
             self.timer.stop()
@@ -238,8 +238,32 @@ class TaskPanel(QgsDockWidget):
             if [e.uuid for e in self.selected()] != chosen:  # rows came or went: the same tasks stay selected
                 self.select(chosen)
             self.snapshot = snapshot
+            self.load_started_here(snapshot)
         self.update_actions()
         self.refreshed.emit(snapshot)
+
+    def load_started_here(self, snapshot: Snapshot) -> list[str]:
+        """Tasks started from this QGIS (remembered across sessions) that have ended and that no run here follows
+        any more (QGIS closed meanwhile, or the run was left): a completed one's results load, when the setting
+        asks for it; either way the task is let go. The uuids loaded."""
+        remembered = set(settings.started_here())
+        loaded: list[str] = []
+        for entry in snapshot.tasks:
+            if entry.uuid not in remembered or not entry.status.is_final or settings.followed_here(entry.uuid):
+                continue
+            settings.forget_started(entry.uuid)
+            if entry.status == TaskStatus.COMPLETED and settings.auto_load():
+                self.say(self.tr("Loading the results of “{}”, started from this QGIS.").format(entry.title))
+                self.load_results([entry.uuid])
+                loaded.append(entry.uuid)
+        return loaded
+
+    def watch(self) -> bool:
+        """Refresh now, then every WATCH_MS even while closed (for the end notices and auto-load)."""
+        if not self.isUserVisible():
+            self.timer.setInterval(WATCH_MS)
+        self.timer.start()
+        return self.refresh()
 
     # --- selection -----------------------------------------------------------------------------
     def selected(self) -> list[TaskEntry]:

@@ -43,6 +43,7 @@ class FeedbackReporter:
     def __init__(self, feedback: QgsProcessingFeedback | None, run: closing.Run | None = None):
         self.feedback = feedback or QgsProcessingFeedback()
         self.run = run
+        self.started: list[str] = []  # tasks this run started (and follows while it runs)
 
     def progress(self, percent: float) -> None:
         self.feedback.setProgress(percent)
@@ -58,6 +59,12 @@ class FeedbackReporter:
 
     def leave_running(self) -> bool:
         return self.run.leaves_task_running() if self.run is not None else closing.QGIS_CLOSING.is_set()
+
+    def task_started(self, uuid: str) -> None:
+        """Remembered across sessions until its results are loaded (the task panel may load them: auto-load)."""
+        settings.remember_started(uuid)
+        settings.following_here(uuid, True)
+        self.started.append(uuid)
 
 
 class OdxAlgorithm(QgsProcessingAlgorithm):
@@ -138,11 +145,16 @@ class OdxAlgorithm(QgsProcessingAlgorithm):
         run = closing.begin_run(feedback.cancel)  # QGIS closing stops it without canceling the remote task
         reporter = FeedbackReporter(feedback, run)
         try:
-            return self.perform(parameters, context, reporter)
+            results = self.perform(parameters, context, reporter)
+            for uuid in reporter.started:  # followed to its end here: its results are this run's
+                settings.forget_started(uuid)
+            return results
         except USER_ERRORS as exc:
             url = self.connection.display_url if self.connection else ""
             raise QgsProcessingException(error_message(exc, url)) from None
         finally:
+            for uuid in reporter.started:
+                settings.following_here(uuid, False)
             closing.end_run(run)
             if self._node is not None:
                 self._node.session.close()

@@ -37,6 +37,9 @@ class Reporter:
     def leave_running(self):
         return self.closing
 
+    def task_started(self, uuid):
+        self.started = uuid
+
 
 class FakeTask:
     """Replays a list of (status, progress, new output lines, error) snapshots, one per info() call."""
