@@ -14,6 +14,7 @@ class ODXRelayPlugin:
         self.options_factory = None
         self.panel = None  # the task panel (gui/task_panel.py) and its menu/toolbar action
         self.panel_action = None
+        self.waiting_for_start = None  # (signal, slot) while the panel waits for QGIS to finish starting
 
     def initProcessing(self) -> None:
         if self.provider is None:
@@ -31,12 +32,13 @@ class ODXRelayPlugin:
             self.initPanel()
 
     def initPanel(self) -> None:
-        """The task panel: a dock, opened from the plugin menu and a toolbar button, open again next time."""
+        """The task panel: a dock, opened from the plugin menu and a toolbar button, open again next time (once
+        QGIS has started)."""
         from qgis.PyQt.QtCore import Qt
         from qgis.PyQt.QtGui import QIcon
         from qgis.PyQt.QtWidgets import QAction
 
-        from .gui.task_panel import TaskPanel, was_visible
+        from .gui.task_panel import TaskPanel
         from .processing.base import ICON
 
         self.panel = TaskPanel(self.iface, self.iface.mainWindow())
@@ -49,10 +51,46 @@ class ODXRelayPlugin:
         self.panel.visibilityChanged.connect(self.panel_action.setChecked)
         self.iface.addPluginToMenu("ODX Relay", self.panel_action)
         self.iface.addToolBarIcon(self.panel_action)
+        self.after_start(self.open_saved_panel)
+
+    def after_start(self, then) -> None:
+        """Call `then` once QGIS has started: opening the panel reads the saved token, which may ask for the
+        master password, and that must not interrupt QGIS's start-up. While QGIS starts, the plugins' initGui
+        runs before the main window shows and `initializationCompleted` comes last; a plugin enabled later
+        (its window already shown) opens its panel at once."""
+        window = self.iface.mainWindow()
+        started = getattr(self.iface, "initializationCompleted", None)
+        if started is None or window is None or window.isVisible():
+            then()
+            return
+        started.connect(then)
+        self.waiting_for_start = (started, then)
+
+    def open_saved_panel(self) -> None:
+        """The panel as it was left: open again if it was open; else, if tasks started here may need their
+        results loaded (auto-load), watched while closed."""
+        from . import settings
+        from .gui.task_panel import was_visible
+
+        self.stop_waiting_for_start()
+        if self.panel is None:
+            return
         if was_visible():
             self.panel.setUserVisible(True)
+        elif settings.auto_load() and settings.started_here():
+            self.panel.watch()
+
+    def stop_waiting_for_start(self) -> None:
+        if self.waiting_for_start is not None:
+            signal, slot = self.waiting_for_start
+            self.waiting_for_start = None
+            try:
+                signal.disconnect(slot)
+            except TypeError:  # (already disconnected)
+                pass
 
     def unloadPanel(self) -> None:
+        self.stop_waiting_for_start()
         if self.panel_action is not None:
             self.iface.removePluginMenu("ODX Relay", self.panel_action)
             self.iface.removeToolBarIcon(self.panel_action)
