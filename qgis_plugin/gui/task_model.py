@@ -5,16 +5,23 @@ Rows change only on the main thread, from a `Snapshot` a worker fetched (`core/t
 """
 from __future__ import annotations
 
-from qgis.PyQt.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt
-from qgis.PyQt.QtWidgets import QApplication, QStyle, QStyledItemDelegate, QStyleOptionProgressBar
+from qgis.PyQt.QtCore import QAbstractTableModel, QEvent, QModelIndex, QSortFilterProxyModel, Qt, pyqtSignal
+from qgis.PyQt.QtWidgets import (
+    QApplication,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionButton,
+    QStyleOptionProgressBar,
+)
 
 from ..core.describe import duration
-from ..core.task_list import TaskEntry, matches
+from ..core.task_list import ACTIVE, TaskEntry, matches
 from ..deps import shared
 
 TaskStatus = shared.TaskStatus
-COLUMNS = ("Name", "Status", "Progress", "Elapsed", "Images", "Node")
-NAME, STATUS, PROGRESS, ELAPSED, IMAGES, NODE = range(len(COLUMNS))
+COLUMNS = ("Name", "Status", "Progress", "Elapsed", "Images", "Node", "")
+NAME, STATUS, PROGRESS, ELAPSED, IMAGES, NODE, CANCEL = range(len(COLUMNS))
+CANCEL_TEXT = "Cancel"
 #: The role that gives a row's TaskEntry (for actions and tests).
 ENTRY_ROLE = Qt.ItemDataRole.UserRole + 1
 #: The progress as a number 0-100, for the progress bar delegate.
@@ -37,6 +44,14 @@ class TaskTableModel(QAbstractTableModel):
         self.beginResetModel()
         self.entries = list(entries)
         self.endResetModel()
+
+    def tick(self) -> bool:
+        """Once a second (no request): the elapsed time of queued and running tasks is drawn anew."""
+        rows = [row for row, e in enumerate(self.entries) if e.status in ACTIVE]
+        if rows:
+            self.dataChanged.emit(self.index(rows[0], ELAPSED), self.index(rows[-1], ELAPSED),
+                                  [Qt.ItemDataRole.DisplayRole])
+        return bool(rows)
 
     def entry(self, row: int) -> TaskEntry:
         return self.entries[row]
@@ -65,6 +80,8 @@ class TaskTableModel(QAbstractTableModel):
             return entry
         if role == PROGRESS_ROLE:
             return float(entry.info.progress)
+        if role == Qt.ItemDataRole.ToolTipRole and column == CANCEL:
+            return self.tr("Cancel this task on the server (asks first)") if entry.status in ACTIVE else None
         if role == Qt.ItemDataRole.ToolTipRole:
             error = f"\n{entry.info.last_error}" if entry.info.last_error else ""
             return f"{entry.uuid}{error}"
@@ -83,7 +100,7 @@ class TaskTableModel(QAbstractTableModel):
             return entry.info.images_count
         if column == NODE:
             return entry.node or ""
-        return None
+        return None  # CANCEL: drawn as a button (CancelButtonDelegate)
 
 
 class StatusFilter(QSortFilterProxyModel):
@@ -115,3 +132,41 @@ class ProgressDelegate(QStyledItemDelegate):
         bar.minimum, bar.maximum, bar.progress = 0, 100, int(value)
         bar.text, bar.textVisible = f"{value:.0f} %", True
         QApplication.style().drawControl(QStyle.ControlElement.CE_ProgressBar, bar, painter)
+
+
+class CancelButtonDelegate(QStyledItemDelegate):
+    """A "Cancel" button in the row of each queued or running task; a click asks for that task's cancel
+    (`cancel_requested`, with its uuid: the panel confirms first)."""
+
+    cancel_requested = pyqtSignal(str)
+
+    def button(self, option, index) -> QStyleOptionButton | None:
+        entry = index.data(ENTRY_ROLE)
+        if entry is None or entry.status not in ACTIVE:
+            return None
+        button = QStyleOptionButton()
+        button.rect = option.rect.adjusted(2, 1, -2, -1)
+        button.text = self.tr(CANCEL_TEXT)
+        button.state = QStyle.StateFlag.State_Enabled
+        return button
+
+    def paint(self, painter, option, index) -> None:
+        super().paint(painter, option, index)
+        button = self.button(option, index)
+        if button is not None:
+            QApplication.style().drawControl(QStyle.ControlElement.CE_PushButton, button, painter)
+
+    def sizeHint(self, option, index):
+        hint = super().sizeHint(option, index)
+        width = option.fontMetrics.horizontalAdvance(self.tr(CANCEL_TEXT)) + 24
+        hint.setWidth(max(hint.width(), width))
+        return hint
+
+    def editorEvent(self, event, model, option, index) -> bool:
+        if event.type() != QEvent.Type.MouseButtonRelease or event.button() != Qt.MouseButton.LeftButton:
+            return False
+        button = self.button(option, index)
+        if button is None or not button.rect.contains(event.pos()):
+            return False
+        self.cancel_requested.emit(index.data(ENTRY_ROLE).uuid)
+        return True

@@ -57,12 +57,22 @@ from ..core.task_list import (
 from ..deps import shared
 from ..processing.base import ICON
 from .background import Background
-from .task_model import ENTRY_ROLE, NAME, PROGRESS, ProgressDelegate, StatusFilter, TaskTableModel
+from .task_model import (
+    CANCEL,
+    ENTRY_ROLE,
+    NAME,
+    PROGRESS,
+    CancelButtonDelegate,
+    ProgressDelegate,
+    StatusFilter,
+    TaskTableModel,
+)
 
 TaskStatus = shared.TaskStatus
 OBJECT_NAME = "odx_relay_tasks"
 KEY_VISIBLE = "odx_relay/task_panel_visible"
 REFRESH_MS = 3000
+TICK_MS = 1000
 #: While the panel is closed, once it has reached the server (so the token is unlocked): ends are still announced.
 WATCH_MS = 15000
 #: Against a plain node, tasks that had ended are asked for again only every so many refreshes (restarts elsewhere).
@@ -125,7 +135,11 @@ class TaskPanel(QgsDockWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(NAME, QHeaderView.ResizeMode.Stretch)
         self.table.setItemDelegateForColumn(PROGRESS, ProgressDelegate(self.table))
-        self.table.doubleClicked.connect(lambda _index: self.load_results())
+        self.cancel_buttons = CancelButtonDelegate(self.table)
+        self.cancel_buttons.cancel_requested.connect(lambda uuid: self.cancel_tasks([uuid]))
+        self.table.setItemDelegateForColumn(CANCEL, self.cancel_buttons)
+        self.table.horizontalHeader().setSectionResizeMode(CANCEL, QHeaderView.ResizeMode.ResizeToContents)
+        self.table.doubleClicked.connect(lambda index: index.column() != CANCEL and self.load_results())
 
         self.header = QLabel(self.tr("Not connected yet"))
         self.header.setWordWrap(True)
@@ -172,6 +186,9 @@ class TaskPanel(QgsDockWidget):
         self.interval_ms = interval_ms
         self.timer.setInterval(interval_ms)
         self.timer.timeout.connect(self.refresh)
+        self.clock = QTimer(self)  # the elapsed time of running tasks ticks on between refreshes, without a request
+        self.clock.setInterval(TICK_MS)
+        self.clock.timeout.connect(self.model.tick)
         self.visibilityChanged.connect(self._visibility_changed)
         self.update_actions()
 
@@ -187,7 +204,10 @@ class TaskPanel(QgsDockWidget):
             self.timer.setInterval(self.interval_ms)
             self.refresh()
             self.timer.start()
-        elif self.snapshot.health is not None or self.timer.isActive():  # closed: still watched, less often
+            self.clock.start()
+            return
+        self.clock.stop()
+        if self.snapshot.health is not None or self.timer.isActive():  # closed: still watched, less often
             self.timer.setInterval(WATCH_MS)
         else:
             self.timer.stop()
@@ -305,8 +325,10 @@ class TaskPanel(QgsDockWidget):
         for uuid in uuids or [e.uuid for e in self.selected()]:
             self.run_algorithm("odxrelay:loadresults", {"TASK": uuid, "WAIT": False}, load=True)
 
-    def cancel_tasks(self) -> None:
-        chosen = [e for e in self.selected() if e.status in ACTIVE]
+    def cancel_tasks(self, uuids: list[str] | None = None) -> None:
+        """Cancel the selected tasks (or these) that are queued or running, once the user has confirmed."""
+        entries = [self.entry(uuid) for uuid in uuids] if uuids is not None else self.selected()
+        chosen = [e for e in entries if e is not None and e.status in ACTIVE]
         if chosen and self.confirm(self.tr("Cancel {}? Its processing stops on the server.").format(
                 names(chosen))):
             for entry in chosen:
@@ -456,6 +478,7 @@ class TaskPanel(QgsDockWidget):
     def shutdown(self) -> None:
         """The plugin is unloading: no more refreshes, the worker threads let go."""
         self.timer.stop()
+        self.clock.stop()
         self.background.close()
 
 

@@ -159,7 +159,8 @@ def test_cancel_and_remove_through_the_panels_actions(panel, relay, sample_image
     wait_for(lambda: target.uuid not in client.list_tasks(), 30, "the removal")
     wait_for(lambda: refreshed(panel) and row_of(panel, target.uuid) is None, 30)
     for task in slow[1:]:
-        task.cancel()
+        if not task.info().status.is_final:  # (one placed on the fast node may have completed already)
+            task.cancel()
 
 
 def test_no_node_online_is_a_clear_warning(qgis_iface, tmp_path_factory):
