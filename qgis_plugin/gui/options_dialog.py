@@ -8,9 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from qgis.PyQt.QtCore import Qt
-from qgis.PyQt.QtGui import QCursor
 from qgis.PyQt.QtWidgets import (
-    QApplication,
     QCheckBox,
     QComboBox,
     QDialog,
@@ -30,8 +28,11 @@ from qgis.PyQt.QtWidgets import (
 )
 
 from .. import settings
+from ..core.connection import Connection, ConnectionError
+from ..core.describe import error_message
 from ..core.option_form import NodeOption, OptionSpec, merge_text, specs, typed
 from ..core.presets import parse_option_text
+from .background import Background
 from .dialog_only import DialogOnlyWrapper
 
 SERVER = "SERVER"
@@ -134,6 +135,15 @@ class OptionsDialog(QDialog):
         return out
 
 
+def read_options(connection: Connection, timeout: float = 15) -> list[NodeOption]:
+    """The server's `/options` (in a worker thread)."""
+    node = connection.node(timeout=timeout)
+    try:
+        return node.options()
+    finally:
+        node.session.close()
+
+
 class OptionsWidgetWrapper(DialogOnlyWrapper):
     """The Options field: free `name=value` text, and a button that opens the server's options as widgets."""
 
@@ -150,23 +160,17 @@ class OptionsWidgetWrapper(DialogOnlyWrapper):
         self.button.clicked.connect(self.choose)
         layout.addWidget(self.text, 1)
         layout.addWidget(self.button, 0, Qt.AlignmentFlag.AlignTop)
+        self.background = Background(widget, "odx-relay-options")
+        widget.destroyed.connect(lambda *_: self.background.close())
         return widget
 
     def postInitialize(self, wrappers):
         self.server = next((w for w in wrappers if w.parameterDefinition().name() == SERVER), None)
 
-    def fetch_options(self) -> list[NodeOption]:
-        """The server's `/options` (main thread, with a wait cursor: one short request)."""
+    def connection(self) -> Connection:
+        """The Server field's server, else the saved one (main thread: the token may need the master password)."""
         url = self.server.value() if self.server is not None else ""
-        QApplication.setOverrideCursor(QCursor(Qt.CursorShape.WaitCursor))
-        try:
-            node = settings.connection(url or "").node(timeout=15)
-            try:
-                return node.options()
-            finally:
-                node.session.close()
-        finally:
-            QApplication.restoreOverrideCursor()
+        return settings.connection(url or "")
 
     def open_dialog(self, options: list[NodeOption]) -> OptionsDialog:
         try:
@@ -178,20 +182,33 @@ class OptionsWidgetWrapper(DialogOnlyWrapper):
     def apply(self, dialog: OptionsDialog) -> None:
         self.text.setPlainText(merge_text(self.text.toPlainText(), dialog.chosen(), dialog.rows))
 
-    def choose(self) -> None:
+    def choose(self) -> bool:
+        """Ask the server for its options in a worker thread; `offer` opens the dialog with them."""
         try:
-            options = self.fetch_options()
-        except Exception as exc:  # noqa: BLE001 - any failure to reach the server is told, not raised in the UI
-            QMessageBox.warning(self.widget, self.tr("Options"), self.tr(f"Cannot read the server's options: {exc}"))
-            return
+            connection = self.connection()
+        except ConnectionError as exc:
+            QMessageBox.warning(self.widget, self.tr("Options"), str(exc))
+            return False
+        self.button.setEnabled(False)
+        self.button.setText(self.tr("Asking…"))
+        return self.background.submit(lambda: read_options(connection), self.offer)
+
+    def offer(self, options: list[NodeOption] | BaseException) -> OptionsDialog | None:
+        self.button.setEnabled(True)
+        self.button.setText(self.tr("Choose…"))
+        if isinstance(options, BaseException):  # any failure to reach the server is told, not raised in the UI
+            QMessageBox.warning(self.widget, self.tr("Options"),
+                                self.tr("Cannot read the server's options: {}").format(error_message(options)))
+            return None
         if not options:
             QMessageBox.warning(self.widget, self.tr("Options"), self.tr("The server lists no options (a relay "
                                                                          "with no node online lists none)."))
-            return
+            return None
         dialog = self.open_dialog(options)
         if dialog.exec() == QDialog.DialogCode.Accepted:
             self.apply(dialog)
         dialog.deleteLater()
+        return dialog
 
     def setValue(self, value):
         self.text.setPlainText("" if value is None else str(value))

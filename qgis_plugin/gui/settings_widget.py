@@ -1,11 +1,11 @@
 """The settings page: server URL, token (kept in QGIS's authentication database), results folder, and a
-"Test connection" that says what the server reported. Shown in QGIS › Options and, as a dialog, from
-the "Settings…" button beside each algorithm's Server field."""
+"Test connection" that says what the server reported (asked in a worker thread: a server that does not answer
+never freezes QGIS). Shown in QGIS › Options and, as a dialog, from the "Settings…" button beside each
+algorithm's Server field."""
 from __future__ import annotations
 
-from qgis.core import QgsApplication
 from qgis.gui import QgsFileWidget, QgsOptionsPageWidget, QgsOptionsWidgetFactory, QgsPasswordLineEdit
-from qgis.PyQt.QtCore import Qt
+from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import (
     QCheckBox,
@@ -25,6 +25,7 @@ from ..core.connection import Connection, proxies_for
 from ..core.describe import describe_info, error_message
 from ..deps import shared
 from ..processing.base import ICON
+from .background import Background
 
 TEST_TIMEOUT = 10
 
@@ -43,8 +44,12 @@ def check_connection(url: str, token: str) -> str:
 
 
 class SettingsWidget(QWidget):
+    tested = pyqtSignal(str)  # what "Test connection" found, once shown
+
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
+        self.background = Background(self, "odx-relay-settings")
+        self.destroyed.connect(lambda *_: self.background.close())
         self.url = QLineEdit(settings.saved_url())
         self.url.setPlaceholderText("http://relay.example.com:3000")
         self.token = QgsPasswordLineEdit()
@@ -73,14 +78,18 @@ class SettingsWidget(QWidget):
         layout.addWidget(self.report)
         layout.addStretch(1)
 
-    def run_test(self) -> str:
-        QgsApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
-        try:
-            text = check_connection(self.url.text().strip(), self.token.text())
-        finally:
-            QgsApplication.restoreOverrideCursor()
+    def run_test(self) -> bool:
+        """Ask the server in a worker thread; the answer shows under the button (and `tested` says it)."""
+        url, token = self.url.text().strip(), self.token.text()
+        self.test_button.setEnabled(False)
+        self.report.setText(self.tr("Asking {} …").format(url or self.tr("the server")))
+        return self.background.submit(lambda: check_connection(url, token), self.show_test)
+
+    def show_test(self, text: str | BaseException) -> None:
+        text = error_message(text) if isinstance(text, BaseException) else text
+        self.test_button.setEnabled(True)
         self.report.setText(text)
-        return text
+        self.tested.emit(text)
 
     def save(self) -> bool:
         results = self.results.filePath().strip()

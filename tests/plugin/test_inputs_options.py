@@ -4,7 +4,9 @@ Options field, which scripts keep using as before."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from qgis.core import QgsApplication
@@ -78,7 +80,17 @@ def test_the_options_field_reads_the_server_and_writes_lines(odx_provider, devno
     wrappers["SERVER"].setValue(devnode.url)
     field = wrappers["OPTIONS"]
     field.setValue("dsm=true\nmy-own=1")
-    options = field.fetch_options()
+    shown: list = []  # what the worker thread brought back to the dialog (the chooser itself is opened below)
+    field.open_dialog = lambda options: shown.append(options) or SimpleNamespace(exec=lambda: 0,
+                                                                                 deleteLater=lambda: None)
+    assert field.choose() and not field.button.isEnabled()  # asked in a worker thread
+    deadline = time.monotonic() + 30
+    while not shown and time.monotonic() < deadline:
+        QgsApplication.processEvents()
+        time.sleep(0.01)
+    assert shown and field.button.isEnabled()
+    del field.open_dialog
+    options = shown[0]
     assert {"dsm", "pc-quality", "orthophoto-resolution"} <= {o.name for o in options}
     chooser = field.open_dialog(options)
     assert chooser.editor("dsm").isChecked()

@@ -68,6 +68,24 @@ def test_results_folder_setting(clean_settings, tmp_path):
     assert settings.results_folder() == tmp_path
 
 
+def answer_of(widget) -> str:
+    """Press "Test connection" and wait for its answer (asked in a worker thread)."""
+    import time
+
+    answers: list[str] = []
+    widget.tested.connect(answers.append)
+    try:
+        assert widget.run_test() and not widget.test_button.isEnabled()
+        deadline = time.monotonic() + 30
+        while not answers and time.monotonic() < deadline:
+            QgsApplication.processEvents()
+            time.sleep(0.01)
+    finally:
+        widget.tested.disconnect(answers.append)
+    assert answers, "no answer from Test connection"
+    return answers[0]
+
+
 def test_settings_page_tests_the_connection_in_words(clean_settings, devnode_factory, qgis_app):
     from qgis_plugin.gui.settings_widget import SettingsPageFactory
 
@@ -77,16 +95,16 @@ def test_settings_page_tests_the_connection_in_words(clean_settings, devnode_fac
     widget = page.widget
     widget.url.setText(node.url)
     widget.token.setText("right")
-    text = widget.run_test()
+    text = answer_of(widget)
     assert f"Connected to NodeODX 2.2.1 at {node.url}" in text
     assert "0 task(s) running or waiting, for 3 parallel slot(s)" in text
     assert "up to 50 images" in text and "GB free of 16.0 GB" in text and "This token sees 0 task(s)" in text
-    assert widget.report.text() == text
+    assert widget.report.text() == text and widget.test_button.isEnabled()
 
     widget.token.setText("wrong")
-    assert "refused the token" in widget.run_test()
+    assert "refused the token" in answer_of(widget)
     widget.url.setText("http://127.0.0.1:9")
-    assert "Cannot reach the server" in widget.run_test()
+    assert "Cannot reach the server" in answer_of(widget)
 
     widget.url.setText(node.url)
     widget.token.setText("right")
