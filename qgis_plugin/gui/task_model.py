@@ -166,7 +166,8 @@ class CancelButtonDelegate(QStyledItemDelegate):
         if event.type() != QEvent.Type.MouseButtonRelease or event.button() != Qt.MouseButton.LeftButton:
             return False
         button = self.button(option, index)
-        if button is None or not button.rect.contains(event.pos()):
+        where = event.position().toPoint() if hasattr(event, "position") else event.pos()  # Qt 6, Qt 5
+        if button is None or not button.rect.contains(where):
             return False
         self.cancel_requested.emit(index.data(ENTRY_ROLE).uuid)
         return True
