@@ -1,18 +1,24 @@
 """Helpers for the plugin's tests in real QGIS: run an algorithm as `processing.run` does, a feedback that
-records what it says, what it queued to load, where the sample photos were taken.
+records what it says, what it queued to load, where the sample photos were taken; run processimages as its dialog
+does; let Qt run until something holds; a task panel's refresh.
 
 Imported as `tests.plugin.plugin_helpers` by the test modules and by `conftest.py` (fixtures stay there,
 used by name).
 """
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from qgis.core import (
+    QgsApplication,
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
     QgsPointXY,
+    QgsProcessingAlgRunnerTask,
     QgsProcessingContext,
     QgsProcessingFeedback,
     QgsProject,
@@ -78,3 +84,40 @@ def where_photos_were_taken(crs: QgsCoordinateReferenceSystem) -> QgsPointXY:
     wgs84 = QgsCoordinateReferenceSystem("EPSG:4326")
     return QgsCoordinateTransform(wgs84, crs, QgsProject.instance()).transform(
         QgsPointXY(SAMPLE_LONGITUDE, SAMPLE_LATITUDE))
+
+
+def start_in_background(params: dict) -> SimpleNamespace:
+    """Run processimages as the algorithm dialog runs it: a QgsProcessingAlgRunnerTask in QGIS's task manager."""
+    algorithm = QgsApplication.processingRegistry().createAlgorithmById("odxrelay:processimages")
+    context = QgsProcessingContext()
+    context.setProject(QgsProject.instance())
+    feedback = RecordingFeedback()
+    task = QgsProcessingAlgRunnerTask(algorithm, params, context, feedback)
+    run = SimpleNamespace(algorithm=algorithm, context=context, feedback=feedback, task=task, ended=[])
+    task.executed.connect(lambda ok, results: run.ended.append(ok))
+    QgsApplication.taskManager().addTask(task)
+    return run
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 30, what: str = "") -> object:
+    """Let Qt run (queued signals, QGIS tasks) until `condition()` is true; its value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        QgsApplication.processEvents()
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what or condition}")
+
+
+def refreshed(panel) -> object:
+    """Ask a task panel for a refresh and wait for it to be shown; the Snapshot."""
+    shown: list = []
+    panel.refreshed.connect(shown.append)
+    try:
+        wait_for(panel.refresh, 10, "a refresh to start")
+        wait_for(lambda: shown, 30, "a refresh")
+    finally:
+        panel.refreshed.disconnect(shown.append)
+    return shown[0]

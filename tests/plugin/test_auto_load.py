@@ -5,31 +5,18 @@ loads its results as "Load results" does, if the setting is on (off by default).
 development node."""
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
-from types import SimpleNamespace
+from collections.abc import Iterator
 
 import pytest
-from qgis.core import QgsApplication, QgsProcessingAlgRunnerTask, QgsProcessingContext, QgsProject, QgsSettings
+from qgis.core import QgsProject, QgsSettings
 
 from qgis_plugin import settings
 from qgis_plugin.core.connection import Connection
 from qgis_plugin.deps import shared
-from tests.plugin.plugin_helpers import FAST, RecordingFeedback, run_algorithm
+from tests.plugin.plugin_helpers import FAST, refreshed, run_algorithm, start_in_background, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("odx_provider", "fast_polls")]
 S = shared.TaskStatus
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 30, what: str = "") -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        QgsApplication.processEvents()
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what or condition}")
 
 
 @pytest.fixture
@@ -43,34 +30,10 @@ def remembered(monkeypatch, tmp_path) -> Iterator[None]:
     QgsSettings().remove(settings.KEY_AUTO_LOAD)
 
 
-def start_in_background(params: dict) -> SimpleNamespace:
-    """processimages as its dialog runs it: a QgsProcessingAlgRunnerTask in QGIS's task manager."""
-    algorithm = QgsApplication.processingRegistry().createAlgorithmById("odxrelay:processimages")
-    context = QgsProcessingContext()
-    context.setProject(QgsProject.instance())
-    feedback = RecordingFeedback()
-    task = QgsProcessingAlgRunnerTask(algorithm, params, context, feedback)
-    run = SimpleNamespace(context=context, feedback=feedback, task=task, ended=[])
-    task.executed.connect(lambda ok, results: run.ended.append(ok))
-    QgsApplication.taskManager().addTask(task)
-    return run
-
-
 def panel_on(url: str, qgis_iface):
     from qgis_plugin.gui.task_panel import TaskPanel
 
     return TaskPanel(qgis_iface, None, interval_ms=200, connection=lambda: Connection(url))
-
-
-def refreshed(panel) -> object:
-    shown: list = []
-    panel.refreshed.connect(shown.append)
-    try:
-        wait_for(panel.refresh, 10, "a refresh to start")
-        wait_for(lambda: shown, 30, "a refresh")
-    finally:
-        panel.refreshed.disconnect(shown.append)
-    return shown[0]
 
 
 def test_started_tasks_are_remembered_in_the_settings_and_let_go(remembered):

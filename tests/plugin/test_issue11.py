@@ -16,8 +16,6 @@ from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
     QgsLayerTreeGroup,
-    QgsProcessingAlgRunnerTask,
-    QgsProcessingContext,
     QgsProcessingException,
     QgsProject,
     QgsWkbTypes,
@@ -29,7 +27,7 @@ from qgis.PyQt.QtWidgets import QAction, QMainWindow
 from qgis_plugin.deps import shared
 from testkit.relay import start_relay
 from testkit.servers import free_port
-from tests.plugin.plugin_helpers import FAST, RecordingFeedback, layers_to_load, run_algorithm
+from tests.plugin.plugin_helpers import FAST, layers_to_load, run_algorithm, start_in_background
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("odx_provider", "fast_polls")]
 S = shared.TaskStatus
@@ -68,19 +66,6 @@ def desktop():
     watcher = QuitWatcher(SimpleNamespace(mainWindow=lambda: window, actionExit=lambda: exit_action))
     yield SimpleNamespace(window=window, exit_action=exit_action, exits=exits)
     watcher.close()
-
-
-def start_in_background(params: dict) -> SimpleNamespace:
-    """Run processimages as the algorithm dialog runs it: a QgsProcessingAlgRunnerTask in QGIS's task manager."""
-    algorithm = QgsApplication.processingRegistry().createAlgorithmById("odxrelay:processimages")
-    context = QgsProcessingContext()
-    context.setProject(QgsProject.instance())
-    feedback = RecordingFeedback()
-    task = QgsProcessingAlgRunnerTask(algorithm, params, context, feedback)
-    run = SimpleNamespace(algorithm=algorithm, context=context, feedback=feedback, task=task, ended=[])
-    task.executed.connect(lambda ok, results: run.ended.append(ok))
-    QgsApplication.taskManager().addTask(task)
-    return run
 
 
 def running_task(node: shared.Node) -> str:

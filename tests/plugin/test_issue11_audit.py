@@ -5,7 +5,6 @@ development node."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 
@@ -18,21 +17,10 @@ from qgis_plugin.deps import shared
 from testkit.devnode import start_devnode
 from testkit.relay import start_relay
 from testkit.servers import ServerGroup
-from tests.plugin.plugin_helpers import RecordingFeedback, run_algorithm
+from tests.plugin.plugin_helpers import RecordingFeedback, run_algorithm, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("odx_provider", "fast_polls")]
 S = shared.TaskStatus
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 30, what: str = "") -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        QgsApplication.processEvents()
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what or condition}")
 
 
 @pytest.fixture(scope="module")

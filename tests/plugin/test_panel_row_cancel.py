@@ -4,7 +4,6 @@ QGIS against a development node."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import pytest
 from qgis.core import QgsApplication
@@ -13,20 +12,10 @@ from qgis.PyQt.QtTest import QTest
 
 from qgis_plugin.core.connection import Connection
 from qgis_plugin.deps import shared
+from tests.plugin.plugin_helpers import wait_for
 
 pytestmark = pytest.mark.usefixtures("odx_provider", "fast_polls")
 S = shared.TaskStatus
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 30, what: str = "") -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        QgsApplication.processEvents()
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what or condition}")
 
 
 @pytest.fixture

@@ -4,12 +4,11 @@ its own actions, and announces in the message bar the end of a task started outs
 pyodx."""
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from qgis.core import QgsApplication, QgsProject
+from qgis.core import QgsProject
 from qgis.PyQt.QtWidgets import QPlainTextEdit, QPushButton
 
 from qgis_plugin.core.connection import Connection
@@ -17,7 +16,7 @@ from qgis_plugin.deps import shared
 from testkit.devnode import start_devnode
 from testkit.relay import start_relay
 from testkit.servers import ServerGroup
-from tests.plugin.plugin_helpers import FAST
+from tests.plugin.plugin_helpers import FAST, refreshed, wait_for
 
 pytestmark = pytest.mark.usefixtures("odx_provider", "fast_polls")
 TaskStatus = shared.TaskStatus
@@ -31,18 +30,6 @@ def relay(tmp_path_factory) -> Iterator:
         fast = group.start(start_devnode, slots=2, **FAST)
         slow = group.start(start_devnode, slots=2, seconds_per_image=0.4)
         yield group.add(start_relay(tmp, [fast.url, slow.url], token=TOKEN, check_interval=0.3))
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 30, what: str = "") -> object:
-    """Let Qt run (queued signals, QGIS tasks) until `condition()` is true."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        QgsApplication.processEvents()
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what or condition}")
 
 
 @pytest.fixture
@@ -61,18 +48,6 @@ def panel(relay, qgis_iface, tmp_path, monkeypatch):
     dock.shutdown()
     wait_for(lambda: not dock.running, what="the panel's algorithm runs to end")
     dock.deleteLater()
-
-
-def refreshed(panel) -> object:
-    """Ask for a refresh and wait for it to be shown."""
-    shown: list = []
-    panel.refreshed.connect(shown.append)
-    try:
-        wait_for(panel.refresh, 10, "a refresh to start")
-        wait_for(lambda: shown, 30, "a refresh")
-    finally:
-        panel.refreshed.disconnect(shown.append)
-    return shown[0]
 
 
 def row_of(panel, uuid: str):

@@ -3,8 +3,7 @@ picker filled from the server (in a worker thread), while a typed uuid keeps wor
 model designer keeps QGIS's own text field. In real headless QGIS against a relay with a development node."""
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from qgis.core import QgsApplication, QgsProcessingModelAlgorithm
@@ -14,7 +13,7 @@ from qgis_plugin.deps import shared
 from testkit.devnode import start_devnode
 from testkit.relay import start_relay
 from testkit.servers import ServerGroup
-from tests.plugin.plugin_helpers import run_algorithm
+from tests.plugin.plugin_helpers import run_algorithm, wait_for
 
 pytestmark = pytest.mark.usefixtures("odx_provider", "fast_polls")
 TaskStatus = shared.TaskStatus
@@ -41,17 +40,6 @@ def on_relay(relay, monkeypatch, qgis_iface):
     browser = QgsBrowserGuiModel()  # the dialog asks the interface for one; pytest-qgis's stub has none
     monkeypatch.setattr(qgis_iface, "browserModel", lambda: browser, raising=False)
     return relay
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 30, what: str = "") -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        QgsApplication.processEvents()
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what or condition}")
 
 
 def dialog_of(algorithm_id: str, qgis_iface):
