@@ -62,8 +62,8 @@ class FeedbackReporter:
 
     def task_started(self, uuid: str) -> None:
         """Remembered across sessions until its results are loaded (the task panel may load them: auto-load)."""
+        settings.following_here(uuid, True)  # first: a panel that sees it remembered must also see it followed
         settings.remember_started(uuid)
-        settings.following_here(uuid, True)
         self.started.append(uuid)
 
 

@@ -3,6 +3,7 @@ faster polling, and development nodes shared by a module. Helpers (running an al
 records what it says) live in `plugin_helpers.py`."""
 from __future__ import annotations
 
+import gc
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,15 @@ from qgis.core import QgsApplication, QgsProject
 from testkit.devnode import DevNode, start_devnode
 from testkit.servers import ServerGroup
 from tests.plugin.plugin_helpers import FAST, FIXTURE_ZIP
+
+
+@pytest.fixture(autouse=True)
+def freed_while_qgis_runs() -> Iterator[None]:
+    """What a test leaves of Qt and QGIS objects (a closed dock, a processing context, a task's wrapper) is freed
+    right after it, while QGIS still runs: left to the garbage collector at the end of the session, after QGIS
+    has exited, their C++ side crashed the whole run (exit code 139 after every test had passed)."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture(scope="session")
