@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from shared.assets import ALL_ZIP, POINT_CLOUD_PREFERENCE, Product, asset_by_name, asset_for
+from shared.options import loads_limited
 
 from .errors import HTTPError, RelayError
 from .models import Stage, TaskRecord
@@ -60,7 +61,8 @@ class StacError(HTTPError):
         self.code = code
 
     def body(self) -> dict[str, Any]:
-        return {"code": self.code, "description": str(self)}
+        # `error` too, as every other error of the relay says it (clients of the NodeODX API read that key)
+        return {"code": self.code, "description": str(self), "error": str(self)}
 
 
 def stac_errors(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
@@ -101,8 +103,8 @@ def parse_bbox(value: Any) -> tuple[float, float, float, float] | None:
         return None
     parts = value.split(",") if isinstance(value, str) else value
     try:
-        numbers = [float(v) for v in parts] if isinstance(parts, list) else []
-    except (TypeError, ValueError):
+        numbers = [float(v) for v in parts if not isinstance(v, bool)] if isinstance(parts, list) else []
+    except (TypeError, ValueError, OverflowError):
         numbers = []
     if len(numbers) == 6:
         numbers = [numbers[0], numbers[1], numbers[3], numbers[4]]
@@ -138,12 +140,12 @@ def parse_datetime(value: Any) -> tuple[int | None, int | None]:
 def _instant(text: str) -> int:
     try:
         moment = dt.datetime.fromisoformat(text.strip().replace("z", "Z"))
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.UTC)
+        return int(moment.timestamp() * 1000)
+    except (ValueError, OverflowError, OSError):
         raise StacError(400, "InvalidParameterValue", f"datetime {text[:60]!r} is not an RFC 3339 time such as "
                                                       "2024-05-04T10:00:00Z") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return int(moment.timestamp() * 1000)
 
 
 def parse_limit(value: Any) -> int:
@@ -151,7 +153,7 @@ def parse_limit(value: Any) -> int:
         return DEFAULT_LIMIT
     try:
         limit = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         limit = 0
     if limit < 1 or isinstance(value, bool):
         raise StacError(400, "InvalidParameterValue", "limit must be a whole number of 1 or more")
@@ -162,10 +164,14 @@ def parse_list(value: Any, name: str) -> tuple[str, ...]:
     if value is None or value == "":
         return ()
     if isinstance(value, str):
-        return tuple(v.strip() for v in value.split(",") if v.strip())
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    raise StacError(400, "InvalidParameterValue", f"{name} must be a list of strings")
+        values = tuple(v.strip() for v in value.split(",") if v.strip())
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        values = tuple(value)
+    else:
+        raise StacError(400, "InvalidParameterValue", f"{name} must be a list of strings")
+    if len(values) > MAX_LIMIT:
+        raise StacError(400, "InvalidParameterValue", f"{name} may name at most {MAX_LIMIT}")
+    return values
 
 
 def parse_cursor(value: Any) -> tuple[int, str] | None:
@@ -173,7 +179,9 @@ def parse_cursor(value: Any) -> tuple[int, str] | None:
         return None
     try:
         start, uuid = base64.urlsafe_b64decode(str(value).encode() + b"==").decode().split(" ", 1)
-        return int(start), uuid
+        if abs(int(start)) < 2 ** 53 and valid_uuid(uuid):
+            return int(start), uuid
+        raise ValueError("out of range")
     except (ValueError, UnicodeDecodeError):
         raise StacError(400, "InvalidParameterValue", "cursor is not one this relay gave in a next link: "
                                                       "start the search again") from None
@@ -423,6 +431,7 @@ async def search_page(request: web.Request, params: Mapping[str, Any], path: str
 
 @stac_errors
 async def items(request: web.Request) -> web.Response:
+    await owner_of(request)  # a wrong token is said before anything else
     check_collection(request)
     params = {k: v for k, v in request.query.items() if k != "collections"}
     return await search_page(request, params, request.path)
@@ -435,22 +444,25 @@ async def search_get(request: web.Request) -> web.Response:
 
 @stac_errors
 async def search_post(request: web.Request) -> web.Response:
+    await owner_of(request)
     try:
-        body = await request.json() if request.can_read_body else {}
-    except ValueError:
-        raise StacError(400, "BadRequest", "The search body must be a JSON object") from None
+        body = await request.json(loads=lambda text: loads_limited(text, "the search body")) \
+            if request.can_read_body else {}
+    except ValueError as exc:
+        raise StacError(400, "BadRequest", f"The search body must be a JSON object: {exc}") from None
     if not isinstance(body, dict):
         raise StacError(400, "BadRequest", "The search body must be a JSON object")
     return await search_page(request, {**body, "token": request.query.get("token")}, f"{ROOT}/search", post=True)
 
 
 def add_stac_routes(app: web.Application) -> None:
+    collection_path = f"{ROOT}/collections/{{collection:[^/]+}}"  # any name (then a 404 in words), braces too
     app.router.add_get(ROOT, landing)
     app.router.add_get(f"{ROOT}/conformance", conformance)
     app.router.add_get(f"{ROOT}/collections", collections)
-    app.router.add_get(f"{ROOT}/collections/{{collection}}", collection)
-    app.router.add_get(f"{ROOT}/collections/{{collection}}/items", items)
-    app.router.add_get(f"{ROOT}/collections/{{collection}}/items/{{uuid}}", item_by_uuid)
-    app.router.add_get(f"{ROOT}/collections/{{collection}}/items/{{uuid}}/thumbnail.png", thumbnail)
+    app.router.add_get(collection_path, collection)
+    app.router.add_get(f"{collection_path}/items", items)
+    app.router.add_get(f"{collection_path}/items/{{uuid:[^/]+}}", item_by_uuid)
+    app.router.add_get(f"{collection_path}/items/{{uuid:[^/]+}}/thumbnail.png", thumbnail)
     app.router.add_get(f"{ROOT}/search", search_get)
     app.router.add_post(f"{ROOT}/search", search_post)

@@ -186,7 +186,7 @@ def test_bad_post_bodies_and_unknown_things(cluster: Cluster) -> None:
     for body in ("[1, 2]", "not json", '{"bbox": [1, 2, 3, 4, 5]}', '{"ids": [1]}', '{"limit": true}'):
         response = requests.post(cluster.url(f"/stac/search?token={TOKEN}"), data=body,
                                  headers={"Content-Type": "application/json"}, timeout=30)
-        assert response.status_code == 400 and set(response.json()) == {"code", "description"}, body
+        assert response.status_code == 400 and set(response.json()) == {"code", "description", "error"}, body
     for path in ("/stac/collections/nope", "/stac/collections/nope/items", f"{ITEMS}/not-a-uuid",
                  f"{ITEMS}/00000000-0000-0000-0000-000000000000"):
         response = stac_get(cluster.url(path), TOKEN)
