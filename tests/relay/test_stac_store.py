@@ -1,0 +1,83 @@
+"""The store's result facts, on SQLite and Redis alike: the STAC search's bbox and datetime tests (open ends, the
+antimeridian), its order and cursor, owners apart, only completed tasks, facts of an earlier run dropped when a task
+completes again, the backfill's due list, and a removed task's facts gone with it."""
+from __future__ import annotations
+
+import uuid as uuids
+
+from proxy.models import Stage, TaskRecord
+from proxy.store import FactsQuery
+
+DAY = 86_400_000
+
+
+def completed(owner: str, created: int = 1_000) -> TaskRecord:
+    return TaskRecord(uuid=str(uuids.uuid4()), owner=owner, stage=Stage.ON_NODE, node_id="n", created_ms=created,
+                      last_info={"status": {"code": 40}})
+
+
+def facts(west: float, south: float, east: float, north: float, start: int, end: int | None = None) -> dict:
+    return {"bbox": [west, south, east, north], "start_ms": start, "end_ms": start if end is None else end,
+            "geometry": {"type": "Point", "coordinates": [west, south]}, "missing": []}
+
+
+def test_search_by_bbox_datetime_ids_and_pages(store) -> None:
+    run, backend = store
+    berlin, tokyo, fiji, other = completed("a"), completed("a"), completed("a"), completed("b")
+    running = TaskRecord(uuid=str(uuids.uuid4()), owner="a", stage=Stage.ON_NODE, node_id="n",
+                         last_info={"status": {"code": 20}})
+    for task in (berlin, tokyo, fiji, other, running):
+        run(backend.put_task(task))
+    run(backend.put_facts(berlin.uuid, "a", facts(13.3, 52.4, 13.5, 52.6, 10 * DAY, 10 * DAY + 600_000), b"\x89PNG"))
+    run(backend.put_facts(tokyo.uuid, "a", facts(139.6, 35.6, 139.8, 35.8, 20 * DAY), None))
+    run(backend.put_facts(fiji.uuid, "a", facts(179.9, -17.0, 179.95, -16.9, 30 * DAY), None))
+    run(backend.put_facts(other.uuid, "b", facts(13.3, 52.4, 13.5, 52.6, 10 * DAY), None))
+    run(backend.put_facts(running.uuid, "a", facts(13.3, 52.4, 13.5, 52.6, 10 * DAY), None))  # restarted since
+
+    def found(limit: int = 10, **query) -> list[str]:
+        return [u for u, _ in run(backend.search_facts("a", FactsQuery(**query), limit))]
+
+    assert found() == [fiji.uuid, tokyo.uuid, berlin.uuid]  # newest capture first; b's and the running one apart
+    assert found(bbox=(13.0, 52.0, 14.0, 53.0)) == [berlin.uuid]
+    assert found(bbox=(13.5, 52.6, 13.6, 52.7)) == [berlin.uuid]  # touching counts
+    assert found(bbox=(13.51, 52.0, 14.0, 53.0)) == []
+    assert found(bbox=(179.0, -18.0, -179.0, -16.0)) == [fiji.uuid]  # across the antimeridian
+    assert found(start_ms=10 * DAY + 300_000, end_ms=10 * DAY + 300_000) == [berlin.uuid]  # within the flight
+    assert found(start_ms=15 * DAY) == [fiji.uuid, tokyo.uuid]
+    assert found(end_ms=15 * DAY) == [berlin.uuid]
+    assert found(start_ms=11 * DAY, end_ms=19 * DAY) == []
+    assert found(ids=(tokyo.uuid, other.uuid)) == [tokyo.uuid]
+    first = found(limit=2)
+    last = run(backend.search_facts("a", FactsQuery(), 2))[-1]
+    assert found(after=(last[1]["start_ms"], last[0])) == [berlin.uuid] and first == [fiji.uuid, tokyo.uuid]
+    assert [u for u, _ in run(backend.search_facts("b", FactsQuery(), 10))] == [other.uuid]
+    extent = run(backend.facts_extent("a"))
+    assert extent["bbox"][0] <= 13.3 and extent["bbox"][2] >= 179.95 and extent["start_ms"] <= 10 * DAY
+    assert run(backend.facts_extent("nobody")) is None
+    assert run(backend.get_thumbnail(berlin.uuid)) == b"\x89PNG" and run(backend.get_thumbnail(tokyo.uuid)) is None
+    assert run(backend.get_facts(berlin.uuid))["bbox"] == [13.3, 52.4, 13.5, 52.6]
+
+    run(backend.delete_task(berlin.uuid))
+    assert run(backend.get_facts(berlin.uuid)) is None and run(backend.get_thumbnail(berlin.uuid)) is None
+    assert berlin.uuid not in found()
+
+
+def test_due_facts_retry_and_completing_again(store) -> None:
+    run, backend = store
+    task = completed("a")
+    run(backend.put_task(task))
+    run(backend.mark_facts_due(task.uuid))
+    assert run(backend.due_facts(now=1.0, limit=10)) == [task.uuid]
+    assert run(backend.retry_facts(task.uuid, now=100.0, delay=60.0)) == 1
+    assert run(backend.due_facts(now=159.0, limit=10)) == []
+    assert run(backend.due_facts(now=160.0, limit=10)) == [task.uuid]
+    assert run(backend.retry_facts(task.uuid, now=200.0, delay=60.0)) == 2  # the wait doubles
+    assert run(backend.due_facts(now=319.0, limit=10)) == []
+    run(backend.put_facts(task.uuid, "a", facts(1, 1, 2, 2, DAY), b"png"))
+    assert run(backend.due_facts(now=1e12, limit=10)) == []  # described: no longer due
+    run(backend.mark_facts_due(task.uuid))  # completed again (a restart): the old run's facts go
+    assert run(backend.get_facts(task.uuid)) is None and run(backend.get_thumbnail(task.uuid)) is None
+    assert run(backend.search_facts("a", FactsQuery(), 10)) == []
+    assert run(backend.due_facts(now=0.0, limit=10)) == [task.uuid]
+    run(backend.delete_task(task.uuid))
+    assert run(backend.due_facts(now=1e12, limit=10)) == []
