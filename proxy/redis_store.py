@@ -14,8 +14,10 @@ Keys (prefix `odx:` by default):
   ghostnodes             set of the node ids that have ghosts
   facts:<uuid>           the task's result facts (`result_facts.py`), JSON; thumb:<uuid> its PNG thumbnail, base64
   stac:<owner>           sorted set of the owner's described tasks, by capture start (what the STAC search walks)
+  stacbox:<owner>        hash uuid -> "west south east north start end" of each (what the search tests, a few
+                         dozen bytes a task: the facts themselves are read for the hits only)
   stacext:<owner>        hash west/south/east/north/start/end: the extent of those (grows; a removed task's part
-                         stays in it until the next `build_indexes`)
+                         stays in it)
   factsdue               sorted set of tasks whose facts are to be read, by the time to try (next) at;
                          factstries: hash uuid -> tries so far
   schema                 "5" once the indexes above are built (a store from before them is indexed at open)
@@ -117,16 +119,19 @@ if raw then
   if type(owner) ~= 'string' then owner = '' end
   redis.call('ZREM', p .. 'owner:' .. owner, uuid)
   redis.call('ZREM', p .. 'stac:' .. owner, uuid)
+  redis.call('HDEL', p .. 'stacbox:' .. owner, uuid)
   list_index(p, uuid, owner, 0, false, '', false)
 end
 open_index(p, uuid, false)
 """
-# KEYS: facts:<uuid>, thumb:<uuid>, stac:<owner>, stacext:<owner>, factsdue, factstries; ARGV: uuid, facts JSON,
-# thumbnail (base64, "" for none), start ms, west, south, east, north ("" when the item has no bbox), end ms
+# KEYS: facts:<uuid>, thumb:<uuid>, stac:<owner>, stacext:<owner>, factsdue, factstries, stacbox:<owner>; ARGV: uuid,
+# facts JSON, thumbnail (base64, "" for none), start ms, west, south, east, north ("" when the item has no bbox),
+# end ms, the stacbox entry
 _PUT_FACTS = """
 redis.call('SET', KEYS[1], ARGV[2])
 if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3]) else redis.call('DEL', KEYS[2]) end
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+redis.call('HSET', KEYS[7], ARGV[1], ARGV[10])
 redis.call('ZREM', KEYS[5], ARGV[1])
 redis.call('HDEL', KEYS[6], ARGV[1])
 local function grow(field, value, keep)
@@ -169,6 +174,43 @@ for i = 3, #ARGV, 4 do
   end
 end
 return (#ARGV - 2) / 4
+"""
+# The STAC search's tests, in Redis: KEYS stac:<owner>, stacbox:<owner>; ARGV: top score, offset, how many members to
+# test at most, how many hits are wanted, west, south, east, north ("" for no bbox; west > east crosses the
+# antimeridian), the earliest end ("" for none), the cursor's start and uuid ("" for none). Returns {members tested,
+# hits}, hits newest first.
+_SEARCH = """
+local members = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'WITHSCORES', 'LIMIT', ARGV[2], ARGV[3])
+local want = tonumber(ARGV[4])
+local west, south, east, north = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local earliest, after_start, after_uuid = tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11]
+local hits, tested = {}, 0
+for i = 1, #members, 2 do
+  tested = tested + 1
+  local uuid = members[i]
+  local entry = redis.call('HGET', KEYS[2], uuid)
+  if entry then
+    local w, s, e, n, first, last = string.match(entry, '(%S+) (%S+) (%S+) (%S+) (%S+) (%S+)')
+    first, last = tonumber(first), tonumber(last)
+    local ok = (not earliest or last >= earliest)
+    if ok and after_start then ok = first < after_start or (first == after_start and uuid < after_uuid) end
+    if ok and west then
+      if w == '-' then
+        ok = false
+      else
+        w, s, e, n = tonumber(w), tonumber(s), tonumber(e), tonumber(n)
+        local across
+        if west > east then across = e >= west or w <= east else across = e >= west and w <= east end
+        ok = across and n >= south and s <= north
+      end
+    end
+    if ok then
+      hits[#hits + 1] = uuid
+      if #hits >= want then break end
+    end
+  end
+end
+return {tested, hits}
 """
 # the `count` members after `member` in a sorted set (false if `member` is not in it any more)
 _AFTER = """
@@ -226,8 +268,16 @@ return settled
 """
 
 
+def _box_facts(entry: str) -> dict:
+    """A `stacbox` entry as the facts `FactsQuery.matches` reads (bbox, start_ms, end_ms)."""
+    west, south, east, north, start, end = entry.split(" ")
+    box = None if west == "-" else [float(west), float(south), float(east), float(north)]
+    return {"bbox": box, "start_ms": int(start), "end_ms": int(end)}
+
+
 class RedisStore:
     LIST_CHUNK = 5000  # a long listing is read this many uuids at a time, other requests answered in between
+    SEARCH_BUDGET = 20000  # members of a `stac` set one search call tests inside Redis (a few ms)
 
     def __init__(self, url: str, prefix: str = "odx:"):
         self.url = url
@@ -235,7 +285,7 @@ class RedisStore:
         self.redis: aioredis.Redis | None = None
         self._reserve = self._settle = self._lease = None
         self._put_task = self._delete_task = self._reindex = self._drop_ghost = self._after = None
-        self._put_facts = None
+        self._put_facts = self._search = None
 
     def k(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -261,6 +311,7 @@ class RedisStore:
         self._drop_ghost = self.redis.register_script(_DROP_GHOST)
         self._after = self.redis.register_script(_AFTER)
         self._put_facts = self.redis.register_script(_PUT_FACTS)
+        self._search = self.redis.register_script(_SEARCH)
         await self.redis.ping()
         if await self.redis.get(self.k("schema")) != SCHEMA:
             await self.build_indexes()
@@ -516,12 +567,15 @@ class RedisStore:
     async def put_facts(self, uuid: str, owner: str, facts: dict, thumbnail: bytes | None) -> None:
         """A task's facts and thumbnail, its place in the owner's search set and extent; no longer due: one step."""
         assert self._put_facts is not None, "store is not open"
-        box = [str(v) for v in facts.get("bbox") or ["", "", "", ""]]
+        box = [repr(float(v)) for v in facts["bbox"]] if facts.get("bbox") else ["", "", "", ""]
+        start, end = int(facts.get("start_ms", 0)), int(facts.get("end_ms", 0))
+        entry = " ".join([*(box if box[0] else ["-", "-", "-", "-"]), str(start), str(end)])
         await self._put_facts(keys=[self.k("facts", uuid), self.k("thumb", uuid), self.k("stac", owner),
-                                    self.k("stacext", owner), self.k("factsdue"), self.k("factstries")],
+                                    self.k("stacext", owner), self.k("factsdue"), self.k("factstries"),
+                                    self.k("stacbox", owner)],
                               args=[uuid, json.dumps({"owner": owner, **facts}),
-                                    base64.b64encode(thumbnail).decode() if thumbnail else "",
-                                    facts.get("start_ms", 0), *box, facts.get("end_ms", 0)])
+                                    base64.b64encode(thumbnail).decode() if thumbnail else "", start, *box, end,
+                                    entry])
 
     async def get_facts(self, uuid: str) -> dict | None:
         raw = await self.r.get(self.k("facts", uuid))
@@ -542,7 +596,9 @@ class RedisStore:
         raw = await self.r.get(self.k("facts", uuid))
         pipe = self.r.pipeline(transaction=True)
         if raw:
-            pipe.zrem(self.k("stac", json.loads(raw).get("owner", "")), uuid)
+            owner = json.loads(raw).get("owner", "")
+            pipe.zrem(self.k("stac", owner), uuid)
+            pipe.hdel(self.k("stacbox", owner), uuid)
             pipe.delete(self.k("facts", uuid), self.k("thumb", uuid))
         pipe.zadd(self.k("factsdue"), {uuid: not_before})
         pipe.hdel(self.k("factstries"), uuid)
@@ -564,48 +620,49 @@ class RedisStore:
         await pipe.execute()
 
     async def search_facts(self, owner: str, query: FactsQuery, limit: int) -> list[tuple[str, dict]]:
-        """The owner's completed tasks' facts that `query` keeps, newest capture first: the owner's `stac` set
-        from the newest start the query allows down, LIST_CHUNK at a time (each piece's facts and list status
-        read in one round trip), filtered here until `limit` are kept. With `ids`, those records alone."""
-        key, kept = self.k("stac", owner), []
+        """The owner's completed tasks' facts that `query` keeps, newest capture first.
+
+        The bbox and time tests run inside Redis (`_SEARCH`: the owner's `stac` set from the newest start the query
+        allows down, each member's `stacbox` entry), SEARCH_BUDGET members per call so that no call holds Redis up
+        for long, until `limit` hits; only the hits' facts and list status are read here (a task restarted since
+        it was described is not completed any more: left out). With `ids`, those members alone, tested here."""
+        assert self._search is not None, "store is not open"
+        key, boxes, kept = self.k("stac", owner), self.k("stacbox", owner), []
         if query.ids:
-            pieces = [[(uuid, score) for uuid, score in zip(
-                query.ids, await self.r.zmscore(key, list(query.ids))) if score is not None]]
-            pieces[0].sort(key=lambda pair: (pair[1], pair[0]), reverse=True)
-        else:
-            pieces = None
+            scores = await self.r.zmscore(key, list(query.ids))
+            present = sorted(((score, uuid) for uuid, score in zip(query.ids, scores) if score is not None),
+                             reverse=True)
+            entries = await self.r.hmget(boxes, [uuid for _, uuid in present]) if present else []
+            hits = [uuid for (_, uuid), box in zip(present, entries) if box and query.matches(uuid, _box_facts(box))]
+            return (await self._completed(owner, hits))[:limit]
         top = query.end_ms if query.end_ms is not None else "+inf"
         if query.after is not None:
             top = query.after[0] if top == "+inf" else min(top, query.after[0])
-        offset = 0
+        box = [repr(v) for v in query.bbox] if query.bbox else ["", "", "", ""]
+        after = [str(query.after[0]), query.after[1]] if query.after else ["", ""]
+        offset, budget = 0, max(4 * limit, 256)  # small first: an unfiltered page stops after a few members
         while len(kept) < limit:
-            if pieces is not None:
-                if not pieces:
-                    break
-                piece = pieces.pop()
-            else:
-                piece = await self.r.zrevrangebyscore(key, top, "-inf", start=offset, num=self.LIST_CHUNK,
-                                                      withscores=True)
-                offset += len(piece)
-            if not piece:
-                break
-            uuids = [uuid for uuid, _ in piece]
-            pipe = self.r.pipeline(transaction=False)
-            pipe.mget([self.k("facts", u) for u in uuids])
-            pipe.hmget(self.k("lmeta", owner), uuids)
-            raws, metas = await pipe.execute()
-            for uuid, raw, meta in zip(uuids, raws, metas):
-                if not raw or not meta or json.loads(meta)[1] != COMPLETED:
-                    continue
-                facts = self._facts(raw)
-                if query.matches(uuid, facts):
-                    kept.append((uuid, facts))
-                    if len(kept) == limit:
-                        break
-            if pieces is None and len(piece) < self.LIST_CHUNK:
-                break
+            want = limit - len(kept)
+            scanned, hits = await self._search(keys=[key, boxes], args=[
+                top, offset, budget, want, *box, "" if query.start_ms is None else query.start_ms, *after])
+            offset += scanned
+            kept += await self._completed(owner, hits)
+            if scanned < budget and len(hits) < want:
+                break  # the set is exhausted (a call that stopped early for enough hits did not)
+            budget = min(budget * 4, self.SEARCH_BUDGET)
             await asyncio.sleep(0)
-        return kept
+        return kept[:limit]
+
+    async def _completed(self, owner: str, uuids: list[str]) -> list[tuple[str, dict]]:
+        """The facts of those tasks that are completed now (their list status), in the same order."""
+        if not uuids:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        pipe.mget([self.k("facts", u) for u in uuids])
+        pipe.hmget(self.k("lmeta", owner), uuids)
+        raws, metas = await pipe.execute()
+        return [(uuid, self._facts(raw)) for uuid, raw, meta in zip(uuids, raws, metas)
+                if raw and meta and json.loads(meta)[1] == COMPLETED]
 
     async def facts_extent(self, owner: str) -> dict | None:
         ext = await self.r.hgetall(self.k("stacext", owner))

@@ -200,6 +200,8 @@ CREATE TABLE IF NOT EXISTS ghosts (node_id TEXT, uuid TEXT, PRIMARY KEY (node_id
 CREATE TABLE IF NOT EXISTS facts (uuid TEXT PRIMARY KEY, owner TEXT, west REAL, south REAL, east REAL, north REAL,
                                   start_ms INTEGER, end_ms INTEGER, data TEXT, thumbnail BLOB);
 CREATE TABLE IF NOT EXISTS facts_due (uuid TEXT PRIMARY KEY, not_before REAL, tries INTEGER DEFAULT 0);
+CREATE TABLE IF NOT EXISTS facts_extent (owner TEXT PRIMARY KEY, west REAL, south REAL, east REAL, north REAL,
+                                         start_ms INTEGER, end_ms INTEGER);
 """
 # `tasks_listed` answers `/task/list` alone (owner, oldest first, uuids only: the records are never read; `stage`
 # is in it so that SQLite sees it covers the query); its WHERE must be written the same way in the query
@@ -441,6 +443,14 @@ class SQLiteStore:
         self._rows("INSERT OR REPLACE INTO facts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", uuid, owner, *box,
                    facts.get("start_ms"), facts.get("end_ms"), json.dumps(facts), thumbnail)
         self._rows("DELETE FROM facts_due WHERE uuid = ?", uuid)
+        # the owner's extent grows with each item (min/max ignore NULL): read in O(1) by every collection request
+        self._rows("INSERT INTO facts_extent VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (owner) DO UPDATE SET "
+                   "west = min(coalesce(west, excluded.west), coalesce(excluded.west, west)), "
+                   "south = min(coalesce(south, excluded.south), coalesce(excluded.south, south)), "
+                   "east = max(coalesce(east, excluded.east), coalesce(excluded.east, east)), "
+                   "north = max(coalesce(north, excluded.north), coalesce(excluded.north, north)), "
+                   "start_ms = min(start_ms, excluded.start_ms), end_ms = max(end_ms, excluded.end_ms)",
+                   owner, *box, facts.get("start_ms"), facts.get("end_ms"))
 
     async def get_facts(self, uuid: str) -> dict | None:
         rows = self._rows("SELECT data FROM facts WHERE uuid = ?", uuid)
@@ -497,12 +507,12 @@ class SQLiteStore:
         return [(uuid, json.loads(data)) for uuid, data in rows]
 
     async def facts_extent(self, owner: str) -> dict | None:
-        """The bbox and capture interval of all the owner's described tasks (the collection's extent)."""
-        rows = self._rows("SELECT min(west), min(south), max(east), max(north), min(start_ms), max(end_ms) "
-                          "FROM facts WHERE owner = ?", owner)
-        west, south, east, north, start, end = rows[0]
-        if start is None:
+        """The bbox and capture interval of the owner's described tasks (the collection's extent): grown with
+        each, not shrunk when a task is removed, as on Redis (a covering extent is still a true one)."""
+        rows = self._rows("SELECT west, south, east, north, start_ms, end_ms FROM facts_extent WHERE owner = ?", owner)
+        if not rows or rows[0][4] is None:
             return None
+        west, south, east, north, start, end = rows[0]
         return {"bbox": None if west is None else [west, south, east, north], "start_ms": start, "end_ms": end}
 
     async def shared_secret(self) -> bytes:

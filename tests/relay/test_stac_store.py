@@ -81,3 +81,25 @@ def test_due_facts_retry_and_completing_again(store) -> None:
     assert run(backend.due_facts(now=0.0, limit=10)) == [task.uuid]
     run(backend.delete_task(task.uuid))
     assert run(backend.due_facts(now=1e12, limit=10)) == []
+
+
+def test_a_search_walks_past_many_non_matching_items(store) -> None:
+    """Hits far down the order, past several of Redis's search calls (their budget made small here), one of
+    them restarted since it was described: the page still holds the two completed ones, oldest last."""
+    run, backend = store
+    if hasattr(backend, "SEARCH_BUDGET"):
+        backend.SEARCH_BUDGET = 300
+    tasks = [completed("a") for _ in range(900)]
+    for index, task in enumerate(tasks):
+        near = index in (3, 5, 7)  # the oldest but a few: far down the newest-first order
+        run(backend.put_task(task))
+        run(backend.put_facts(task.uuid, "a", facts(13.3 if near else -70.0, 52.4 if near else -30.0,
+                                                    13.5 if near else -69.9, 52.6 if near else -29.9,
+                                                    (index + 1) * 1000), None))
+    tasks[5].last_info = {"status": {"code": 20}}  # restarted: running again
+    run(backend.put_task(tasks[5]))
+    hits = run(backend.search_facts("a", FactsQuery(bbox=(13.0, 52.0, 14.0, 53.0)), 2))
+    assert [uuid for uuid, _ in hits] == [tasks[7].uuid, tasks[3].uuid]
+    assert run(backend.search_facts("a", FactsQuery(bbox=(13.0, 52.0, 14.0, 53.0)), 1))[0][0] == tasks[7].uuid
+    page = run(backend.search_facts("a", FactsQuery(after=(8000, tasks[7].uuid)), 3))
+    assert [uuid for uuid, _ in page] == [tasks[6].uuid, tasks[4].uuid, tasks[3].uuid]
