@@ -16,8 +16,9 @@ Keys (prefix `odx:` by default):
   stac:<owner>           sorted set of the owner's described tasks, by capture start (what the STAC search walks)
   stacbox:<owner>        hash uuid -> "west south east north start end" of each (what the search tests, a few
                          dozen bytes a task: the facts themselves are read for the hits only)
+  stacgeo:<owner>        geo set of the same, at the centre of each one's bbox (what a search by a small bbox reads)
   stacext:<owner>        hash west/south/east/north/start/end: the extent of those (grows; a removed task's part
-                         stays in it)
+                         stays in it), and halfw/halfh: the largest half width and height of an item's bbox
   factsdue               sorted set of tasks whose facts are to be read, by the time to try (next) at;
                          factstries: hash uuid -> tries so far
   schema                 "5" once the indexes above are built (a store from before them is indexed at open)
@@ -46,6 +47,7 @@ import base64
 import hashlib
 import heapq
 import json
+import math
 import secrets
 import time
 
@@ -120,11 +122,13 @@ if raw then
   redis.call('ZREM', p .. 'owner:' .. owner, uuid)
   redis.call('ZREM', p .. 'stac:' .. owner, uuid)
   redis.call('HDEL', p .. 'stacbox:' .. owner, uuid)
+  redis.call('ZREM', p .. 'stacgeo:' .. owner, uuid)
   list_index(p, uuid, owner, 0, false, '', false)
 end
 open_index(p, uuid, false)
 """
-# KEYS: facts:<uuid>, thumb:<uuid>, stac:<owner>, stacext:<owner>, factsdue, factstries, stacbox:<owner>; ARGV: uuid,
+# KEYS: facts:<uuid>, thumb:<uuid>, stac:<owner>, stacext:<owner>, factsdue, factstries, stacbox:<owner>,
+# stacgeo:<owner>; ARGV: uuid,
 # facts JSON, thumbnail (base64, "" for none), start ms, west, south, east, north ("" when the item has no bbox),
 # end ms, the stacbox entry
 _PUT_FACTS = """
@@ -147,6 +151,13 @@ if ARGV[5] ~= '' then
   grow('south', ARGV[6], less)
   grow('east', ARGV[7], more)
   grow('north', ARGV[8], more)
+  local w, s, e, n = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+  grow('halfw', tostring((e - w) / 2), more)
+  grow('halfh', tostring((n - s) / 2), more)
+  local lat = math.max(-85, math.min(85, (s + n) / 2))
+  redis.call('GEOADD', KEYS[8], (w + e) / 2, lat, ARGV[1])
+else
+  redis.call('ZREM', KEYS[8], ARGV[1])
 end
 """
 # ARGV: prefix, the on-node stages joined by ",", then for each task: uuid, SHA-1 of the record its status and list
@@ -278,6 +289,7 @@ def _box_facts(entry: str) -> dict:
 class RedisStore:
     LIST_CHUNK = 5000  # a long listing is read this many uuids at a time, other requests answered in between
     SEARCH_BUDGET = 20000  # members of a `stac` set one search call tests inside Redis (a few ms)
+    GEO_CANDIDATES = 5000  # a bbox search reads the geo set when it finds at most this many items there
 
     def __init__(self, url: str, prefix: str = "odx:"):
         self.url = url
@@ -572,7 +584,7 @@ class RedisStore:
         entry = " ".join([*(box if box[0] else ["-", "-", "-", "-"]), str(start), str(end)])
         await self._put_facts(keys=[self.k("facts", uuid), self.k("thumb", uuid), self.k("stac", owner),
                                     self.k("stacext", owner), self.k("factsdue"), self.k("factstries"),
-                                    self.k("stacbox", owner)],
+                                    self.k("stacbox", owner), self.k("stacgeo", owner)],
                               args=[uuid, json.dumps({"owner": owner, **facts}),
                                     base64.b64encode(thumbnail).decode() if thumbnail else "", start, *box, end,
                                     entry])
@@ -599,6 +611,7 @@ class RedisStore:
             owner = json.loads(raw).get("owner", "")
             pipe.zrem(self.k("stac", owner), uuid)
             pipe.hdel(self.k("stacbox", owner), uuid)
+            pipe.zrem(self.k("stacgeo", owner), uuid)
             pipe.delete(self.k("facts", uuid), self.k("thumb", uuid))
         pipe.zadd(self.k("factsdue"), {uuid: not_before})
         pipe.hdel(self.k("factstries"), uuid)
@@ -629,12 +642,10 @@ class RedisStore:
         assert self._search is not None, "store is not open"
         key, boxes, kept = self.k("stac", owner), self.k("stacbox", owner), []
         if query.ids:
-            scores = await self.r.zmscore(key, list(query.ids))
-            present = sorted(((score, uuid) for uuid, score in zip(query.ids, scores) if score is not None),
-                             reverse=True)
-            entries = await self.r.hmget(boxes, [uuid for _, uuid in present]) if present else []
-            hits = [uuid for (_, uuid), box in zip(present, entries) if box and query.matches(uuid, _box_facts(box))]
-            return (await self._completed(owner, hits))[:limit]
+            return await self._tested(owner, list(query.ids), query, limit)
+        near = await self._near(owner, query.bbox) if query.bbox else None
+        if near is not None:
+            return await self._tested(owner, near, query, limit)
         top = query.end_ms if query.end_ms is not None else "+inf"
         if query.after is not None:
             top = query.after[0] if top == "+inf" else min(top, query.after[0])
@@ -651,6 +662,35 @@ class RedisStore:
                 break  # the set is exhausted (a call that stopped early for enough hits did not)
             budget = min(budget * 4, self.SEARCH_BUDGET)
             await asyncio.sleep(0)
+        return kept[:limit]
+
+    async def _near(self, owner: str, bbox: tuple[float, float, float, float]) -> list[str] | None:
+        """The owner's items whose bbox may meet `bbox`, from the geo set (each item's centre, the box grown by
+        the largest item's half size); None when the box is not small enough for that to pay (more than
+        GEO_CANDIDATES such items), or crosses the antimeridian or a pole's cap: then the search walks by time."""
+        west, south, east, north = bbox
+        halfw, halfh = (float(v or 0) for v in await self.r.hmget(self.k("stacext", owner), "halfw", "halfh"))
+        west, east, south, north = west - halfw, east + halfw, max(-85.0, south - halfh), min(85.0, north + halfh)
+        if west > east or west < -180 or east > 180 or south >= 85 or north <= -85:
+            return None
+        equator_most = 0.0 if south <= 0 <= north else min(abs(south), abs(north))
+        km = 111.4  # a degree of latitude, a little more than Redis's (its sphere: 6372.8 km)
+        width = (east - west) * km * math.cos(math.radians(equator_most)) + 1
+        found = await self.r.geosearch(self.k("stacgeo", owner), longitude=(west + east) / 2,
+                                       latitude=(south + north) / 2, width=width, height=(north - south) * km + 1,
+                                       unit="km", count=self.GEO_CANDIDATES + 1, any=True)
+        return None if len(found) > self.GEO_CANDIDATES else list(found)
+
+    async def _tested(self, owner: str, uuids: list[str], query: FactsQuery, limit: int) -> list[tuple[str, dict]]:
+        """Those of `uuids` that `query` keeps and are completed, newest capture first, `limit` at most."""
+        entries = await self.r.hmget(self.k("stacbox", owner), uuids) if uuids else []
+        tested = [(_box_facts(box), uuid) for uuid, box in zip(uuids, entries) if box]
+        hits = sorted(((box["start_ms"], uuid) for box, uuid in tested if query.matches(uuid, box)), reverse=True)
+        kept: list[tuple[str, dict]] = []
+        for first in range(0, len(hits), limit):
+            kept += await self._completed(owner, [uuid for _, uuid in hits[first:first + limit]])
+            if len(kept) >= limit:
+                break
         return kept[:limit]
 
     async def _completed(self, owner: str, uuids: list[str]) -> list[tuple[str, dict]]:

@@ -52,7 +52,8 @@ def forget_facts(kind: str, relay: Relay, redis_url: str, how: str) -> None:
                 db.execute("DELETE FROM facts")
         return
     client = redis.Redis.from_url(redis_url)
-    for pattern in ("odx:facts:*", "odx:thumb:*", "odx:stac:*", "odx:stacbox:*", "odx:stacext:*", "odx:factsdue"):
+    for pattern in ("odx:facts:*", "odx:thumb:*", "odx:stac:*", "odx:stacbox:*", "odx:stacgeo:*", "odx:stacext:*",
+                    "odx:factsdue"):
         for key in client.scan_iter(match=pattern):
             client.delete(key)
     if how == "upgrade":

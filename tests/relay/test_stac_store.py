@@ -89,6 +89,7 @@ def test_a_search_walks_past_many_non_matching_items(store) -> None:
     run, backend = store
     if hasattr(backend, "SEARCH_BUDGET"):
         backend.SEARCH_BUDGET = 300
+        backend.GEO_CANDIDATES = 2  # the three items near Berlin are too many: the search walks by time
     tasks = [completed("a") for _ in range(900)]
     for index, task in enumerate(tasks):
         near = index in (3, 5, 7)  # the oldest but a few: far down the newest-first order
@@ -103,3 +104,15 @@ def test_a_search_walks_past_many_non_matching_items(store) -> None:
     assert run(backend.search_facts("a", FactsQuery(bbox=(13.0, 52.0, 14.0, 53.0)), 1))[0][0] == tasks[7].uuid
     page = run(backend.search_facts("a", FactsQuery(after=(8000, tasks[7].uuid)), 3))
     assert [uuid for uuid, _ in page] == [tasks[6].uuid, tasks[4].uuid, tasks[3].uuid]
+
+
+def test_a_large_footprint_is_found_by_a_box_far_from_its_centre(store) -> None:
+    run, backend = store
+    wide, small = completed("a"), completed("a")
+    for task in (wide, small):
+        run(backend.put_task(task))
+    run(backend.put_facts(wide.uuid, "a", facts(10.0, 50.0, 14.0, 53.0, DAY), None))  # centre 12, 51.5
+    run(backend.put_facts(small.uuid, "a", facts(13.95, 52.95, 13.96, 52.96, DAY), None))
+    hits = run(backend.search_facts("a", FactsQuery(bbox=(13.9, 52.9, 14.5, 53.5)), 10))
+    assert {uuid for uuid, _ in hits} == {wide.uuid, small.uuid}
+    assert run(backend.search_facts("a", FactsQuery(bbox=(14.1, 53.1, 14.5, 53.5)), 10)) == []
