@@ -200,6 +200,7 @@ CREATE TABLE IF NOT EXISTS ghosts (node_id TEXT, uuid TEXT, PRIMARY KEY (node_id
 CREATE TABLE IF NOT EXISTS facts (uuid TEXT PRIMARY KEY, owner TEXT, west REAL, south REAL, east REAL, north REAL,
                                   start_ms INTEGER, end_ms INTEGER, data TEXT, thumbnail BLOB);
 CREATE TABLE IF NOT EXISTS facts_due (uuid TEXT PRIMARY KEY, not_before REAL, tries INTEGER DEFAULT 0);
+CREATE VIRTUAL TABLE IF NOT EXISTS facts_rtree USING rtree(id, west, east, south, north);
 CREATE TABLE IF NOT EXISTS facts_extent (owner TEXT PRIMARY KEY, west REAL, south REAL, east REAL, north REAL,
                                          start_ms INTEGER, end_ms INTEGER);
 """
@@ -226,6 +227,7 @@ class SQLiteStore:
     they live in memory, in this one process."""
 
     LIST_CHUNK = 5000  # a long listing is read this many uuids at a time, other requests answered in between
+    RTREE_CANDIDATES = 5000  # a bbox search starts from the R*Tree when it holds at most this many items there
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -245,6 +247,9 @@ class SQLiteStore:
         had_facts = bool(self._rows("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'facts'"))
         self.db.executescript(_SCHEMA)
         self._migrate()
+        if not self._rows("SELECT 1 FROM facts_rtree LIMIT 1"):  # facts from before the R*Tree (none or few)
+            self._rows("INSERT INTO facts_rtree SELECT rowid, west, east, south, north FROM facts "
+                       "WHERE west IS NOT NULL")
         if not had_facts:  # a database from before the facts: its completed tasks are described by the backfill
             self._rows("INSERT OR IGNORE INTO facts_due (uuid, not_before) SELECT uuid, 0 FROM tasks "
                        "WHERE stage = 'on_node' AND status = ?", COMPLETED)
@@ -293,7 +298,7 @@ class SQLiteStore:
     async def delete_task(self, uuid: str) -> None:
         self._rows("DELETE FROM tasks WHERE uuid = ?", uuid)
         self._rows("DELETE FROM once WHERE uuid = ?", uuid)
-        self._rows("DELETE FROM facts WHERE uuid = ?", uuid)
+        self._drop_facts(uuid)
         self._rows("DELETE FROM facts_due WHERE uuid = ?", uuid)
 
     async def list_tasks(self, owner: str | None = None) -> list[TaskRecord]:
@@ -440,8 +445,11 @@ class SQLiteStore:
     async def put_facts(self, uuid: str, owner: str, facts: dict, thumbnail: bytes | None) -> None:
         """A task's facts (and thumbnail), indexed by its WGS 84 bbox and capture times; no longer due."""
         box = facts.get("bbox") or [None] * 4
-        self._rows("INSERT OR REPLACE INTO facts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", uuid, owner, *box,
+        self._drop_facts(uuid)
+        self._rows("INSERT INTO facts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", uuid, owner, *box,
                    facts.get("start_ms"), facts.get("end_ms"), json.dumps(facts), thumbnail)
+        if facts.get("bbox"):
+            self._rows("INSERT INTO facts_rtree SELECT rowid, west, east, south, north FROM facts WHERE uuid = ?", uuid)
         self._rows("DELETE FROM facts_due WHERE uuid = ?", uuid)
         # the owner's extent grows with each item (min/max ignore NULL): read in O(1) by every collection request
         self._rows("INSERT INTO facts_extent VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (owner) DO UPDATE SET "
@@ -451,6 +459,10 @@ class SQLiteStore:
                    "north = max(coalesce(north, excluded.north), coalesce(excluded.north, north)), "
                    "start_ms = min(start_ms, excluded.start_ms), end_ms = max(end_ms, excluded.end_ms)",
                    owner, *box, facts.get("start_ms"), facts.get("end_ms"))
+
+    def _drop_facts(self, uuid: str) -> None:
+        self._rows("DELETE FROM facts_rtree WHERE id IN (SELECT rowid FROM facts WHERE uuid = ?)", uuid)
+        self._rows("DELETE FROM facts WHERE uuid = ?", uuid)
 
     async def get_facts(self, uuid: str) -> dict | None:
         rows = self._rows("SELECT data FROM facts WHERE uuid = ?", uuid)
@@ -462,7 +474,7 @@ class SQLiteStore:
 
     async def mark_facts_due(self, uuid: str, not_before: float = 0.0) -> None:
         """The task (just completed, again perhaps) is to be described: facts of an earlier run go."""
-        self._rows("DELETE FROM facts WHERE uuid = ?", uuid)
+        self._drop_facts(uuid)
         self._rows("INSERT OR REPLACE INTO facts_due (uuid, not_before, tries) VALUES (?, ?, 0)", uuid, not_before)
 
     async def due_facts(self, now: float, limit: int) -> list[str]:
@@ -482,9 +494,21 @@ class SQLiteStore:
         self._rows("DELETE FROM facts_due WHERE uuid = ?", uuid)
 
     async def search_facts(self, owner: str, query: FactsQuery, limit: int) -> list[tuple[str, dict]]:
-        """The owner's completed tasks' facts that `query` keeps, newest capture first: one query on the index
-        (owner, start, uuid, end, bbox), which holds every column tested, so only the rows kept are read."""
+        """The owner's completed tasks' facts that `query` keeps, newest capture first: one query, on the R*Tree of
+        the items' bboxes when a bbox finds at most RTREE_CANDIDATES items there (any owner's), else on the index
+        (owner, start, uuid, end, bbox), newest first, which holds every column tested: only the rows kept are
+        read."""
         where, args = ["f.owner = ?", "t.status = ?", "t.stage = 'on_node'"], [owner, COMPLETED]
+        source = "facts f"
+        if query.bbox is not None and query.bbox[0] <= query.bbox[2]:
+            west, south, east, north = query.bbox
+            (found,), = self._rows("SELECT count(*) FROM (SELECT 1 FROM facts_rtree WHERE east >= ? AND west <= ? "
+                                   "AND north >= ? AND south <= ? LIMIT ?)", west, east, south, north,
+                                   self.RTREE_CANDIDATES + 1)
+            if found <= self.RTREE_CANDIDATES:  # the R*Tree first (CROSS JOIN: SQLite keeps that order)
+                source = "facts_rtree r CROSS JOIN facts f ON f.rowid = r.id"
+                where.append("r.east >= ? AND r.west <= ? AND r.north >= ? AND r.south <= ?")
+                args += [west, east, south, north]
         if query.ids:
             where.append(f"f.uuid IN ({','.join('?' * len(query.ids))})")
             args += list(query.ids)
@@ -502,7 +526,7 @@ class SQLiteStore:
             where.append("(f.east >= ? OR f.west <= ?)" if west > east else "f.east >= ? AND f.west <= ?")
             where.append("f.north >= ? AND f.south <= ?")
             args += [west, east, south, north]
-        rows = self._rows(f"SELECT f.uuid, f.data FROM facts f JOIN tasks t ON t.uuid = f.uuid "
+        rows = self._rows(f"SELECT f.uuid, f.data FROM {source} JOIN tasks t ON t.uuid = f.uuid "
                           f"WHERE {' AND '.join(where)} ORDER BY f.start_ms DESC, f.uuid DESC LIMIT ?", *args, limit)
         return [(uuid, json.loads(data)) for uuid, data in rows]
 
