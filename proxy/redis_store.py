@@ -667,11 +667,13 @@ class RedisStore:
     async def _near(self, owner: str, bbox: tuple[float, float, float, float]) -> list[str] | None:
         """The owner's items whose bbox may meet `bbox`, from the geo set (each item's centre, the box grown by
         the largest item's half size); None when the box is not small enough for that to pay (more than
-        GEO_CANDIDATES such items), or crosses the antimeridian or a pole's cap: then the search walks by time."""
+        GEO_CANDIDATES such items), or crosses the antimeridian: then the search walks by time."""
         west, south, east, north = bbox
         halfw, halfh = (float(v or 0) for v in await self.r.hmget(self.k("stacext", owner), "halfw", "halfh"))
-        west, east, south, north = west - halfw, east + halfw, max(-85.0, south - halfh), min(85.0, north + halfh)
-        if west > east or west < -180 or east > 180 or south >= 85 or north <= -85:
+        # the geo set holds centres within ±85° (Redis's limit; clamped when added): the box is clamped alike
+        west, east = west - halfw, east + halfw
+        south, north = min(max(south - halfh, -85.0), 85.0), max(min(north + halfh, 85.0), -85.0)
+        if west > east or west < -180 or east > 180:
             return None
         equator_most = 0.0 if south <= 0 <= north else min(abs(south), abs(north))
         km = 111.4  # a degree of latitude, a little more than Redis's (its sphere: 6372.8 km)

@@ -19,10 +19,12 @@ listing, so neither ever decodes every task a long-running relay holds:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -443,13 +445,19 @@ class SQLiteStore:
 
     # --- result facts ------------------------------------------------------------------------------
     async def put_facts(self, uuid: str, owner: str, facts: dict, thumbnail: bytes | None) -> None:
-        """A task's facts (and thumbnail), indexed by its WGS 84 bbox and capture times; no longer due."""
+        """A task's facts (and thumbnail), indexed by its WGS 84 bbox and capture times; no longer due. In one
+        transaction: a kill -9 leaves them due, never half written."""
+        with self._transaction():
+            self._put_facts(uuid, owner, facts, thumbnail)
+
+    def _put_facts(self, uuid: str, owner: str, facts: dict, thumbnail: bytes | None) -> None:
         box = facts.get("bbox") or [None] * 4
         self._drop_facts(uuid)
         self._rows("INSERT INTO facts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", uuid, owner, *box,
                    facts.get("start_ms"), facts.get("end_ms"), json.dumps(facts), thumbnail)
         if facts.get("bbox"):
-            self._rows("INSERT INTO facts_rtree SELECT rowid, west, east, south, north FROM facts WHERE uuid = ?", uuid)
+            self._rows("INSERT OR REPLACE INTO facts_rtree SELECT rowid, west, east, south, north FROM facts "
+                       "WHERE uuid = ?", uuid)
         self._rows("DELETE FROM facts_due WHERE uuid = ?", uuid)
         # the owner's extent grows with each item (min/max ignore NULL): read in O(1) by every collection request
         self._rows("INSERT INTO facts_extent VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (owner) DO UPDATE SET "
@@ -459,6 +467,17 @@ class SQLiteStore:
                    "north = max(coalesce(north, excluded.north), coalesce(excluded.north, north)), "
                    "start_ms = min(start_ms, excluded.start_ms), end_ms = max(end_ms, excluded.end_ms)",
                    owner, *box, facts.get("start_ms"), facts.get("end_ms"))
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        assert self.db is not None, "store is not open"
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     def _drop_facts(self, uuid: str) -> None:
         self._rows("DELETE FROM facts_rtree WHERE id IN (SELECT rowid FROM facts WHERE uuid = ?)", uuid)
@@ -474,8 +493,10 @@ class SQLiteStore:
 
     async def mark_facts_due(self, uuid: str, not_before: float = 0.0) -> None:
         """The task (just completed, again perhaps) is to be described: facts of an earlier run go."""
-        self._drop_facts(uuid)
-        self._rows("INSERT OR REPLACE INTO facts_due (uuid, not_before, tries) VALUES (?, ?, 0)", uuid, not_before)
+        with self._transaction():
+            self._drop_facts(uuid)
+            self._rows("INSERT OR REPLACE INTO facts_due (uuid, not_before, tries) VALUES (?, ?, 0)", uuid,
+                       not_before)
 
     async def due_facts(self, now: float, limit: int) -> list[str]:
         return [r[0] for r in self._rows("SELECT uuid FROM facts_due WHERE not_before <= ? ORDER BY not_before, uuid "

@@ -45,10 +45,11 @@ def forget_facts(kind: str, relay: Relay, redis_url: str, how: str) -> None:
     if kind == "sqlite":
         with sqlite3.connect(relay.data_dir / "relay.sqlite3") as db:
             if how == "upgrade":
-                db.execute("DROP TABLE facts")
-                db.execute("DROP TABLE facts_due")
+                for table in ("facts", "facts_due", "facts_rtree", "facts_extent"):
+                    db.execute(f"DROP TABLE {table}")
             else:
                 db.execute("INSERT OR REPLACE INTO facts_due (uuid, not_before) SELECT uuid, 0 FROM facts")
+                db.execute("DELETE FROM facts_rtree")
                 db.execute("DELETE FROM facts")
         return
     client = redis.Redis.from_url(redis_url)
