@@ -289,7 +289,7 @@ def _box_facts(entry: str) -> dict:
 class RedisStore:
     LIST_CHUNK = 5000  # a long listing is read this many uuids at a time, other requests answered in between
     SEARCH_BUDGET = 20000  # members of a `stac` set one search call tests inside Redis (a few ms)
-    GEO_CANDIDATES = 5000  # a bbox search reads the geo set when it finds at most this many items there
+    GEO_CANDIDATES = 1000  # a bbox search reads the geo set when it finds at most this many items there
 
     def __init__(self, url: str, prefix: str = "odx:"):
         self.url = url

@@ -229,7 +229,7 @@ class SQLiteStore:
     they live in memory, in this one process."""
 
     LIST_CHUNK = 5000  # a long listing is read this many uuids at a time, other requests answered in between
-    RTREE_CANDIDATES = 5000  # a bbox search starts from the R*Tree when it holds at most this many items there
+    RTREE_CANDIDATES = 1000  # a bbox search starts from the R*Tree when it holds at most this many items there
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -547,9 +547,12 @@ class SQLiteStore:
             where.append("(f.east >= ? OR f.west <= ?)" if west > east else "f.east >= ? AND f.west <= ?")
             where.append("f.north >= ? AND f.south <= ?")
             args += [west, east, south, north]
-        rows = self._rows(f"SELECT f.uuid, f.data FROM {source} JOIN tasks t ON t.uuid = f.uuid "
-                          f"WHERE {' AND '.join(where)} ORDER BY f.start_ms DESC, f.uuid DESC LIMIT ?", *args, limit)
-        return [(uuid, json.loads(data)) for uuid, data in rows]
+        uuids = [r[0] for r in self._rows(f"SELECT f.uuid FROM {source} JOIN tasks t ON t.uuid = f.uuid "
+                                          f"WHERE {' AND '.join(where)} ORDER BY f.start_ms DESC, f.uuid DESC "
+                                          "LIMIT ?", *args, limit)]
+        # the facts themselves (kilobytes each) for the page only, not for every row sorted
+        data = dict(self._rows(f"SELECT uuid, data FROM facts WHERE uuid IN ({','.join('?' * len(uuids))})", *uuids))
+        return [(uuid, json.loads(data[uuid])) for uuid in uuids if uuid in data]
 
     async def facts_extent(self, owner: str) -> dict | None:
         """The bbox and capture interval of the owner's described tasks (the collection's extent): grown with
