@@ -12,7 +12,16 @@ Keys (prefix `odx:` by default):
   open:<node id>         set of the node's unfinished tasks (the same, by node)
   ghosts:<node id>       set of tasks moved off the node (failover) that it may still run: canceled there later
   ghostnodes             set of the node ids that have ghosts
-  schema                 "4" once the indexes above are built (a store from before them is indexed at open)
+  facts:<uuid>           the task's result facts (`result_facts.py`), JSON; thumb:<uuid> its PNG thumbnail, base64
+  stac:<owner>           sorted set of the owner's described tasks, by capture start (what the STAC search walks)
+  stacbox:<owner>        hash uuid -> "west south east north start end" of each (what the search tests, a few
+                         dozen bytes a task: the facts themselves are read for the hits only)
+  stacgeo:<owner>        geo set of the same, at the centre of each one's bbox (what a search by a small bbox reads)
+  stacext:<owner>        hash west/south/east/north/start/end: the extent of those (grows; a removed task's part
+                         stays in it), and halfw/halfh: the largest half width and height of an item's bbox
+  factsdue               sorted set of tasks whose facts are to be read, by the time to try (next) at;
+                         factstries: hash uuid -> tries so far
+  schema                 "5" once the indexes above are built (a store from before them is indexed at open)
 No command reads the whole keyspace (SCAN, KEYS): with tens of thousands of tasks stored, each would cost
 hundreds of round trips, and /info, placement and every health round read reservations and node info.
   nodes                  hash node id -> node record JSON
@@ -34,9 +43,11 @@ is already gone.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import heapq
 import json
+import math
 import secrets
 import time
 
@@ -46,9 +57,9 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .models import NodeRecord, Stage, TaskRecord, UserRecord
-from .store import ON_NODE_STAGES, ListQuery, list_fields, listed, open_on
+from .store import COMPLETED, ON_NODE_STAGES, FactsQuery, ListQuery, list_fields, listed, open_on
 
-SCHEMA = "4"
+SCHEMA = "5"
 REINDEX_BATCH = 500
 # Lua for the task indexes, shared by the scripts below. Keys are named from the prefix (ARGV[1]) inside the
 # scripts (a node's set is only known once `opentasks` is read): fine on one Redis, not on a Redis Cluster.
@@ -102,13 +113,52 @@ local p, uuid = ARGV[1], ARGV[2]
 local raw = redis.call('GET', p .. 'task:' .. uuid)
 redis.call('DEL', p .. 'task:' .. uuid, p .. 'once:' .. uuid)
 for i = 3, #ARGV do redis.call('ZREM', p .. 'stage:' .. ARGV[i], uuid) end
+redis.call('DEL', p .. 'facts:' .. uuid, p .. 'thumb:' .. uuid)
+redis.call('ZREM', p .. 'factsdue', uuid)
+redis.call('HDEL', p .. 'factstries', uuid)
 if raw then
   local owner = cjson.decode(raw)['owner']
   if type(owner) ~= 'string' then owner = '' end
   redis.call('ZREM', p .. 'owner:' .. owner, uuid)
+  redis.call('ZREM', p .. 'stac:' .. owner, uuid)
+  redis.call('HDEL', p .. 'stacbox:' .. owner, uuid)
+  redis.call('ZREM', p .. 'stacgeo:' .. owner, uuid)
   list_index(p, uuid, owner, 0, false, '', false)
 end
 open_index(p, uuid, false)
+"""
+# KEYS: facts:<uuid>, thumb:<uuid>, stac:<owner>, stacext:<owner>, factsdue, factstries, stacbox:<owner>,
+# stacgeo:<owner>; ARGV: uuid,
+# facts JSON, thumbnail (base64, "" for none), start ms, west, south, east, north ("" when the item has no bbox),
+# end ms, the stacbox entry
+_PUT_FACTS = """
+redis.call('SET', KEYS[1], ARGV[2])
+if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3]) else redis.call('DEL', KEYS[2]) end
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+redis.call('HSET', KEYS[7], ARGV[1], ARGV[10])
+redis.call('ZREM', KEYS[5], ARGV[1])
+redis.call('HDEL', KEYS[6], ARGV[1])
+local function grow(field, value, keep)
+  local old = redis.call('HGET', KEYS[4], field)
+  if not old or keep(tonumber(value), tonumber(old)) then redis.call('HSET', KEYS[4], field, value) end
+end
+local less = function(a, b) return a < b end
+local more = function(a, b) return a > b end
+grow('start', ARGV[4], less)
+grow('end', ARGV[9], more)
+if ARGV[5] ~= '' then
+  grow('west', ARGV[5], less)
+  grow('south', ARGV[6], less)
+  grow('east', ARGV[7], more)
+  grow('north', ARGV[8], more)
+  local w, s, e, n = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+  grow('halfw', tostring((e - w) / 2), more)
+  grow('halfh', tostring((n - s) / 2), more)
+  local lat = math.max(-85, math.min(85, (s + n) / 2))
+  redis.call('GEOADD', KEYS[8], (w + e) / 2, lat, ARGV[1])
+else
+  redis.call('ZREM', KEYS[8], ARGV[1])
+end
 """
 # ARGV: prefix, the on-node stages joined by ",", then for each task: uuid, SHA-1 of the record its status and list
 # meta were computed from (in Python: `list_fields`), status, meta. Each record is indexed as it is now (atomic
@@ -135,6 +185,43 @@ for i = 3, #ARGV, 4 do
   end
 end
 return (#ARGV - 2) / 4
+"""
+# The STAC search's tests, in Redis: KEYS stac:<owner>, stacbox:<owner>; ARGV: top score, offset, how many members to
+# test at most, how many hits are wanted, west, south, east, north ("" for no bbox; west > east crosses the
+# antimeridian), the earliest end ("" for none), the cursor's start and uuid ("" for none). Returns {members tested,
+# hits}, hits newest first.
+_SEARCH = """
+local members = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf', 'WITHSCORES', 'LIMIT', ARGV[2], ARGV[3])
+local want = tonumber(ARGV[4])
+local west, south, east, north = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local earliest, after_start, after_uuid = tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11]
+local hits, tested = {}, 0
+for i = 1, #members, 2 do
+  tested = tested + 1
+  local uuid = members[i]
+  local entry = redis.call('HGET', KEYS[2], uuid)
+  if entry then
+    local w, s, e, n, first, last = string.match(entry, '(%S+) (%S+) (%S+) (%S+) (%S+) (%S+)')
+    first, last = tonumber(first), tonumber(last)
+    local ok = (not earliest or last >= earliest)
+    if ok and after_start then ok = first < after_start or (first == after_start and uuid < after_uuid) end
+    if ok and west then
+      if w == '-' then
+        ok = false
+      else
+        w, s, e, n = tonumber(w), tonumber(s), tonumber(e), tonumber(n)
+        local across
+        if west > east then across = e >= west or w <= east else across = e >= west and w <= east end
+        ok = across and n >= south and s <= north
+      end
+    end
+    if ok then
+      hits[#hits + 1] = uuid
+      if #hits >= want then break end
+    end
+  end
+end
+return {tested, hits}
 """
 # the `count` members after `member` in a sorted set (false if `member` is not in it any more)
 _AFTER = """
@@ -192,8 +279,17 @@ return settled
 """
 
 
+def _box_facts(entry: str) -> dict:
+    """A `stacbox` entry as the facts `FactsQuery.matches` reads (bbox, start_ms, end_ms)."""
+    west, south, east, north, start, end = entry.split(" ")
+    box = None if west == "-" else [float(west), float(south), float(east), float(north)]
+    return {"bbox": box, "start_ms": int(start), "end_ms": int(end)}
+
+
 class RedisStore:
     LIST_CHUNK = 5000  # a long listing is read this many uuids at a time, other requests answered in between
+    SEARCH_BUDGET = 20000  # members of a `stac` set one search call tests inside Redis (a few ms)
+    GEO_CANDIDATES = 1000  # a bbox search reads the geo set when it finds at most this many items there
 
     def __init__(self, url: str, prefix: str = "odx:"):
         self.url = url
@@ -201,6 +297,7 @@ class RedisStore:
         self.redis: aioredis.Redis | None = None
         self._reserve = self._settle = self._lease = None
         self._put_task = self._delete_task = self._reindex = self._drop_ghost = self._after = None
+        self._put_facts = self._search = None
 
     def k(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -225,13 +322,17 @@ class RedisStore:
         self._reindex = self.redis.register_script(_REINDEX)
         self._drop_ghost = self.redis.register_script(_DROP_GHOST)
         self._after = self.redis.register_script(_AFTER)
+        self._put_facts = self.redis.register_script(_PUT_FACTS)
+        self._search = self.redis.register_script(_SEARCH)
         await self.redis.ping()
         if await self.redis.get(self.k("schema")) != SCHEMA:
             await self.build_indexes()
 
     async def build_indexes(self) -> None:
         """Index every stored task (listed and open), for a store written before those indexes existed.
-        Replicas starting together may both do it: indexing a record as it is now is idempotent."""
+        Replicas starting together may both do it: indexing a record as it is now is idempotent. Completed tasks
+        without result facts (a store from before them) are marked due, for the backfill."""
+        completed: list[str] = []
         for stage in _STAGES:
             uuids = await self.r.zrange(self.k("stage", stage), 0, -1)
             for first in range(0, len(uuids), REINDEX_BATCH):
@@ -242,11 +343,19 @@ class RedisStore:
                         task = TaskRecord.from_json(json.loads(raw))
                         status, meta = self._list_meta(task)
                         args += [uuid, hashlib.sha1(raw.encode()).hexdigest(), status, meta]
+                        if stage == Stage.ON_NODE.value and status == str(COMPLETED):
+                            completed.append(uuid)
                 await self._reindex(args=[self.prefix, ",".join(s.value for s in ON_NODE_STAGES), *args])
         for kind, members in (("resv", "resvnodes"), ("nodeinfo", "nodeinfonodes")):  # once, at upgrade
             nodes = [key.rsplit(":", 1)[1] async for key in self.r.scan_iter(match=self.k(kind, "*"), count=1000)]
             if nodes:
                 await self.r.sadd(self.k(members), *nodes)
+        for first in range(0, len(completed), REINDEX_BATCH):
+            batch = completed[first:first + REINDEX_BATCH]
+            have = await self.r.mget([self.k("facts", u) for u in batch])
+            due = {u: 0 for u, facts in zip(batch, have) if facts is None}
+            if due:
+                await self.r.zadd(self.k("factsdue"), due, nx=True)
         await self.r.set(self.k("schema"), SCHEMA)
 
     async def close(self) -> None:
@@ -465,6 +574,144 @@ class RedisStore:
     async def claim_once(self, uuid: str, what: str) -> bool:
         """True for the first caller only, across replicas (HSETNX), until the task is deleted."""
         return bool(await self.r.hsetnx(self.k("once", uuid), what, int(time.time())))
+
+    # --- result facts ------------------------------------------------------------------------------
+    async def put_facts(self, uuid: str, owner: str, facts: dict, thumbnail: bytes | None) -> None:
+        """A task's facts and thumbnail, its place in the owner's search set and extent; no longer due: one step."""
+        assert self._put_facts is not None, "store is not open"
+        box = [repr(float(v)) for v in facts["bbox"]] if facts.get("bbox") else ["", "", "", ""]
+        start, end = int(facts.get("start_ms", 0)), int(facts.get("end_ms", 0))
+        entry = " ".join([*(box if box[0] else ["-", "-", "-", "-"]), str(start), str(end)])
+        await self._put_facts(keys=[self.k("facts", uuid), self.k("thumb", uuid), self.k("stac", owner),
+                                    self.k("stacext", owner), self.k("factsdue"), self.k("factstries"),
+                                    self.k("stacbox", owner), self.k("stacgeo", owner)],
+                              args=[uuid, json.dumps({"owner": owner, **facts}),
+                                    base64.b64encode(thumbnail).decode() if thumbnail else "", start, *box, end,
+                                    entry])
+
+    async def get_facts(self, uuid: str) -> dict | None:
+        raw = await self.r.get(self.k("facts", uuid))
+        return self._facts(raw) if raw else None
+
+    @staticmethod
+    def _facts(raw: str) -> dict:
+        facts = json.loads(raw)
+        facts.pop("owner", None)
+        return facts
+
+    async def get_thumbnail(self, uuid: str) -> bytes | None:
+        raw = await self.r.get(self.k("thumb", uuid))
+        return base64.b64decode(raw) if raw else None
+
+    async def mark_facts_due(self, uuid: str, not_before: float = 0.0) -> None:
+        """The task (just completed, again perhaps) is to be described: facts of an earlier run go."""
+        raw = await self.r.get(self.k("facts", uuid))
+        pipe = self.r.pipeline(transaction=True)
+        if raw:
+            owner = json.loads(raw).get("owner", "")
+            pipe.zrem(self.k("stac", owner), uuid)
+            pipe.hdel(self.k("stacbox", owner), uuid)
+            pipe.zrem(self.k("stacgeo", owner), uuid)
+            pipe.delete(self.k("facts", uuid), self.k("thumb", uuid))
+        pipe.zadd(self.k("factsdue"), {uuid: not_before})
+        pipe.hdel(self.k("factstries"), uuid)
+        await pipe.execute()
+
+    async def due_facts(self, now: float, limit: int) -> list[str]:
+        return await self.r.zrangebyscore(self.k("factsdue"), "-inf", now, start=0, num=limit)
+
+    async def retry_facts(self, uuid: str, now: float, delay: float) -> int:
+        """One more failed try: the next after `delay` seconds, doubled with each try. The tries so far."""
+        tries = await self.r.hincrby(self.k("factstries"), uuid, 1)
+        await self.r.zadd(self.k("factsdue"), {uuid: now + delay * 2 ** (tries - 1)}, xx=True)
+        return tries
+
+    async def drop_facts_due(self, uuid: str) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.zrem(self.k("factsdue"), uuid)
+        pipe.hdel(self.k("factstries"), uuid)
+        await pipe.execute()
+
+    async def search_facts(self, owner: str, query: FactsQuery, limit: int) -> list[tuple[str, dict]]:
+        """The owner's completed tasks' facts that `query` keeps, newest capture first.
+
+        The bbox and time tests run inside Redis (`_SEARCH`: the owner's `stac` set from the newest start the query
+        allows down, each member's `stacbox` entry), SEARCH_BUDGET members per call so that no call holds Redis up
+        for long, until `limit` hits; only the hits' facts and list status are read here (a task restarted since
+        it was described is not completed any more: left out). With `ids`, those members alone, tested here."""
+        assert self._search is not None, "store is not open"
+        key, boxes, kept = self.k("stac", owner), self.k("stacbox", owner), []
+        if query.ids:
+            return await self._tested(owner, list(query.ids), query, limit)
+        near = await self._near(owner, query.bbox) if query.bbox else None
+        if near is not None:
+            return await self._tested(owner, near, query, limit)
+        top = query.end_ms if query.end_ms is not None else "+inf"
+        if query.after is not None:
+            top = query.after[0] if top == "+inf" else min(top, query.after[0])
+        box = [repr(v) for v in query.bbox] if query.bbox else ["", "", "", ""]
+        after = [str(query.after[0]), query.after[1]] if query.after else ["", ""]
+        offset, budget = 0, max(4 * limit, 256)  # small first: an unfiltered page stops after a few members
+        while len(kept) < limit:
+            want = limit - len(kept)
+            scanned, hits = await self._search(keys=[key, boxes], args=[
+                top, offset, budget, want, *box, "" if query.start_ms is None else query.start_ms, *after])
+            offset += scanned
+            kept += await self._completed(owner, hits)
+            if scanned < budget and len(hits) < want:
+                break  # the set is exhausted (a call that stopped early for enough hits did not)
+            budget = min(budget * 4, self.SEARCH_BUDGET)
+            await asyncio.sleep(0)
+        return kept[:limit]
+
+    async def _near(self, owner: str, bbox: tuple[float, float, float, float]) -> list[str] | None:
+        """The owner's items whose bbox may meet `bbox`, from the geo set (each item's centre, the box grown by
+        the largest item's half size); None when the box is not small enough for that to pay (more than
+        GEO_CANDIDATES such items), or crosses the antimeridian: then the search walks by time."""
+        west, south, east, north = bbox
+        halfw, halfh = (float(v or 0) for v in await self.r.hmget(self.k("stacext", owner), "halfw", "halfh"))
+        # the geo set holds centres within ±85° (Redis's limit; clamped when added): the box is clamped alike
+        west, east = west - halfw, east + halfw
+        south, north = min(max(south - halfh, -85.0), 85.0), max(min(north + halfh, 85.0), -85.0)
+        if west > east or west < -180 or east > 180:
+            return None
+        equator_most = 0.0 if south <= 0 <= north else min(abs(south), abs(north))
+        km = 111.4  # a degree of latitude, a little more than Redis's (its sphere: 6372.8 km)
+        width = (east - west) * km * math.cos(math.radians(equator_most)) + 1
+        found = await self.r.geosearch(self.k("stacgeo", owner), longitude=(west + east) / 2,
+                                       latitude=(south + north) / 2, width=width, height=(north - south) * km + 1,
+                                       unit="km", count=self.GEO_CANDIDATES + 1, any=True)
+        return None if len(found) > self.GEO_CANDIDATES else list(found)
+
+    async def _tested(self, owner: str, uuids: list[str], query: FactsQuery, limit: int) -> list[tuple[str, dict]]:
+        """Those of `uuids` that `query` keeps and are completed, newest capture first, `limit` at most."""
+        entries = await self.r.hmget(self.k("stacbox", owner), uuids) if uuids else []
+        tested = [(_box_facts(box), uuid) for uuid, box in zip(uuids, entries) if box]
+        hits = sorted(((box["start_ms"], uuid) for box, uuid in tested if query.matches(uuid, box)), reverse=True)
+        kept: list[tuple[str, dict]] = []
+        for first in range(0, len(hits), limit):
+            kept += await self._completed(owner, [uuid for _, uuid in hits[first:first + limit]])
+            if len(kept) >= limit:
+                break
+        return kept[:limit]
+
+    async def _completed(self, owner: str, uuids: list[str]) -> list[tuple[str, dict]]:
+        """The facts of those tasks that are completed now (their list status), in the same order."""
+        if not uuids:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        pipe.mget([self.k("facts", u) for u in uuids])
+        pipe.hmget(self.k("lmeta", owner), uuids)
+        raws, metas = await pipe.execute()
+        return [(uuid, self._facts(raw)) for uuid, raw, meta in zip(uuids, raws, metas)
+                if raw and meta and json.loads(meta)[1] == COMPLETED]
+
+    async def facts_extent(self, owner: str) -> dict | None:
+        ext = await self.r.hgetall(self.k("stacext", owner))
+        if "start" not in ext:
+            return None
+        box = [float(ext[k]) for k in ("west", "south", "east", "north")] if "west" in ext else None
+        return {"bbox": box, "start_ms": int(float(ext["start"])), "end_ms": int(float(ext["end"]))}
 
     async def shared_secret(self) -> bytes:
         """One webhook-signing key for every replica: the first to start makes it."""
