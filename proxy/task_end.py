@@ -16,6 +16,7 @@ import aiohttp
 
 from shared.types import TaskStatus
 
+from . import archiving
 from .crashpoints import crash_point
 from .errors import BadRequest
 from .models import Stage, TaskRecord
@@ -44,9 +45,8 @@ async def learn_info(relay: Relay, task: TaskRecord, info: dict[str, Any]) -> No
             await relay.registry.task_left(task.node_id, task.uuid)  # now, so the queue need not wait for a check
         relay.wake_dispatch.set()
         await notify_client(relay, task, info)
-        completed = status_code(info) == TaskStatus.COMPLETED
-        if completed and await relay.store.claim_once(task.uuid, f"archive:{task.runs}"):
-            relay.spawn(relay.results.archive(relay.registry, task))  # one replica copies its outputs
+        if status_code(info) == TaskStatus.COMPLETED:
+            await archiving.announce(relay, task)  # one replica copies its outputs into the results store
     await record_info(relay, task, info)
 
 

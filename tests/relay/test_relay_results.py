@@ -1,40 +1,185 @@
 """The results store: a completed task's all.zip is copied from its node once, so that its outputs download
 from the relay after the node is gone (killed, recycled), Range requests and single products included; a
-removed task's copy goes with it."""
+removed task's copy goes with it. Each test runs against both backends: a folder on disk, and S3-compatible
+object storage (moto's server, a real HTTP endpoint started by the test, talked to by the relay with boto3)."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import zipfile
+from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
+from testkit.relay import Relay
+from testkit.s3 import SECRET_KEY, S3Server, start_s3
+from testkit.servers import REPO, ServerGroup, free_port
 from tests.relay.relay_helpers import COMPLETED, get_json, post_json, submit, wait_for, wait_status
 
 pytestmark = pytest.mark.slow
+BUCKET, PREFIX = "relay-results", "odx"
 
 
-def test_outputs_outlive_their_node(relay_factory, fast_node, sample_images: list[Path]) -> None:
-    node = fast_node()
-    relay = relay_factory([node])
-    uuid = submit(relay, sample_images[:3])
-    assert wait_status(relay, uuid)["status"]["code"] == COMPLETED
-    archived = relay.data_dir / "results" / uuid / "all.zip"
-    wait_for(archived.is_file, timeout=20, what="the results to be archived")
-    whole = requests.get(node.api(f"/task/{uuid}/download/all.zip"), timeout=30).content
-    assert archived.read_bytes() == whole
-    node.stop()  # gone, with its copy
+class Backend:
+    """Where the relay under test keeps its results, and how the test looks there."""
 
+    def __init__(self, kind: str, servers: ServerGroup):
+        self.kind = kind
+        self.s3: S3Server | None = None
+        if kind == "s3":
+            self.s3 = servers.add(start_s3(servers.tmp_path))
+            self.s3.bucket(BUCKET)
+
+    def flags(self) -> dict[str, Any]:
+        if self.s3 is None:
+            return {}
+        return {"results_s3": f"s3://{BUCKET}/{PREFIX}", "env": self.s3.env}
+
+    def zip_bytes(self, relay: Relay, uuid: str) -> bytes | None:
+        if self.s3 is None:
+            path = relay.data_dir / "results" / uuid / "all.zip"
+            return path.read_bytes() if path.is_file() else None
+        try:
+            return self.s3.client().get_object(Bucket=BUCKET, Key=f"{PREFIX}/{uuid}/all.zip")["Body"].read()
+        except Exception:  # noqa: BLE001  (not there)
+            return None
+
+    def held(self, relay: Relay, uuid: str) -> list[str]:
+        """What the store holds of the task (and its pending marker, if any)."""
+        if self.s3 is None:
+            root = relay.data_dir / "results"
+            return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and uuid in str(p))
+        return [k.removeprefix(PREFIX + "/") for k in self.s3.keys(BUCKET, PREFIX) if uuid in k]
+
+
+@pytest.fixture(params=["disk", "s3"])
+def backend(request: pytest.FixtureRequest, servers: ServerGroup) -> Backend:
+    return Backend(request.param, servers)
+
+
+def archived(relay: Relay, uuid: str, timeout: float = 30) -> None:
+    wait_for(lambda: f"results archived uuid={uuid}" in relay.log(), timeout=timeout, what="the results archived")
+
+
+def assert_served_from_relay(relay: Relay, uuid: str, whole: bytes) -> None:
+    """all.zip, two kinds of Range, the orthophoto and the DSM, all from the relay with no node behind it."""
     assert requests.get(relay.api(f"/task/{uuid}/download/all.zip"), timeout=30).content == whole
     ranged = requests.get(relay.api(f"/task/{uuid}/download/all.zip"), headers={"Range": "bytes=10-19"}, timeout=30)
     assert ranged.status_code == 206 and ranged.content == whole[10:20]
+    assert ranged.headers["Content-Range"] == f"bytes 10-19/{len(whole)}"
+    tail = requests.get(relay.api(f"/task/{uuid}/download/all.zip"), headers={"Range": "bytes=-7"}, timeout=30)
+    assert tail.status_code == 206 and tail.content == whole[-7:]
+    past = requests.get(relay.api(f"/task/{uuid}/download/all.zip"), headers={"Range": f"bytes={len(whole)}-"},
+                        timeout=30)
+    assert past.status_code == 416
     with zipfile.ZipFile(BytesIO(whole)) as archive:
         orthophoto = archive.read("odm_orthophoto/odm_orthophoto.tif")
         dsm = archive.read("odm_dem/dsm.tif")
     assert requests.get(relay.api(f"/task/{uuid}/download/orthophoto.tif"), timeout=30).content == orthophoto
     assert requests.get(relay.api(f"/task/{uuid}/download/dsm.tif"), timeout=30).content == dsm
+
+
+def test_outputs_outlive_their_node(relay_factory, fast_node, sample_images: list[Path], backend: Backend) -> None:
+    node = fast_node()
+    relay = relay_factory([node], **backend.flags())
+    uuid = submit(relay, sample_images[:3])
+    assert wait_status(relay, uuid)["status"]["code"] == COMPLETED
+    archived(relay, uuid)
+    whole = requests.get(node.api(f"/task/{uuid}/download/all.zip"), timeout=30).content
+    assert backend.zip_bytes(relay, uuid) == whole
+    assert backend.held(relay, uuid) == [f"{uuid}/all.zip", f"{uuid}/output.json"]  # no pending marker left
+    assert not list((relay.data_dir / "archiving").glob("*")) if backend.s3 else True  # the upload's spool file
+    node.stop()  # gone, with its copy
+
+    assert_served_from_relay(relay, uuid, whole)
     assert get_json(relay, f"/task/{uuid}/info")["status"]["code"] == COMPLETED  # the node's last word
 
     assert post_json(relay, "/task/remove", {"uuid": uuid}) == {"success": True}
-    assert not archived.parent.exists()
+    assert backend.held(relay, uuid) == []
+
+
+def node_tasks(node: Any) -> list[str]:
+    return [t["uuid"] for t in get_json(node, "/task/list")]
+
+
+def check_removed_from_node(relay_factory: Callable[..., Relay], servers: ServerGroup, node: Any,
+                            images: list[Path], backend: Backend, timeout: float = 60) -> None:
+    relay = relay_factory([node], remove_from_node=True, **backend.flags())
+    uuid = submit(relay, images)
+    info = wait_status(relay, uuid, timeout=timeout)
+    assert info["status"]["code"] == COMPLETED
+    output = get_json(relay, f"/task/{uuid}/output")  # (from the node, or already from the store: the same)
+    assert output, "the node says something while it processes"
+    wait_for(lambda: f"node copy removed uuid={uuid}" in relay.log(), timeout=30, what="the node's copy removed")
+    assert uuid not in node_tasks(node)
+    whole = backend.zip_bytes(relay, uuid)
+    assert whole is not None and "odm_orthophoto/odm_orthophoto.tif" in zipfile.ZipFile(BytesIO(whole)).namelist()
+
+    def fully_usable(relay: Relay) -> None:
+        answered = get_json(relay, f"/task/{uuid}/info")
+        assert answered["status"]["code"] == COMPLETED and answered["uuid"] == uuid
+        assert answered["processingTime"] == info["processingTime"]
+        assert get_json(relay, f"/task/{uuid}/output") == output
+        assert get_json(relay, f"/task/{uuid}/output", line=2) == output[2:]
+        assert get_json(relay, f"/task/{uuid}/info", with_output=0)["output"] == output
+        assert uuid in [t["uuid"] for t in get_json(relay, "/task/list")]
+        assert_served_from_relay(relay, uuid, whole)
+        assert "error" in post_json(relay, "/task/restart", {"uuid": uuid})  # its inputs left with the node's copy
+
+    fully_usable(relay)
+    relay.stop()  # a replica restart loses nothing of it
+    again = relay_factory([node], remove_from_node=True, port=relay.port, data_dir=relay.data_dir,
+                          **backend.flags())
+    fully_usable(again)
+    assert post_json(again, "/task/remove", {"uuid": uuid}) == {"success": True}
+    assert backend.held(again, uuid) == []
+    assert "not found" in get_json(again, f"/task/{uuid}/info")["error"]
+
+
+def test_removed_from_the_node_the_task_stays_fully_usable(
+        relay_factory, servers: ServerGroup, fast_node, sample_images: list[Path], backend: Backend) -> None:
+    check_removed_from_node(relay_factory, servers, fast_node(), sample_images[:3], backend)
+
+
+def test_removed_from_a_real_nodeodx_the_task_stays_fully_usable(
+        relay_factory, servers: ServerGroup, nodeodx_factory, sample_images: list[Path]) -> None:
+    """The removal the relay asks for is NodeODX's own /task/remove: proven on the real node (its test mode
+    completes a task with real outputs)."""
+    check_removed_from_node(relay_factory, servers, nodeodx_factory(), sample_images[:3], Backend("s3", servers),
+                            timeout=120)
+
+
+def test_results_past_their_retention_go_with_their_task(
+        relay_factory, fast_node, sample_images: list[Path], backend: Backend) -> None:
+    """`--keep-results`: a task ended longer ago is removed, with its results and its node's copy, as a NodeODX
+    node removes old tasks; a task ended since stays."""
+    node = fast_node()
+    relay = relay_factory([node], keep_results=3, **backend.flags())
+    old = submit(relay, sample_images[:2])
+    assert wait_status(relay, old)["status"]["code"] == COMPLETED
+    archived(relay, old)
+    assert backend.held(relay, old)
+    wait_for(lambda: "error" in get_json(relay, f"/task/{old}/info"), timeout=20, what="the old task to expire")
+    assert backend.held(relay, old) == []
+    assert old not in [t["uuid"] for t in get_json(relay, "/task/list")]
+    assert old not in node_tasks(node)
+    assert "error" in requests.get(relay.api(f"/task/{old}/download/all.zip"), timeout=30).json()
+
+
+def test_a_store_that_refuses_stops_the_relay_with_the_reason_and_no_secret(
+        servers: ServerGroup, tmp_path: Path) -> None:
+    s3 = servers.add(start_s3(servers.tmp_path))
+    run = subprocess.run([sys.executable, "-m", "proxy", "--port", str(free_port()), "--data-dir", str(tmp_path / "r"),
+                          "--results-s3", "s3://no-such-bucket/x"], cwd=REPO, capture_output=True, text=True,
+                         timeout=60, env={**os.environ, **s3.env})
+    assert run.returncode != 0
+    assert "cannot reach the bucket s3://no-such-bucket/" in run.stderr and "404" in run.stderr
+    assert SECRET_KEY not in run.stderr + run.stdout
+    bad = subprocess.run([sys.executable, "-m", "proxy", "--results-s3", "http://bucket/x"], cwd=REPO,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "s3://bucket/prefix" in bad.stderr

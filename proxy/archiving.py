@@ -1,0 +1,178 @@
+"""The archive step: a completed task's results copied into the results store once, the node's copy removed
+after it when asked (`--remove-from-node`), and the housekeeping that finishes archives cut short and expires
+old results (`--keep-results`).
+
+Each step is done only if its result is not there yet, so an archive can be run again from the start after a
+kill at any point: the store's `pending/<uuid>` marker is written before the claim (`archive:<run>`) is taken,
+refreshed while the copy runs and removed when every step is done. The health lease's holder finds markers
+that nobody refreshed for a while (the replica copying was killed, or the node would not give its zip) and
+runs the archive again: a claim taken by a replica that died blocks nothing.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from shared import endpoints
+from shared.types import TaskStatus
+
+from .crashpoints import crash_point
+from .downloads import save_node_zip
+from .errors import RelayError, UpstreamError
+from .models import Stage, TaskRecord
+from .removal import remove_task
+from .results import ResultsError, archived
+from .state import Relay
+
+log = logging.getLogger("odx_relay.archiving")
+
+
+def completed(task: TaskRecord) -> bool:
+    status = (task.last_info or {}).get("status")
+    return task.stage == Stage.ON_NODE and isinstance(status, dict) and status.get("code") == TaskStatus.COMPLETED
+
+
+async def announce(relay: Relay, task: TaskRecord) -> None:
+    """The task just completed: mark its archive as pending (so that a relay killed from here on still makes
+    it), then let one replica copy it."""
+    try:
+        await relay.results.mark_pending(task.uuid)
+    except (OSError, ResultsError) as exc:
+        log.warning("results store: archive of %s not marked: %s", task.uuid, exc)
+    if await relay.store.claim_once(task.uuid, f"archive:{task.runs}"):
+        relay.spawn(archive(relay, task))
+
+
+async def archive(relay: Relay, task: TaskRecord) -> bool:
+    """Do what is left of the task's archive; False (the marker stays, for the sweep) if a step failed."""
+    results, uuid = relay.results, task.uuid
+    if uuid in results.busy:
+        return False
+    results.busy.add(uuid)
+    beat = asyncio.ensure_future(keep_marked(relay, uuid))
+    try:
+        await archive_steps(relay, task)
+    except (OSError, RelayError) as exc:
+        log.warning("results not archived uuid=%s: %s (tried again later)", uuid, exc)
+        return False
+    finally:
+        beat.cancel()
+        results.busy.discard(uuid)
+    return True
+
+
+async def archive_steps(relay: Relay, task: TaskRecord) -> None:
+    results, uuid = relay.results, task.uuid
+    fresh = await relay.store.get_task(uuid)
+    if fresh is None or fresh.runs != task.runs:  # removed or restarted meanwhile: nothing of this run to keep
+        await results.clear_pending(uuid)
+        return
+    task = fresh
+    if not archived(results, task):
+        started = time.monotonic()
+        handle = relay.registry.get(task.node_id)
+        if handle is None:
+            raise UpstreamError(f"the node that held {uuid} was removed from the relay")
+        output = await relay.upstream.call(handle.record, "GET", endpoints.task_output(uuid))
+        await results.put_output(uuid, output if isinstance(output, list) else [])  # first: a zip implies it
+        local = results.spool(uuid)
+        await save_node_zip(relay.registry, task, local, local.with_name(local.name + ".part"))
+        crash_point("mid-archive")
+        size = local.stat().st_size
+        await results.put_zip(uuid, local)
+        changed = await update(relay, task, archived_run=task.runs)
+        if changed is None:
+            await results.remove(uuid)
+            return
+        task = changed
+        log.info("results archived uuid=%s bytes=%d seconds=%.1f in %s", uuid, size, time.monotonic() - started,
+                 results.where)
+    if relay.config.remove_from_node or task.off_node:  # (off_node: a kill may have come before the node call)
+        await remove_node_copy(relay, task)
+    await results.clear_pending(uuid)
+
+
+async def remove_node_copy(relay: Relay, task: TaskRecord) -> None:
+    """The relay answers for the task from now on (its record says so first, so that a kill in between leaves
+    a task answered from the store, with a node copy the next sweep removes)."""
+    if not task.off_node:
+        changed = await update(relay, task, off_node=True)
+        if changed is None:
+            return
+        task = changed
+    handle = relay.registry.get(task.node_id)
+    if handle is None:
+        return  # the node is gone from the relay, and its copy with it as far as the relay is concerned
+    answer = await relay.upstream.call(handle.record, "POST", endpoints.TASK_REMOVE, data={"uuid": task.uuid})
+    if isinstance(answer, dict) and answer.get("error") and "not found" not in str(answer["error"]):
+        raise UpstreamError(f"node {handle.record.label or handle.record.id} did not remove {task.uuid}: "
+                            f"{answer['error']}")
+    log.info("node copy removed uuid=%s node=%s (its results are in %s)", task.uuid, task.node_id,
+             relay.results.where)
+
+
+async def update(relay: Relay, task: TaskRecord, **changes: object) -> TaskRecord | None:
+    """Set fields of the task's record as it is now; None if the task was removed or restarted meanwhile."""
+    async with relay.locks.hold(task.uuid):
+        fresh = await relay.store.get_task(task.uuid)
+        if fresh is None or fresh.runs != task.runs:
+            return None
+        for name, value in changes.items():
+            setattr(fresh, name, value)
+        await relay.store.put_task(fresh)
+        return fresh
+
+
+def stale_after(relay: Relay) -> float:
+    """Seconds without a refresh after which a pending archive counts as abandoned."""
+    return max(4 * relay.config.check_interval, 2.0)
+
+
+async def keep_marked(relay: Relay, uuid: str) -> None:
+    """Refresh the pending marker while this replica archives, so that the sweep leaves it alone."""
+    while True:
+        await asyncio.sleep(relay.config.check_interval)
+        with contextlib.suppress(OSError, ResultsError):
+            await relay.results.mark_pending(uuid)
+
+
+async def finish_archives(relay: Relay) -> None:
+    """Archives begun and abandoned: run again (the node must be online), or forgotten if their task is gone."""
+    for uuid, age in sorted((await relay.results.pending()).items()):
+        if uuid in relay.results.busy or age < stale_after(relay):
+            continue
+        task = await relay.store.get_task(uuid)
+        if task is None or not completed(task):
+            await relay.results.clear_pending(uuid)
+            continue
+        handle = relay.registry.get(task.node_id)
+        if archived(relay.results, task) or (handle is not None and handle.online):
+            log.info("archive of %s was left unfinished: finishing it", uuid)
+            relay.spawn(archive(relay, task))
+
+
+async def expire_results(relay: Relay) -> None:
+    """Tasks that ended more than `--keep-results` seconds ago are removed with their results, as a NodeODX
+    node removes its old tasks; results whose task is gone are removed too."""
+    keep = relay.config.keep_results
+    if not keep:
+        return
+    now_ms = time.time() * 1000
+    for uuid in await relay.results.uuids():
+        task = await relay.store.get_task(uuid)
+        if task is None and uuid not in relay.results.busy:
+            await relay.results.remove(uuid)
+            log.info("results of removed task %s deleted", uuid)
+        elif task is not None and task.ended_ms and now_ms - task.ended_ms > keep * 1000:
+            await expire(relay, task)
+
+
+async def expire(relay: Relay, task: TaskRecord) -> None:
+    refused = await remove_task(relay, task)
+    if refused:
+        log.warning("task %s not expired: its node refused to remove it: %s", task.uuid, refused.get("error"))
+        return
+    log.info("task expired uuid=%s: ended more than %g s ago (--keep-results), removed with its results",
+             task.uuid, relay.config.keep_results)
