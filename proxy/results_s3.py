@@ -88,16 +88,6 @@ class S3Results:
     def local_zip(self, uuid: str) -> Path | None:
         return None
 
-    async def has(self, uuid: str) -> bool:
-        key = self.key(uuid, ALL_ZIP)
-        try:
-            await self.call("find", key, "head_object", Bucket=self.bucket, Key=key)
-        except ResultsError as exc:
-            if "(404" in str(exc) or "NoSuchKey" in str(exc) or "Not Found" in str(exc):
-                return False
-            raise
-        return True
-
     async def put_zip(self, uuid: str, local: Path) -> None:
         key = self.key(uuid, ALL_ZIP)
         try:

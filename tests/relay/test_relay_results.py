@@ -20,7 +20,7 @@ from testkit.relay import Relay
 from testkit.s3 import SECRET_KEY, start_s3
 from testkit.servers import REPO, ServerGroup, free_port
 from tests.relay.relay_helpers import COMPLETED, get_json, post_json, submit, wait_for, wait_status
-from tests.relay.results_helpers import BACKENDS, Backend, archived, assert_served_from_relay
+from tests.relay.results_helpers import BACKENDS, BUCKET, PREFIX, Backend, archived, assert_served_from_relay
 
 pytestmark = pytest.mark.slow
 
@@ -129,3 +129,21 @@ def test_a_store_that_refuses_stops_the_relay_with_the_reason_and_no_secret(
     bad = subprocess.run([sys.executable, "-m", "proxy", "--results-s3", "http://bucket/x"], cwd=REPO,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "s3://bucket/prefix" in bad.stderr
+
+
+def test_a_store_that_went_away_is_named_in_the_error_without_a_secret(
+        relay_factory, fast_node, sample_images: list[Path], servers: ServerGroup) -> None:
+    backend = Backend("s3", servers)
+    node = fast_node()
+    relay = relay_factory([node], **backend.flags())
+    uuid = submit(relay, sample_images[:2])
+    assert wait_status(relay, uuid)["status"]["code"] == COMPLETED
+    archived(relay, uuid)
+    assert backend.s3 is not None
+    backend.s3.stop()
+    node.stop()
+    for name in ("all.zip", "orthophoto.tif"):
+        answer = requests.get(relay.api(f"/task/{uuid}/download/{name}"), timeout=60).json()
+        assert f"s3://{BUCKET}/{PREFIX}/{uuid}/all.zip" in answer["error"], answer
+        assert SECRET_KEY not in answer["error"]
+    assert SECRET_KEY not in relay.log()
