@@ -24,6 +24,7 @@ from .errors import RelayError, UpstreamError
 from .models import Stage, TaskRecord
 from .removal import remove_task
 from .results import ResultsError, archived
+from .staging import valid_uuid
 from .state import Relay
 
 log = logging.getLogger("odx_relay.archiving")
@@ -141,7 +142,7 @@ async def keep_marked(relay: Relay, uuid: str) -> None:
 async def finish_archives(relay: Relay) -> None:
     """Archives begun and abandoned: run again (the node must be online), or forgotten if their task is gone."""
     for uuid, age in sorted((await relay.results.pending()).items()):
-        if uuid in relay.results.busy or age < stale_after(relay):
+        if uuid in relay.results.busy or age < stale_after(relay) or not valid_uuid(uuid):
             continue
         task = await relay.store.get_task(uuid)
         if task is None or not completed(task):
@@ -155,12 +156,21 @@ async def finish_archives(relay: Relay) -> None:
 
 async def expire_results(relay: Relay) -> None:
     """Tasks that ended more than `--keep-results` seconds ago are removed with their results, as a NodeODX
-    node removes its old tasks; results whose task is gone are removed too."""
-    keep = relay.config.keep_results
-    if not keep:
+    node removes its old tasks; results whose task is gone are removed too. The pass reads every archived
+    task's record, so it runs at most once per a tenth of the retention (between one health interval and five
+    minutes), giving the event loop a turn every few hundred records; only names that are task uuids are
+    touched (a results folder shared with other files loses none of them)."""
+    keep, results = relay.config.keep_results, relay.results
+    period = min(300.0, max(relay.config.check_interval, keep / 10))
+    if not keep or time.monotonic() - results.expired_at < period:
         return
+    results.expired_at = time.monotonic()
     now_ms = time.time() * 1000
-    for uuid in await relay.results.uuids():
+    for done, uuid in enumerate(await results.uuids()):
+        if done % 500 == 499:
+            await asyncio.sleep(0)
+        if not valid_uuid(uuid):
+            continue
         task = await relay.store.get_task(uuid)
         if task is None and uuid not in relay.results.busy:
             await relay.results.remove(uuid)

@@ -41,6 +41,7 @@ class ResultsStore(Protocol):
 
     where: str  # for log lines and errors: a folder, or s3://bucket/prefix
     busy: set[str]  # uuids this process is archiving right now
+    expired_at: float  # when this process last looked for results past --keep-results (time.monotonic)
 
     async def check(self) -> None: ...
     def spool(self, uuid: str) -> Path: ...
@@ -71,6 +72,7 @@ class DiskResults:
         self.root = Path(root)
         self.where = str(self.root)
         self.busy: set[str] = set()
+        self.expired_at = float("-inf")
 
     async def check(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)

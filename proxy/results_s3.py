@@ -54,6 +54,7 @@ class S3Results:
         self.where = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
         self.spool_dir = Path(spool_dir)
         self.busy: set[str] = set()
+        self.expired_at = float("-inf")
         self.client = boto3.session.Session().client(
             "s3", config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10, read_timeout=60))
 

@@ -103,9 +103,14 @@ def test_removed_from_a_real_nodeodx_the_task_stays_fully_usable(
 def test_results_past_their_retention_go_with_their_task(
         relay_factory, fast_node, sample_images: list[Path], backend: Backend) -> None:
     """`--keep-results`: a task ended longer ago is removed, with its results and its node's copy, as a NodeODX
-    node removes old tasks; a task ended since stays."""
+    node removes old tasks (not before: its results are there once archived)."""
     node = fast_node()
     relay = relay_factory([node], keep_results=3, **backend.flags())
+    foreign = relay.data_dir / "results" / "not-a-task" / "notes.txt"  # a results folder shared with other files
+    foreign.parent.mkdir(parents=True)
+    foreign.write_text("kept")
+    if backend.s3:
+        backend.s3.client().put_object(Bucket=BUCKET, Key=f"{PREFIX}/not-a-task/notes.txt", Body=b"kept")
     old = submit(relay, sample_images[:2])
     assert wait_status(relay, old)["status"]["code"] == COMPLETED
     archived(relay, old)
@@ -115,6 +120,9 @@ def test_results_past_their_retention_go_with_their_task(
     assert old not in [t["uuid"] for t in get_json(relay, "/task/list")]
     assert old not in node_tasks(node)
     assert "error" in requests.get(relay.api(f"/task/{old}/download/all.zip"), timeout=30).json()
+    assert foreign.read_text() == "kept"
+    if backend.s3:
+        assert backend.s3.keys(BUCKET, f"{PREFIX}/not-a-task/") == [f"{PREFIX}/not-a-task/notes.txt"]
 
 
 def test_a_store_that_refuses_stops_the_relay_with_the_reason_and_no_secret(
