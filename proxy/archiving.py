@@ -28,6 +28,7 @@ from .staging import valid_uuid
 from .state import Relay
 
 log = logging.getLogger("odx_relay.archiving")
+MARK_WAIT = 10.0
 
 
 def completed(task: TaskRecord) -> bool:
@@ -38,10 +39,11 @@ def completed(task: TaskRecord) -> bool:
 async def announce(relay: Relay, task: TaskRecord) -> None:
     """The task just completed: mark its archive as pending (so that a relay killed from here on still makes
     it), then let one replica copy it."""
-    try:
-        await relay.results.mark_pending(task.uuid)
-    except (OSError, ResultsError) as exc:
-        log.warning("results store: archive of %s not marked: %s", task.uuid, exc)
+    try:  # (bounded: the client whose poll brought the end waits for this; a store away must not hold it up)
+        await asyncio.wait_for(relay.results.mark_pending(task.uuid), MARK_WAIT)
+    except (OSError, ResultsError, TimeoutError) as exc:
+        log.warning("results store: archive of %s not marked as pending (a kill before it is done would leave it "
+                    "undone): %s", task.uuid, exc or "no answer in time")
     if await relay.store.claim_once(task.uuid, f"archive:{task.runs}"):
         relay.spawn(archive(relay, task))
 

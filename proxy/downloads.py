@@ -10,6 +10,7 @@ from a path in the request. The cache is bounded (`--cache-mb`): least recently 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import shutil
@@ -296,8 +297,9 @@ async def stream_archive(request: web.Request, results: ResultsStore, task: Task
     out.content_length = stop - start
     await out.prepare(request)
     try:
-        async for chunk in results.read(task.uuid, start, stop):
-            await out.write(chunk)  # waits while the client is slow
+        async with contextlib.aclosing(results.read(task.uuid, start, stop)) as chunks:  # closed if the client goes
+            async for chunk in chunks:
+                await out.write(chunk)  # waits while the client is slow
         await out.write_eof()
     except ConnectionResetError:
         log.info("download closed by client uuid=%s", task.uuid)
