@@ -38,7 +38,10 @@ def completed(task: TaskRecord) -> bool:
 
 async def announce(relay: Relay, task: TaskRecord) -> None:
     """The task just completed: mark its archive as pending (so that a relay killed from here on still makes
-    it), then let one replica copy it."""
+    it), then let one replica copy it. (A second path that learns the same end finds it archived already, or
+    loses the claim: a marker it leaves is cleared by the sweep.)"""
+    if archived(relay.results, task):
+        return
     try:  # (bounded: the client whose poll brought the end waits for this; a store away must not hold it up)
         await asyncio.wait_for(relay.results.mark_pending(task.uuid), MARK_WAIT)
     except (OSError, ResultsError, TimeoutError) as exc:
@@ -92,28 +95,24 @@ async def archive_steps(relay: Relay, task: TaskRecord) -> None:
         task = changed
         log.info("results archived uuid=%s bytes=%d seconds=%.1f in %s", uuid, size, time.monotonic() - started,
                  results.where)
-    if relay.config.remove_from_node or task.off_node:  # (off_node: a kill may have come before the node call)
+    if relay.config.remove_from_node and not task.off_node:
         await remove_node_copy(relay, task)
     await results.clear_pending(uuid)
 
 
 async def remove_node_copy(relay: Relay, task: TaskRecord) -> None:
-    """The relay answers for the task from now on (its record says so first, so that a kill in between leaves
-    a task answered from the store, with a node copy the next sweep removes)."""
-    if not task.off_node:
-        changed = await update(relay, task, off_node=True)
-        if changed is None:
-            return
-        task = changed
+    """The node's copy goes, then the record says that the relay answers for the task from now on. (A kill in
+    between leaves a task whose node says "not found" until the sweep runs the step again: the node answers
+    that it has no such task, which counts as removed, and the record is written.)"""
     handle = relay.registry.get(task.node_id)
-    if handle is None:
-        return  # the node is gone from the relay, and its copy with it as far as the relay is concerned
-    answer = await relay.upstream.call(handle.record, "POST", endpoints.TASK_REMOVE, data={"uuid": task.uuid})
-    if isinstance(answer, dict) and answer.get("error") and "not found" not in str(answer["error"]):
-        raise UpstreamError(f"node {handle.record.label or handle.record.id} did not remove {task.uuid}: "
-                            f"{answer['error']}")
-    log.info("node copy removed uuid=%s node=%s (its results are in %s)", task.uuid, task.node_id,
-             relay.results.where)
+    if handle is not None:  # (a node removed from the relay: its copy is out of reach, as good as gone)
+        answer = await relay.upstream.call(handle.record, "POST", endpoints.TASK_REMOVE, data={"uuid": task.uuid})
+        if isinstance(answer, dict) and answer.get("error") and "not found" not in str(answer["error"]):
+            raise UpstreamError(f"node {handle.record.label or handle.record.id} did not remove {task.uuid}: "
+                                f"{answer['error']}")
+    if await update(relay, task, off_node=True) is not None:
+        log.info("node copy removed uuid=%s node=%s (its results are in %s)", task.uuid, task.node_id,
+                 relay.results.where)
 
 
 async def update(relay: Relay, task: TaskRecord, **changes: object) -> TaskRecord | None:
@@ -151,7 +150,8 @@ async def finish_archives(relay: Relay) -> None:
             await relay.results.clear_pending(uuid)
             continue
         handle = relay.registry.get(task.node_id)
-        if archived(relay.results, task) or (handle is not None and handle.online):
+        needs_node = not archived(relay.results, task) or (relay.config.remove_from_node and not task.off_node)
+        if not needs_node or (handle is not None and handle.online):
             log.info("archive of %s was left unfinished: finishing it", uuid)
             relay.spawn(archive(relay, task))
 

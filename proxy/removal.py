@@ -34,11 +34,11 @@ async def remove_task(relay: Relay, task: TaskRecord) -> dict[str, Any] | None:
         await relay.store.add_ghost(task.node_id, task.uuid)  # the node it was being sent to may have it
     await relay.registry.release(task.uuid)
     relay.cache.drop(task.uuid)
-    try:
-        await relay.results.remove(task.uuid)
-    except ResultsError as exc:  # (with --keep-results, the housekeeping deletes results left without a task)
-        log.warning("remove: results of %s left in the store: %s", task.uuid, exc)
     relay.staging.remove(task.uuid)
     await relay.store.delete_task(task.uuid)
+    try:  # after the record: an archive finishing meanwhile either saw the record (and its copy goes now) or not
+        await relay.results.remove(task.uuid)  # (and removes its copy itself: `archiving.update`)
+    except ResultsError as exc:  # (with --keep-results, the housekeeping deletes results left without a task)
+        log.warning("remove: results of %s left in the store: %s", task.uuid, exc)
     log.info("task removed uuid=%s", task.uuid)
     return None

@@ -40,6 +40,7 @@ class ResultsStore(Protocol):
     """What the relay asks of a results store, whichever its backend."""
 
     where: str  # for log lines and errors: a folder, or s3://bucket/prefix
+    local: bool  # a folder on this machine (all.zip is served from it as a file)
     busy: set[str]  # uuids this process is archiving right now
     expired_at: float  # when this process last looked for results past --keep-results (time.monotonic)
 
@@ -60,9 +61,10 @@ class ResultsStore(Protocol):
 
 
 def archived(results: ResultsStore, task: TaskRecord) -> bool:
-    """Whether the store holds this run's all.zip, without asking it: the task's record says so (set once the
-    copy is whole), or, on disk, the file is there."""
-    return task.archived_run == task.runs or results.local_zip(task.uuid) is not None
+    """Whether the store holds this run's all.zip, without a request to it: on disk, the file is there (a replica
+    whose results folder is not shared sees its own copies only, and asks the node for the others); in a
+    bucket, the task's record says so (set once the copy is whole)."""
+    return results.local_zip(task.uuid) is not None if results.local else task.archived_run == task.runs
 
 
 class DiskResults:
@@ -71,6 +73,7 @@ class DiskResults:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.where = str(self.root)
+        self.local = True
         self.busy: set[str] = set()
         self.expired_at = float("-inf")
 

@@ -53,6 +53,7 @@ class S3Results:
         self.bucket, self.prefix = parse_s3_url(url)
         self.where = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
         self.spool_dir = Path(spool_dir)
+        self.local = False
         self.busy: set[str] = set()
         self.expired_at = float("-inf")
         self.client = boto3.session.Session().client(

@@ -38,7 +38,8 @@ def test_outputs_outlive_their_node(relay_factory, fast_node, sample_images: lis
     archived(relay, uuid)
     whole = requests.get(node.api(f"/task/{uuid}/download/all.zip"), timeout=30).content
     assert backend.zip_bytes(relay, uuid) == whole
-    assert backend.held(relay, uuid) == [f"{uuid}/all.zip", f"{uuid}/output.json"]  # no pending marker left
+    wait_for(lambda: backend.held(relay, uuid) == [f"{uuid}/all.zip", f"{uuid}/output.json"], timeout=10,
+             what="no pending marker left")
     assert not list((relay.data_dir / "archiving").glob("*")) if backend.s3 else True  # the upload's spool file
     node.stop()  # gone, with its copy
 
@@ -116,7 +117,7 @@ def test_results_past_their_retention_go_with_their_task(
     archived(relay, old)
     assert backend.held(relay, old)
     wait_for(lambda: "error" in get_json(relay, f"/task/{old}/info"), timeout=20, what="the old task to expire")
-    assert backend.held(relay, old) == []
+    wait_for(lambda: backend.held(relay, old) == [], timeout=10, what="its results removed")
     assert old not in [t["uuid"] for t in get_json(relay, "/task/list")]
     assert old not in node_tasks(node)
     assert "error" in requests.get(relay.api(f"/task/{old}/download/all.zip"), timeout=30).json()
