@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import AsyncIterator
@@ -40,7 +41,9 @@ SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KE
 
 
 def scrubbed(text: str) -> str:
-    """`text` with any credential from the environment taken out (a store may echo what it was sent)."""
+    """`text` with any credential from the environment taken out (a store may echo what it was sent), and any
+    password in a URL (an endpoint given as http://user:password@host)."""
+    text = re.sub(r"//[^@/\s]*@", "//***@", text)
     for name in SECRET_VARIABLES:
         value = os.environ.get(name, "")
         if len(value) >= 4:

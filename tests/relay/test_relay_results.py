@@ -156,3 +156,16 @@ def test_a_store_that_went_away_is_named_in_the_error_without_a_secret(
         assert f"s3://{BUCKET}/{PREFIX}/{uuid}/all.zip" in answer["error"], answer
         assert SECRET_KEY not in answer["error"]
     assert SECRET_KEY not in relay.log()
+
+
+def test_a_store_out_of_reach_at_start_is_said_without_the_endpoints_password(
+        relay_factory, servers: ServerGroup) -> None:
+    """An endpoint that does not answer yet does not stop the relay (archives are tried again); the warning names
+    the bucket, not the password of an endpoint URL that carries one."""
+    password = "endpoint-hush-4711"
+    endpoint = f"http://archiver:{password}@127.0.0.1:{free_port()}"
+    relay = relay_factory([], results_s3="s3://later/x", env={"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "k",
+                                                              "AWS_SECRET_ACCESS_KEY": SECRET_KEY})
+    assert get_json(relay, "/info")["relay"]["nodes"] == 0
+    assert "cannot reach the bucket s3://later/" in relay.log()
+    assert SECRET_KEY not in relay.log() and password not in relay.log()
