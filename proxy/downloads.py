@@ -6,6 +6,9 @@ through to the client while it fills the cache; a Range request (or a single ass
 cache to be whole, fetched once however many clients ask, and is then served from disk by aiohttp's
 FileResponse, which answers 206 and sends with sendfile. Names come from the asset catalogue, never
 from a path in the request. The cache is bounded (`--cache-mb`): least recently used tasks' files go first.
+
+Once a task's results are archived (`results.py`), the node is not asked again: a results folder's all.zip is
+served as a file, a bucket's is streamed from it (Range asked of the bucket), and the cache fills from the store.
 """
 from __future__ import annotations
 
