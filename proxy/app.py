@@ -22,7 +22,7 @@ from .memory_bounds import READ_BUFFER, bounded_reads, returning_freed_memory
 from .nodes import NodeRegistry, parse_node_url
 from .openapi import add_openapi_route
 from .redis_store import RedisStore
-from .results import ResultsStore
+from .results import DiskResults, ResultsError, ResultsStore
 from .routes import add_routes
 from .stac import add_stac_routes
 from .staging import Staging
@@ -50,6 +50,26 @@ async def open_store(config: RelayConfig) -> Store:
             await asyncio.sleep(2)
 
 
+async def open_results(config: RelayConfig) -> ResultsStore:
+    """The results folder, or the S3 bucket when given: a bucket that is missing or refused stops the relay at
+    start with the reason (rather than every archive failing later); one that cannot be reached yet is tried
+    again by each archive."""
+    if not config.results_s3:
+        results: ResultsStore = DiskResults(config.results_dir or config.data_dir / "results")
+    else:
+        from .results_s3 import S3Results  # boto3 is imported only when it is used
+
+        results = S3Results(config.results_s3, config.data_dir / "archiving")
+    try:
+        await results.check()
+    except ResultsError as exc:
+        if "Could not connect" not in str(exc) and "EndpointConnectionError" not in str(exc):
+            raise SystemExit(f"odx-relay: {exc}") from None
+        log.warning("%s (archives are tried again later)", exc)
+    log.info("results store: %s", results.where)
+    return results
+
+
 def redact(url: str) -> str:
     """A Redis URL without its password, for log lines."""
     return re.sub(r"//[^@/]*@", "//***@", url)
@@ -59,11 +79,11 @@ async def relay_context(app: web.Application) -> AsyncIterator[None]:
     """Wire the parts once, run the background work while the app serves, close everything after."""
     config = app[CONFIG]
     data = config.data_dir
+    results = await open_results(config)  # first: a refused bucket stops the relay before anything is opened
     store = await open_store(config)
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256), auto_decompress=False)
     upstream = Upstream(session, config.node_timeout)
     registry = NodeRegistry(store, upstream, config.offline_after)
-    results = ResultsStore(config.results_dir or data / "results")
     await registry.load([parse_node_url(url) for url in config.node_urls()])
     relay = Relay(config=config, store=store, upstream=upstream, registry=registry,
                   staging=Staging(config.staging_dir or data / "staging"),

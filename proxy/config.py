@@ -8,12 +8,37 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from shared.flags import build_parser as flags_parser
 from shared.flags import parse_settings, setting
 from shared.memory import DEFAULT_TABLE, parse_table
 
 ENV_PREFIX = "ODX_RELAY_"
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """`s3://bucket/some/prefix` -> ("bucket", "some/prefix"); ValueError saying what is wrong otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc or parts.query or parts.fragment or "@" in parts.netloc:
+        raise ValueError(f"--results-s3 must look like s3://bucket/prefix, not {url!r}")
+    return parts.netloc, parts.path.strip("/")
+
+
+def s3_url(text: str) -> str:
+    if text:
+        try:
+            parse_s3_url(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, not {text!r}")
+    return value
 DESCRIPTION = ("A NodeODX endpoint in front of many NodeODX nodes. Every flag can also be set as ODX_RELAY_<FLAG> "
                "(for example ODX_RELAY_PORT=3000). Manage nodes of a running relay with 'odx-relay nodes --help'.")
 
@@ -34,6 +59,15 @@ class RelayConfig:
     results_dir: Path | None = setting(None, "folder where each completed task's all.zip is kept, so its outputs "
                                              "outlive its node; replicas behind one balancer must share it",
                                        parse=Path, shown="DATA_DIR/results")
+    results_s3: str = setting("", "keep the results in S3-compatible object storage instead, as s3://bucket/prefix "
+                                  "(endpoint and credentials from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, "
+                                  "AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION)", parse=s3_url,
+                                  shown="none: --results-dir")
+    keep_results: float = setting(0.0, "seconds a completed task is kept after it ended; past it the task is removed "
+                                       "with its results, as a NodeODX node removes old tasks", parse=seconds,
+                                  shown="0: forever")
+    remove_from_node: bool = setting(False, "once a task's results are archived, remove its copy from the node; the "
+                                            "relay then answers its info, output and downloads from what it stored")
     redis: str = setting("", "Redis URL (also REDIS_URL) to share state between relay replicas",
                          also_env="REDIS_URL", shown="none: SQLite in DATA_DIR")
     failover_after: float = setting(300.0, "seconds a node may stay offline before its tasks are sent to another "

@@ -17,6 +17,7 @@ POINTS = {
     "in-commit": "the node committed the task; the relay's record does not say so yet",
     "mid-dispatch": "a file from the relay's disk reached the node; the relay has not noted it",
     "at-task-end": "the relay hears a task ended; its slot is not freed, the client not told, the end not recorded",
+    "mid-archive": "a completed task's all.zip is copied from its node; it is not in the results store yet",
 }
 _hits: dict[str, int] = {}
 

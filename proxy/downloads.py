@@ -6,17 +6,20 @@ through to the client while it fills the cache; a Range request (or a single ass
 cache to be whole, fetched once however many clients ask, and is then served from disk by aiohttp's
 FileResponse, which answers 206 and sends with sendfile. Names come from the asset catalogue, never
 from a path in the request. The cache is bounded (`--cache-mb`): least recently used tasks' files go first.
+
+Once a task's results are archived (`results.py`), the node is not asked again: a results folder's all.zip is
+served as a file, a bucket's is streamed from it (Range asked of the bucket), and the cache fills from the store.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import shutil
 import time
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -26,9 +29,7 @@ from shared.assets import ALL_ZIP, EPT_FOLDER, Asset, asset_by_name
 from .errors import DownloadError, UpstreamError
 from .models import TaskRecord
 from .nodes import NodeRegistry
-
-if TYPE_CHECKING:
-    from .results import ResultsStore
+from .results import ResultsStore, archived
 
 ZIP_DISPOSITION = f"attachment; filename={ALL_ZIP}"  # exactly as NodeODX sends it
 
@@ -150,13 +151,16 @@ class DownloadCache:
 
     # --- filling ------------------------------------------------------------------------------------
     def whole_zip(self, uuid: str) -> Path | None:
-        """The task's all.zip on this relay's disk, if it is whole: archived in the results store, or cached."""
-        if self.results is not None and self.results.has(uuid):
-            return self.results.zip_path(uuid)
+        """The task's all.zip on this relay's disk, if it is whole: archived in a results folder, or cached."""
+        local = self.results.local_zip(uuid) if self.results is not None else None
+        if local is not None:
+            return local
         path = self.zip_path(uuid)
         return path if path.exists() else None
 
     async def ensure(self, nodes: NodeRegistry, task: TaskRecord) -> Path:
+        """The task's whole all.zip on this relay's disk: archived in a results folder, cached, or fetched once
+        into the cache (from the results store when it holds it, else from the node)."""
         path = self.whole_zip(task.uuid)
         if path is not None:
             return path
@@ -169,8 +173,19 @@ class DownloadCache:
 
     async def _fill(self, nodes: NodeRegistry, task: TaskRecord) -> Path:
         path = self.zip_path(task.uuid)
-        await save_node_zip(nodes, task, path, path.with_suffix(".fill"))
-        log.info("cached all.zip uuid=%s bytes=%d", task.uuid, path.stat().st_size)
+        if self.results is not None and archived(self.results, task):
+            partial = path.with_suffix(".fill")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                await self.results.fetch(task.uuid, partial)
+                partial.replace(path)
+            finally:
+                partial.unlink(missing_ok=True)
+            source = self.results.where
+        else:
+            await save_node_zip(nodes, task, path, path.with_suffix(".fill"))
+            source = "its node"
+        log.info("cached all.zip uuid=%s bytes=%d from %s", task.uuid, path.stat().st_size, source)
         self.record(task.uuid, path)
         return path
 
@@ -265,6 +280,35 @@ async def stream_zip(request: web.Request, nodes: NodeRegistry, cache: DownloadC
     return out
 
 
+async def stream_archive(request: web.Request, results: ResultsStore, task: TaskRecord) -> web.StreamResponse:
+    """all.zip streamed from a results store that is not a local folder (S3), chunk by chunk with backpressure;
+    one Range is asked of the store and answered 206, as the relay answers it from its cache."""
+    size = await results.size(task.uuid)
+    headers = {"Content-Type": "application/zip", "Content-Disposition": ZIP_DISPOSITION, "Accept-Ranges": "bytes"}
+    start, stop, status = 0, size, 200
+    if request.headers.get("Range"):
+        try:
+            asked = request.http_range
+        except ValueError:
+            asked = slice(size, None)  # unreadable: not satisfiable, as aiohttp's FileResponse answers it
+        start = max(0, size + asked.start) if asked.start is not None and asked.start < 0 else (asked.start or 0)
+        stop = min(size, asked.stop) if asked.stop is not None else size
+        if start >= stop:
+            return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
+        status, headers["Content-Range"] = 206, f"bytes {start}-{stop - 1}/{size}"
+    out = web.StreamResponse(status=status, headers=headers)
+    out.content_length = stop - start
+    await out.prepare(request)
+    try:
+        async with contextlib.aclosing(results.read(task.uuid, start, stop)) as chunks:  # closed if the client goes
+            async for chunk in chunks:
+                await out.write(chunk)  # waits while the client is slow
+        await out.write_eof()
+    except ConnectionResetError:
+        log.info("download closed by client uuid=%s", task.uuid)
+    return out
+
+
 def extract(zip_path: Path, asset_path: str, target: Path, folder: bool) -> Path:
     """Cut one member (or a folder, as a zip) out of all.zip into the cache, once."""
     if target.exists():
@@ -318,7 +362,10 @@ async def serve(request: web.Request, nodes: NodeRegistry, cache: DownloadCache,
 async def _serve(request: web.Request, nodes: NodeRegistry, cache: DownloadCache, task: TaskRecord,
                  name: str, lease: Lease) -> web.StreamResponse:
     if name == ALL_ZIP:
-        if cache.whole_zip(task.uuid) is not None or request.headers.get("Range"):
+        whole = cache.whole_zip(task.uuid) is not None
+        if not whole and cache.results is not None and archived(cache.results, task):
+            return await stream_archive(request, cache.results, task)
+        if whole or request.headers.get("Range"):
             return CachedFile(await cache.ensure(nodes, task), lease, headers={
                 "Content-Type": "application/zip", "Content-Disposition": ZIP_DISPOSITION})
         return await stream_zip(request, nodes, cache, task)

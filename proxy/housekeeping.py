@@ -1,6 +1,7 @@
 """The relay's background work: node health each interval, failover of tasks from lost nodes, ghosts laid
 to rest on nodes that come back, ends missed while the relay was down, expiry of abandoned uploads and old
-inputs, the backfill of completed tasks' result facts, and the loops that run it all.
+inputs, archives left unfinished and results past their retention, the backfill of completed tasks' result
+facts, and the loops that run it all.
 
 With several replicas, the one holding the "health" lease asks the nodes and does the housekeeping; the
 others take in what it shared through the store. Each round reads the store's indexes (a node's unfinished
@@ -16,12 +17,14 @@ from collections.abc import AsyncIterator
 
 from shared import endpoints
 
+from .archiving import expire_results, finish_archives
 from .dispatch import dispatch_loop, recover
 from .errors import UpstreamError
 from .forward import claim_sending
 from .intake import forget
 from .models import NodeRecord, Stage, TaskRecord
 from .result_facts import backfill_facts
+from .results import ResultsError
 from .state import Relay
 from .store import ON_NODE_STAGES, open_on
 from .task_end import ENDED, end_here, learn_info, status_code
@@ -40,6 +43,7 @@ async def health_round(relay: Relay) -> None:
         await recover(relay)  # sends cut short by a replica that died (and may not come back)
         await drop_old_inputs(relay)
         await expire_idle_uploads(relay)
+        await tend_results(relay)
         # completed tasks not yet described (from before facts existed, or a step cut short): in the background,
         # one backfill at a time, since reading a zip may take long
         relay.spawn(relay.in_flight.run("facts-backfill", lambda: backfill_facts(relay)))
@@ -47,6 +51,16 @@ async def health_round(relay: Relay) -> None:
         await relay.registry.sync()
     if {h.record.id for h in relay.registry.online()} - was_online:
         relay.wake_dispatch.set()
+
+
+async def tend_results(relay: Relay) -> None:
+    """Archives left unfinished are finished, results past `--keep-results` expire; a results store that does not
+    answer (S3 away) holds up nothing else."""
+    try:
+        await finish_archives(relay)
+        await expire_results(relay)
+    except (OSError, ResultsError) as exc:
+        log.warning("results store not tended this round: %s", exc)
 
 
 async def health_loop(relay: Relay) -> None:

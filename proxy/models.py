@@ -39,6 +39,8 @@ class TaskRecord:
     ended_ms: int | None = None
     runs: int = 0             # restarts so far: each run ends (and is announced to the client) once
     notified_run: int = -1    # the run whose end the client's webhook was called for
+    archived_run: int = -1    # the run whose all.zip the results store holds (results.py)
+    off_node: bool = False    # its node's copy was removed after archiving: the relay answers from what it stored
 
     def to_json(self) -> dict:
         data = asdict(self)

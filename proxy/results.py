@@ -1,54 +1,162 @@
-"""The results store: each completed task's `all.zip`, copied from its node once, so that its outputs outlive
-the node (dead, recycled, or removed from the relay).
+"""The results store: each completed task's `all.zip` (and its console output), copied from its node once, so
+that its outputs outlive the node (dead, recycled, or its copy removed after archiving).
 
-Layout: `<results>/<uuid>/all.zip` (`--results-dir`, DATA_DIR/results by default; replicas behind one
-balancer share it, as they share the staging folder). The copy is streamed to a hidden `.part` file and
-renamed when whole, so a file named all.zip is always complete. One replica copies (a claim in the store);
-the others see the file. Until it is there, downloads come from the node as before.
+One interface, two backends: a folder on disk (`--results-dir`, DATA_DIR/results by default; this module) or
+S3-compatible object storage (`--results-s3`, `results_s3.py`). Both keep, per task, `<uuid>/all.zip` and
+`<uuid>/output.json`, and `pending/<uuid>`: a marker written before an archive starts, refreshed while it runs
+and removed when every step is done, so that an archive cut short (a relay killed mid-copy) is found and
+finished by the housekeeping sweep (`archiving.py`). Replicas behind one balancer share the store.
+
+The copy from the node is always streamed to a local partial file first (`downloads.save_node_zip`), then
+handed to the backend with `put_zip`: the disk backend renames it into place (a file named all.zip is always
+complete), the S3 backend uploads it in parts and removes it.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import logging
+import json
 import shutil
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Protocol
 
 from shared.assets import ALL_ZIP
 
-from .downloads import save_node_zip
 from .errors import DownloadError
 from .models import TaskRecord
-from .nodes import NodeRegistry
 
-log = logging.getLogger("odx_relay.results")
+OUTPUT = "output.json"
+PENDING = "pending"
 
 
-class ResultsStore:
+class ResultsError(DownloadError):
+    """The results store could not do what was asked; the message names the file or bucket and key, never a
+    secret."""
+
+
+class ResultsStore(Protocol):
+    """What the relay asks of a results store, whichever its backend."""
+
+    where: str  # for log lines and errors: a folder, or s3://bucket/prefix
+    local: bool  # a folder on this machine (all.zip is served from it as a file)
+    busy: set[str]  # uuids this process is archiving right now
+    expired_at: float  # when this process last looked for results past --keep-results (time.monotonic)
+
+    async def check(self) -> None: ...
+    def spool(self, uuid: str) -> Path: ...
+    def local_zip(self, uuid: str) -> Path | None: ...
+    async def put_zip(self, uuid: str, local: Path) -> None: ...
+    async def size(self, uuid: str) -> int: ...
+    def read(self, uuid: str, start: int, end: int) -> AsyncIterator[bytes]: ...
+    async def fetch(self, uuid: str, target: Path) -> None: ...
+    async def put_output(self, uuid: str, lines: list[str]) -> None: ...
+    async def output(self, uuid: str) -> list[str]: ...
+    async def remove(self, uuid: str) -> None: ...
+    async def mark_pending(self, uuid: str) -> None: ...
+    async def clear_pending(self, uuid: str) -> None: ...
+    async def pending(self) -> dict[str, float]: ...
+    async def uuids(self) -> list[str]: ...
+
+
+def archived(results: ResultsStore, task: TaskRecord) -> bool:
+    """Whether the store holds this run's all.zip, without a request to it: on disk, the file is there (a replica
+    whose results folder is not shared sees its own copies only, and asks the node for the others); in a
+    bucket, the task's record says so (set once the copy is whole)."""
+    return results.local_zip(task.uuid) is not None if results.local else task.archived_run == task.runs
+
+
+class DiskResults:
+    """`<root>/<uuid>/all.zip`, `<root>/<uuid>/output.json`, `<root>/pending/<uuid>`."""
+
     def __init__(self, root: Path):
         self.root = Path(root)
+        self.where = str(self.root)
+        self.local = True
+        self.busy: set[str] = set()
+        self.expired_at = float("-inf")
+
+    async def check(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def folder(self, uuid: str) -> Path:
+        return self.root / uuid
 
     def zip_path(self, uuid: str) -> Path:
-        return self.root / uuid / ALL_ZIP
+        return self.folder(uuid) / ALL_ZIP
 
-    def has(self, uuid: str) -> bool:
-        return self.zip_path(uuid).is_file()
+    def spool(self, uuid: str) -> Path:
+        """Where the copy from the node is written (whole, before `put_zip`): beside its final place, so that
+        it is renamed, not copied."""
+        return self.folder(uuid) / f".{ALL_ZIP}.{time.monotonic_ns()}"
 
-    async def archive(self, nodes: NodeRegistry, task: TaskRecord) -> Path | None:
-        """Copy the task's all.zip from its node, streamed with bounded memory; None if the node would not
-        give it (the downloads keep coming from the node, as before)."""
-        path = self.zip_path(task.uuid)
-        started = time.monotonic()
+    def local_zip(self, uuid: str) -> Path | None:
+        path = self.zip_path(uuid)
+        return path if path.is_file() else None
+
+    async def put_zip(self, uuid: str, local: Path) -> None:
+        local.replace(self.zip_path(uuid))
+        for left in self.folder(uuid).glob(f".{ALL_ZIP}.*"):  # copies a killed relay left behind
+            left.unlink(missing_ok=True)
+
+    async def size(self, uuid: str) -> int:
         try:
-            await save_node_zip(nodes, task, path, path.with_name(f".{ALL_ZIP}.{time.monotonic_ns()}.part"))
-        except (OSError, DownloadError) as exc:
-            log.warning("results not archived uuid=%s: %s", task.uuid, exc)
-            return None
-        log.info("results archived uuid=%s bytes=%d seconds=%.1f", task.uuid, path.stat().st_size,
-                 time.monotonic() - started)
-        return path
+            return self.zip_path(uuid).stat().st_size
+        except OSError as exc:
+            raise ResultsError(f"results of {uuid} not found in {self.where}: {exc.strerror}") from None
 
-    def remove(self, uuid: str) -> None:
-        """The task was removed, or restarted (its old outputs are no longer its results)."""
+    async def read(self, uuid: str, start: int, end: int) -> AsyncIterator[bytes]:
+        with open(self.zip_path(uuid), "rb") as src:
+            src.seek(start)
+            while start < end:
+                chunk = src.read(min(1024 * 1024, end - start))
+                if not chunk:
+                    return
+                start += len(chunk)
+                yield chunk
+
+    async def fetch(self, uuid: str, target: Path) -> None:
+        await asyncio.to_thread(shutil.copyfile, self.zip_path(uuid), target)
+
+    async def put_output(self, uuid: str, lines: list[str]) -> None:
+        path = self.folder(uuid) / OUTPUT
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{OUTPUT}.part")
+        partial.write_text(json.dumps(lines))
+        partial.replace(path)
+
+    async def output(self, uuid: str) -> list[str]:
+        try:
+            return json.loads((self.folder(uuid) / OUTPUT).read_text())
+        except (OSError, ValueError):
+            return []
+
+    async def remove(self, uuid: str) -> None:
+        """The task was removed or restarted (its old outputs are no longer its results), or expired."""
         with contextlib.suppress(OSError):
-            shutil.rmtree(self.root / uuid)
+            shutil.rmtree(self.folder(uuid))
+        await self.clear_pending(uuid)
+
+    async def mark_pending(self, uuid: str) -> None:
+        path = self.root / PENDING / uuid
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+
+    async def clear_pending(self, uuid: str) -> None:
+        (self.root / PENDING / uuid).unlink(missing_ok=True)
+
+    async def pending(self) -> dict[str, float]:
+        """Archives begun and not finished, with the seconds since their marker was last refreshed."""
+        now, found = time.time(), {}
+        with contextlib.suppress(OSError):
+            for path in (self.root / PENDING).iterdir():
+                with contextlib.suppress(OSError):
+                    found[path.name] = now - path.stat().st_mtime
+        return found
+
+    async def uuids(self) -> list[str]:
+        """Every task the store holds results of."""
+        with contextlib.suppress(OSError):
+            return [p.name for p in self.root.iterdir() if p.is_dir() and p.name != PENDING]
+        return []

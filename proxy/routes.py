@@ -6,6 +6,7 @@ NodeODX answers them (HTTP 200, `{"error": ...}`), since pyodx and WebODM rely o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -35,7 +36,9 @@ from .intake import (
     upload_files,
 )
 from .models import Stage, TaskRecord
+from .removal import remove_task
 from .replies import public_info, relay_side_info, relay_side_output
+from .results import ResultsError
 from .staging import valid_uuid
 from .state import RELAY, Relay
 from .store import SORT_KEYS, ListQuery
@@ -223,10 +226,10 @@ async def node_call(relay: Relay, task: TaskRecord, method: str, path: str, raw:
 async def task_info(request: web.Request) -> web.Response:
     relay, task = await task_for(request, request.match_info["uuid"])
     with_output = request.query.get("with_output")
-    if task.stage != Stage.ON_NODE:
-        data = relay_side_info(relay, task)
+    if task.stage != Stage.ON_NODE or task.off_node:
+        data = dict(task.last_info or {}) if task.off_node else relay_side_info(relay, task)
         if with_output is not None:
-            data["output"] = relay_side_output(task)[_int(with_output):]
+            data["output"] = (await stored_output(relay, task))[_int(with_output):]
         return web.json_response(data)
     query = {} if with_output is None else {"with_output": with_output}
     try:
@@ -244,10 +247,16 @@ async def task_info(request: web.Request) -> web.Response:
 async def task_output(request: web.Request) -> web.Response:
     relay, task = await task_for(request, request.match_info["uuid"])
     line = _int(request.query.get("line", "0"))
-    if task.stage != Stage.ON_NODE:
-        return web.json_response(relay_side_output(task)[line:])
+    if task.stage != Stage.ON_NODE or task.off_node:
+        return web.json_response((await stored_output(relay, task))[line:])
     return web.json_response(await node_call(relay, task, "GET", endpoints.task_output(task.uuid),
                                                 query={"line": line}))
+
+
+async def stored_output(relay: Relay, task: TaskRecord) -> list[str]:
+    """Console output the relay answers itself: the node's, kept with its archive, once the node's copy is
+    removed (--remove-from-node); else what a task no node holds says."""
+    return await relay.results.output(task.uuid) if task.off_node else relay_side_output(task)
 
 
 async def task_download(request: web.Request) -> web.StreamResponse:
@@ -451,6 +460,8 @@ async def task_cancel(request: web.Request) -> web.Response:
     relay, task, _ = await command_target(request)
     if task.stage == Stage.FAILED:
         raise CommandFailed(ended_error(task.uuid, "failed"))
+    if task.off_node:  # only a completed task's copy is removed from its node
+        raise CommandFailed(ended_error(task.uuid, "completed"))
     if task.stage == Stage.ON_NODE:
         info = await node_call(relay, task, "GET", endpoints.task_info(task.uuid))
         code = info.get("status", {}).get("code") if isinstance(info, dict) else None
@@ -483,24 +494,8 @@ async def task_remove(request: web.Request) -> web.Response:
         if current is None:
             raise CommandFailed(f"{task.uuid} not found")
         task = current  # committed meanwhile: removed as any task
-    if task.stage == Stage.ON_NODE:
-        try:
-            result = await node_call(relay, task, "POST", endpoints.TASK_REMOVE, data={"uuid": task.uuid})
-            if isinstance(result, dict) and result.get("error") and "not found" not in result["error"]:
-                return web.json_response(result)
-        except UpstreamError as exc:
-            await relay.store.add_ghost(task.node_id, task.uuid)  # removed there once it answers again
-            log.warning("remove: node unreachable uuid=%s: %s (removed from the relay now, from the node when it "
-                        "is back)", task.uuid, exc)
-    elif task.stage in (Stage.DISPATCHING, Stage.COMMITTING) and task.node_id:
-        await relay.store.add_ghost(task.node_id, task.uuid)  # the node it was being sent to may have it
-    await relay.registry.release(task.uuid)
-    relay.cache.drop(task.uuid)
-    relay.results.remove(task.uuid)
-    relay.staging.remove(task.uuid)
-    await relay.store.delete_task(task.uuid)
-    log.info("task removed uuid=%s", task.uuid)
-    return web.json_response({"success": True})
+    refused = await remove_task(relay, task)
+    return web.json_response(refused or {"success": True})
 
 
 async def task_restart(request: web.Request) -> web.Response:
@@ -527,10 +522,15 @@ async def restart_on_node(relay: Relay, task: TaskRecord, data: dict[str, str],
     payload = {"uuid": task.uuid}
     if data.get("options"):
         payload["options"] = data["options"]
+    if task.off_node:
+        raise CommandFailed(f"Cannot restart {task.uuid}: its node's copy was removed once its results were archived "
+                            "(--remove-from-node); its results stay downloadable. Create the task again to process it "
+                            "again.")
     result = await node_call(relay, task, "POST", endpoints.TASK_RESTART, data=payload)
     if isinstance(result, dict) and result.get("success"):
         relay.cache.drop(task.uuid)
-        relay.results.remove(task.uuid)
+        with contextlib.suppress(ResultsError):  # (a result left behind is replaced by the next run's archive)
+            await relay.results.remove(task.uuid)
         if new_options is not None:
             task.options = new_options
         task.ended_ms, task.last_info = None, None  # its old end is no longer what it says if the node goes
