@@ -10,7 +10,11 @@ from qgis.PyQt.QtCore import QObject, Qt, pyqtSignal
 
 
 class Background(QObject):
-    """Runs a function in a worker thread and hands its result to a callback on the main thread."""
+    """Runs a function in a worker thread and hands its result to a callback on the main thread.
+
+    Owned by a widget, it goes with it: a result that comes back later finds no receiver and is dropped, and the
+    pool's idle threads end when it is garbage-collected. Nothing is connected to the widget's `destroyed`: a
+    Python slot called while the widget is being torn down crashed QGIS."""
 
     done = pyqtSignal(object, object)
 

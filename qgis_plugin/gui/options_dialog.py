@@ -161,7 +161,6 @@ class OptionsWidgetWrapper(DialogOnlyWrapper):
         layout.addWidget(self.text, 1)
         layout.addWidget(self.button, 0, Qt.AlignmentFlag.AlignTop)
         self.background = Background(widget, "odx-relay-options")
-        widget.destroyed.connect(lambda *_: self.background.close())
         return widget
 
     def postInitialize(self, wrappers):

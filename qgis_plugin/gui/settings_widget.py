@@ -49,7 +49,6 @@ class SettingsWidget(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.background = Background(self, "odx-relay-settings")
-        self.destroyed.connect(lambda *_: self.background.close())
         self.url = QLineEdit(settings.saved_url())
         self.url.setPlaceholderText("http://relay.example.com:3000")
         self.token = QgsPasswordLineEdit()

@@ -49,7 +49,6 @@ class TaskPickerWidgetWrapper(DialogOnlyWrapper):
         layout.addLayout(row)
         layout.addWidget(self.note)
         self.background = Background(widget, "odx-relay-picker")
-        widget.destroyed.connect(lambda *_: self.background.close())
         return widget
 
     def postInitialize(self, wrappers):
