@@ -320,8 +320,8 @@ def paths() -> dict[str, Schema]:
                         "results yet: an Error, as downloads answer it.",
             parameters=[UUID_PARAM,
                         {"name": "assets", "in": "query", "required": False, "schema": {"type": "string"},
-                         "description": "Comma-separated product names (default: orthophoto.tif, dsm.tif, dtm.tif "
-                                        "and ept.json, those the task has)"},
+                         "description": "Comma-separated product names (default: orthophoto.tif, dsm.tif, dtm.tif, "
+                                        "ept.json and shots.geojson, those the task has)"},
                         {"name": "expires_in", "in": "query", "required": False,
                          "schema": {"type": "integer", "minimum": 1, "default": 43200},
                          "description": "Seconds the URLs last (at most 7 days)"}], **token)},

@@ -1,10 +1,11 @@
 """Streaming a task's results into a viewer: which signed URLs its owner gets, and what the relay says about
 each raster (a COG or not).
 
-`GET /task/{uuid}/signed-urls` (with the owner's token) answers, for the orthophoto, DSM, DTM and EPT point
-cloud the task has (or the assets named in `assets=`), a signed URL of each (see signed_urls.py) and, for a
-raster, whether it is a Cloud-Optimized GeoTIFF (see cog.py). The rasters are cut out of all.zip into the
-download cache here, once, so that the viewer's first Range request is answered from disk at once.
+`GET /task/{uuid}/signed-urls` (with the owner's token) answers, for the orthophoto, DSM, DTM, EPT point
+cloud and camera positions the task has (or the assets named in `assets=`), a signed URL of each (see
+signed_urls.py) and, for a raster, whether it is a Cloud-Optimized GeoTIFF (see cog.py). The rasters are
+cut out of all.zip into the download cache here, once, so that the viewer's first Range request is answered
+from disk at once.
 `GET /task/{uuid}/signed/{expires}/{signature}/{asset}` then serves a download without any token.
 """
 from __future__ import annotations
@@ -24,8 +25,9 @@ from .state import Relay
 
 log = logging.getLogger("odx_relay.streaming")
 
-#: What a viewer streams, when the owner names nothing: the rasters as COGs, the point cloud as EPT.
-STREAMABLE = ("orthophoto.tif", "dsm.tif", "dtm.tif", "ept.json")
+#: What a viewer streams, when the owner names nothing: the rasters as COGs, the point cloud as EPT, and the
+#: camera positions (small) to draw above them.
+STREAMABLE = ("orthophoto.tif", "dsm.tif", "dtm.tif", "ept.json", "shots.geojson")
 RASTERS = ("orthophoto.tif", "dsm.tif", "dtm.tif")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
+from .. import stream_sources
 from .base import ICON
 from .cancel_task import CancelTask
 from .list_tasks import ListTasks
@@ -27,6 +28,14 @@ class OdxRelayProvider(QgsProcessingProvider):
 
     def icon(self) -> QIcon:
         return QIcon(str(ICON))
+
+    def load(self) -> bool:
+        stream_sources.register()  # saved projects' streamed layers get fresh links when read
+        return super().load()
+
+    def unload(self) -> None:
+        stream_sources.unregister()
+        super().unload()
 
     def loadAlgorithms(self) -> None:
         for algorithm in ALGORITHMS:

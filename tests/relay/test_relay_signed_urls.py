@@ -45,7 +45,7 @@ def test_signed_urls_stream_rasters_and_ept_without_the_token(completed) -> None
     answer = links(relay, uuid)
     assert answer.status_code == 200, answer.text
     body = answer.json()
-    assert set(body["assets"]) == {"orthophoto.tif", "dsm.tif", "dtm.tif", "ept.json"}
+    assert set(body["assets"]) == {"orthophoto.tif", "dsm.tif", "dtm.tif", "ept.json", "shots.geojson"}
     assert body["expires"] > time.time() + 3600
     assert TOKEN not in answer.text
     archive = members(relay, uuid)

@@ -1,0 +1,41 @@
+"""Streamed layers in saved projects: QGIS hands every layer source of a project being read to a path
+preprocessor; this one renews the relay's signed URLs that have expired (core/streaming.py, `Renewer`), with
+the token saved for that relay (Settings, or ODX_RELAY_TOKEN), before the layer opens them. A source that
+cannot be renewed stays as it was: QGIS then shows the layer as unavailable, and loading the task's results
+again makes new ones. Registered while the plugin's Processing provider is loaded.
+"""
+from __future__ import annotations
+
+from qgis.core import Qgis, QgsMessageLog, QgsPathResolver
+
+from . import settings
+from .core.streaming import Renewer
+from .deps import shared
+
+RENEW_TIMEOUT = 15.0  # seconds: the project waits for the relay while it is read
+
+_registered: dict[str, object] = {}
+
+
+def connect(base: str) -> shared.Node:
+    """A client for the relay at `base` with the token saved for it (main thread: QGIS reads projects there)."""
+    return settings.connection(base).node(RENEW_TIMEOUT)
+
+
+def log(text: str) -> None:
+    QgsMessageLog.logMessage(text, "ODX Relay", Qgis.MessageLevel.Warning)
+
+
+def register() -> Renewer:
+    """Renew expired signed sources from now on (once, however often it is called)."""
+    if "id" not in _registered:
+        renewer = Renewer(connect, log)
+        _registered["renewer"] = renewer
+        _registered["id"] = QgsPathResolver.setPathPreprocessor(renewer.renewed_source)
+    return _registered["renewer"]  # type: ignore[return-value]
+
+
+def unregister() -> None:
+    if "id" in _registered:
+        QgsPathResolver.removePathPreprocessor(_registered.pop("id"))
+        _registered.pop("renewer", None)
