@@ -24,6 +24,7 @@ from .openapi import add_openapi_route
 from .redis_store import RedisStore
 from .results import ResultsStore
 from .routes import add_routes
+from .stac import add_stac_routes
 from .staging import Staging
 from .state import CONFIG, RELAY, Relay
 from .store import SQLiteStore, Store
@@ -92,5 +93,6 @@ def create_app(config: RelayConfig) -> web.Application:
     app.cleanup_ctx.append(relay_context)
     add_routes(app)
     add_admin_routes(app)
+    add_stac_routes(app)
     add_openapi_route(app)
     return app

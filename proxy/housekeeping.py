@@ -1,6 +1,6 @@
 """The relay's background work: node health each interval, failover of tasks from lost nodes, ghosts laid
 to rest on nodes that come back, ends missed while the relay was down, expiry of abandoned uploads and old
-inputs, and the loops that run it all.
+inputs, the backfill of completed tasks' result facts, and the loops that run it all.
 
 With several replicas, the one holding the "health" lease asks the nodes and does the housekeeping; the
 others take in what it shared through the store. Each round reads the store's indexes (a node's unfinished
@@ -21,6 +21,7 @@ from .errors import UpstreamError
 from .forward import claim_sending
 from .intake import forget
 from .models import NodeRecord, Stage, TaskRecord
+from .result_facts import backfill_facts
 from .state import Relay
 from .store import ON_NODE_STAGES, open_on
 from .task_end import ENDED, end_here, learn_info, status_code
@@ -39,6 +40,9 @@ async def health_round(relay: Relay) -> None:
         await recover(relay)  # sends cut short by a replica that died (and may not come back)
         await drop_old_inputs(relay)
         await expire_idle_uploads(relay)
+        # completed tasks not yet described (from before facts existed, or a step cut short): in the background,
+        # one backfill at a time, since reading a zip may take long
+        relay.spawn(relay.in_flight.run("facts-backfill", lambda: backfill_facts(relay)))
     else:
         await relay.registry.sync()
     if {h.record.id for h in relay.registry.online()} - was_online:

@@ -183,6 +183,44 @@ def schemas() -> dict[str, Schema]:
                         "height": {"type": "integer"}, "layout": {"type": "boolean"},
                         "block": {"type": "array", "items": {"type": "integer"}, "nullable": True},
                         "problem": {"type": "string", "description": "What is missing (empty if none)"}}}}}}}},
+        "StacError": {"type": "object", "required": ["code", "description"],
+                      "description": "A STAC API error (`error` repeats the description, as the relay's other errors "
+                                     "say it)", "properties": {
+                          "code": {"type": "string"}, "description": {"type": "string"},
+                          "error": {"type": "string"}}},
+        "StacLink": {"type": "object", "required": ["rel", "href"], "properties": {
+            "rel": {"type": "string"}, "href": {"type": "string"}, "type": {"type": "string"},
+            "method": {"type": "string"}, "body": {"type": "object"}, "merge": {"type": "boolean"},
+            "title": {"type": "string"}}},
+        "StacItem": {"type": "object", "required": ["type", "stac_version", "id", "geometry", "properties", "links",
+                                                    "assets"],
+                     "description": "A completed task as a STAC 1.1 Item (id: its uuid), with the projection and "
+                                    "raster extensions; `properties.odx:missing` says what its results lack",
+                     "properties": {
+                         "type": {"type": "string", "enum": ["Feature"]}, "stac_version": {"type": "string"},
+                         "stac_extensions": {"type": "array", "items": {"type": "string"}}, "id": {"type": "string"},
+                         "geometry": {"type": "object", "nullable": True},
+                         "bbox": {"type": "array", "items": {"type": "number"}},
+                         "properties": {"type": "object"}, "links": {"type": "array", "items": ref("StacLink")},
+                         "assets": {"type": "object"}, "collection": {"type": "string"}}},
+        "StacItemCollection": {"type": "object", "required": ["type", "features", "links"], "properties": {
+            "type": {"type": "string", "enum": ["FeatureCollection"]},
+            "features": {"type": "array", "items": ref("StacItem")},
+            "links": {"type": "array", "items": ref("StacLink"),
+                      "description": "`next` (GET: a URL; POST: a body to send again) while there are more"},
+            "numberReturned": {"type": "integer"}}},
+        "StacCollection": {"type": "object", "required": ["type", "stac_version", "id", "description", "license",
+                                                          "extent", "links"], "properties": {
+            "type": {"type": "string", "enum": ["Collection"]}, "stac_version": {"type": "string"},
+            "id": {"type": "string"}, "title": {"type": "string"}, "description": {"type": "string"},
+            "license": {"type": "string"}, "extent": {"type": "object"},
+            "links": {"type": "array", "items": ref("StacLink")}}},
+        "StacSearch": {"type": "object", "description": "The search as a JSON body (POST /stac/search)",
+                       "properties": {
+                           "bbox": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 6},
+                           "datetime": {"type": "string"}, "ids": {"type": "array", "items": {"type": "string"}},
+                           "collections": {"type": "array", "items": {"type": "string"}},
+                           "limit": {"type": "integer", "minimum": 1}, "cursor": {"type": "string"}}},
         "NewNode": {"type": "object", "required": ["url"], "properties": {
             "url": {"type": "string", "description": "http(s)://host:port[/prefix][?token=NODE_TOKEN]"},
             "label": {"type": "string"}, "token": {"type": "string", "description": "the node's token"}}},
@@ -389,9 +427,84 @@ def paths() -> dict[str, Schema]:
         "/admin/nodes/{node_id}/unlock": {"post": operation("Give a node tasks again", "Admin", {
             "200": json_body(ref("Node"), "The node"), "404": ref("NotFound", "responses")},
             op_id="adminUnlockNode", parameters=[NODE_PARAM], security=ADMIN_SECURITY, errors=AUTH)},
+        **stac_paths(),
         PATH: {"get": operation("This document", "Meta", {
             "200": json_body({"type": "object"}, "The relay's API as OpenAPI 3.0")},
             op_id="getOpenApi", security=NO_TOKEN)},
+    }
+
+
+GEOJSON = "application/geo+json"
+STAC_SEARCH_PARAMS = [
+    {"name": "bbox", "in": "query", "required": False, "schema": {"type": "string"}, "example": "13.3,52.4,13.5,52.6",
+     "description": "west,south,east,north in WGS 84 degrees (or 6 numbers with heights): items whose footprint's "
+                    "bbox meets it (west > east crosses the antimeridian)"},
+    {"name": "datetime", "in": "query", "required": False, "schema": {"type": "string"},
+     "example": "2024-05-04T00:00:00Z/..", "description": "An RFC 3339 time, or an interval start/end with '..' "
+                                                         "for an open end: items whose capture times meet it"},
+    {"name": "ids", "in": "query", "required": False, "schema": {"type": "string"},
+     "description": "Task uuids, comma-separated"},
+    {"name": "collections", "in": "query", "required": False, "schema": {"type": "string"},
+     "description": "Collection ids, comma-separated (the relay has one, odx-tasks)"},
+    {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1},
+     "description": "Items per page (default 10, at most 1000)"},
+    {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"},
+     "description": "Where the page starts: given in the previous page's `next` link"}]
+COLLECTION_PARAM = {"name": "collection", "in": "path", "required": True, "schema": {"type": "string"},
+                    "description": "The collection's id: odx-tasks"}
+
+
+def stac_paths() -> dict[str, Schema]:
+    """The STAC API subset (stac.py): per owner, with STAC API errors ({code, description})."""
+    def answer(schema: str, description: str, kind: str = JSON) -> Schema:
+        return {"description": description, "content": {kind: {"schema": ref(schema)}}}
+
+    def stac_op(summary: str, op_id: str, ok: Schema, *, bad: bool = False, missing: bool = False,
+                **more: Any) -> Schema:
+        responses = {"200": ok}
+        if bad:
+            responses["400"] = answer("StacError", "A parameter or body the relay cannot use (it says which)")
+        if missing:
+            responses["404"] = answer("StacError", "No such collection or item, or another owner's")
+        return operation(summary, "STAC", responses, op_id=op_id, errors=AUTH, **more)
+
+    catalog = {"description": "The landing page", "content": {JSON: {"schema": {"type": "object", "required": [
+        "type", "stac_version", "id", "conformsTo", "links"]}}}}
+    page = answer("StacItemCollection", "One page of items, newest capture first", GEOJSON)
+    items = [COLLECTION_PARAM, *STAC_SEARCH_PARAMS[:3], *STAC_SEARCH_PARAMS[4:]]
+    item_params = [COLLECTION_PARAM, UUID_PARAM]
+    return {
+        "/stac": {"get": stac_op("STAC landing page of this token's results", "stacLanding", catalog,
+                                 description="The token's completed tasks as a STAC API: a collection, items (id: "
+                                             "the task's uuid) and a search. A token given as ?token= is carried "
+                                             "in every link and asset href.")},
+        "/stac/conformance": {"get": stac_op("STAC API conformance classes", "stacConformance", json_body(
+            {"type": "object", "required": ["conformsTo"], "properties": {
+                "conformsTo": {"type": "array", "items": {"type": "string"}}}}, "The classes"))},
+        "/stac/collections": {"get": stac_op("The one collection of this token's tasks", "stacCollections",
+                                             json_body({"type": "object", "required": ["collections", "links"],
+                                                        "properties": {"collections": {
+                                                            "type": "array", "items": ref("StacCollection")},
+                                                            "links": {"type": "array", "items": ref("StacLink")}}},
+                                                       "The collections"))},
+        "/stac/collections/{collection}": {"get": stac_op(
+            "The collection of this token's tasks, its extent from the items", "stacCollection",
+            answer("StacCollection", "The collection"), missing=True, parameters=[COLLECTION_PARAM])},
+        "/stac/collections/{collection}/items": {"get": stac_op(
+            "The collection's items, filtered as /stac/search filters", "stacItems", page, bad=True, missing=True,
+            parameters=items)},
+        "/stac/collections/{collection}/items/{uuid}": {"get": stac_op(
+            "A completed task as a STAC Item", "stacItem", answer("StacItem", "The item", GEOJSON), missing=True,
+            parameters=item_params)},
+        "/stac/collections/{collection}/items/{uuid}/thumbnail.png": {"get": stac_op(
+            "The item's thumbnail (a PNG of the orthophoto, 256 px at most a side)", "stacThumbnail",
+            {"description": "The PNG", "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
+            missing=True, parameters=item_params)},
+        "/stac/search": {
+            "get": stac_op("Search this token's items by bbox, datetime and ids", "stacSearchGet", page, bad=True,
+                           parameters=STAC_SEARCH_PARAMS),
+            "post": stac_op("The same search, as a JSON body", "stacSearchPost", page, bad=True,
+                            body={"required": False, "content": {JSON: {"schema": ref("StacSearch")}}})},
     }
 
 
@@ -404,7 +517,7 @@ def document() -> Schema:
             "`Authorization: Bearer`), and task-level errors are HTTP 200 with `{\"error\": \"...\"}`. "
             "Authentication errors are 401 (no token) or 403 (wrong token) with a JSON error; the admin API "
             "answers real HTTP codes. Every GET also answers HEAD.")},
-        "tags": [{"name": n} for n in ("Node", "Auth", "Tasks", "Downloads", "Admin", "Nodes", "Meta")],
+        "tags": [{"name": n} for n in ("Node", "Auth", "Tasks", "Downloads", "STAC", "Admin", "Nodes", "Meta")],
         "paths": paths(),
         "components": {
             "schemas": schemas(),

@@ -12,7 +12,13 @@ Keys (prefix `odx:` by default):
   open:<node id>         set of the node's unfinished tasks (the same, by node)
   ghosts:<node id>       set of tasks moved off the node (failover) that it may still run: canceled there later
   ghostnodes             set of the node ids that have ghosts
-  schema                 "4" once the indexes above are built (a store from before them is indexed at open)
+  facts:<uuid>           the task's result facts (`result_facts.py`), JSON; thumb:<uuid> its PNG thumbnail, base64
+  stac:<owner>           sorted set of the owner's described tasks, by capture start (what the STAC search walks)
+  stacext:<owner>        hash west/south/east/north/start/end: the extent of those (grows; a removed task's part
+                         stays in it until the next `build_indexes`)
+  factsdue               sorted set of tasks whose facts are to be read, by the time to try (next) at;
+                         factstries: hash uuid -> tries so far
+  schema                 "5" once the indexes above are built (a store from before them is indexed at open)
 No command reads the whole keyspace (SCAN, KEYS): with tens of thousands of tasks stored, each would cost
 hundreds of round trips, and /info, placement and every health round read reservations and node info.
   nodes                  hash node id -> node record JSON
@@ -34,6 +40,7 @@ is already gone.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import heapq
 import json
@@ -46,9 +53,9 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from .models import NodeRecord, Stage, TaskRecord, UserRecord
-from .store import ON_NODE_STAGES, ListQuery, list_fields, listed, open_on
+from .store import COMPLETED, ON_NODE_STAGES, FactsQuery, ListQuery, list_fields, listed, open_on
 
-SCHEMA = "4"
+SCHEMA = "5"
 REINDEX_BATCH = 500
 # Lua for the task indexes, shared by the scripts below. Keys are named from the prefix (ARGV[1]) inside the
 # scripts (a node's set is only known once `opentasks` is read): fine on one Redis, not on a Redis Cluster.
@@ -102,13 +109,40 @@ local p, uuid = ARGV[1], ARGV[2]
 local raw = redis.call('GET', p .. 'task:' .. uuid)
 redis.call('DEL', p .. 'task:' .. uuid, p .. 'once:' .. uuid)
 for i = 3, #ARGV do redis.call('ZREM', p .. 'stage:' .. ARGV[i], uuid) end
+redis.call('DEL', p .. 'facts:' .. uuid, p .. 'thumb:' .. uuid)
+redis.call('ZREM', p .. 'factsdue', uuid)
+redis.call('HDEL', p .. 'factstries', uuid)
 if raw then
   local owner = cjson.decode(raw)['owner']
   if type(owner) ~= 'string' then owner = '' end
   redis.call('ZREM', p .. 'owner:' .. owner, uuid)
+  redis.call('ZREM', p .. 'stac:' .. owner, uuid)
   list_index(p, uuid, owner, 0, false, '', false)
 end
 open_index(p, uuid, false)
+"""
+# KEYS: facts:<uuid>, thumb:<uuid>, stac:<owner>, stacext:<owner>, factsdue, factstries; ARGV: uuid, facts JSON,
+# thumbnail (base64, "" for none), start ms, west, south, east, north ("" when the item has no bbox), end ms
+_PUT_FACTS = """
+redis.call('SET', KEYS[1], ARGV[2])
+if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3]) else redis.call('DEL', KEYS[2]) end
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+redis.call('ZREM', KEYS[5], ARGV[1])
+redis.call('HDEL', KEYS[6], ARGV[1])
+local function grow(field, value, keep)
+  local old = redis.call('HGET', KEYS[4], field)
+  if not old or keep(tonumber(value), tonumber(old)) then redis.call('HSET', KEYS[4], field, value) end
+end
+local less = function(a, b) return a < b end
+local more = function(a, b) return a > b end
+grow('start', ARGV[4], less)
+grow('end', ARGV[9], more)
+if ARGV[5] ~= '' then
+  grow('west', ARGV[5], less)
+  grow('south', ARGV[6], less)
+  grow('east', ARGV[7], more)
+  grow('north', ARGV[8], more)
+end
 """
 # ARGV: prefix, the on-node stages joined by ",", then for each task: uuid, SHA-1 of the record its status and list
 # meta were computed from (in Python: `list_fields`), status, meta. Each record is indexed as it is now (atomic
@@ -201,6 +235,7 @@ class RedisStore:
         self.redis: aioredis.Redis | None = None
         self._reserve = self._settle = self._lease = None
         self._put_task = self._delete_task = self._reindex = self._drop_ghost = self._after = None
+        self._put_facts = None
 
     def k(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -225,13 +260,16 @@ class RedisStore:
         self._reindex = self.redis.register_script(_REINDEX)
         self._drop_ghost = self.redis.register_script(_DROP_GHOST)
         self._after = self.redis.register_script(_AFTER)
+        self._put_facts = self.redis.register_script(_PUT_FACTS)
         await self.redis.ping()
         if await self.redis.get(self.k("schema")) != SCHEMA:
             await self.build_indexes()
 
     async def build_indexes(self) -> None:
         """Index every stored task (listed and open), for a store written before those indexes existed.
-        Replicas starting together may both do it: indexing a record as it is now is idempotent."""
+        Replicas starting together may both do it: indexing a record as it is now is idempotent. Completed tasks
+        without result facts (a store from before them) are marked due, for the backfill."""
+        completed: list[str] = []
         for stage in _STAGES:
             uuids = await self.r.zrange(self.k("stage", stage), 0, -1)
             for first in range(0, len(uuids), REINDEX_BATCH):
@@ -242,11 +280,19 @@ class RedisStore:
                         task = TaskRecord.from_json(json.loads(raw))
                         status, meta = self._list_meta(task)
                         args += [uuid, hashlib.sha1(raw.encode()).hexdigest(), status, meta]
+                        if stage == Stage.ON_NODE.value and status == str(COMPLETED):
+                            completed.append(uuid)
                 await self._reindex(args=[self.prefix, ",".join(s.value for s in ON_NODE_STAGES), *args])
         for kind, members in (("resv", "resvnodes"), ("nodeinfo", "nodeinfonodes")):  # once, at upgrade
             nodes = [key.rsplit(":", 1)[1] async for key in self.r.scan_iter(match=self.k(kind, "*"), count=1000)]
             if nodes:
                 await self.r.sadd(self.k(members), *nodes)
+        for first in range(0, len(completed), REINDEX_BATCH):
+            batch = completed[first:first + REINDEX_BATCH]
+            have = await self.r.mget([self.k("facts", u) for u in batch])
+            due = {u: 0 for u, facts in zip(batch, have) if facts is None}
+            if due:
+                await self.r.zadd(self.k("factsdue"), due, nx=True)
         await self.r.set(self.k("schema"), SCHEMA)
 
     async def close(self) -> None:
@@ -465,6 +511,108 @@ class RedisStore:
     async def claim_once(self, uuid: str, what: str) -> bool:
         """True for the first caller only, across replicas (HSETNX), until the task is deleted."""
         return bool(await self.r.hsetnx(self.k("once", uuid), what, int(time.time())))
+
+    # --- result facts ------------------------------------------------------------------------------
+    async def put_facts(self, uuid: str, owner: str, facts: dict, thumbnail: bytes | None) -> None:
+        """A task's facts and thumbnail, its place in the owner's search set and extent; no longer due: one step."""
+        assert self._put_facts is not None, "store is not open"
+        box = [str(v) for v in facts.get("bbox") or ["", "", "", ""]]
+        await self._put_facts(keys=[self.k("facts", uuid), self.k("thumb", uuid), self.k("stac", owner),
+                                    self.k("stacext", owner), self.k("factsdue"), self.k("factstries")],
+                              args=[uuid, json.dumps({"owner": owner, **facts}),
+                                    base64.b64encode(thumbnail).decode() if thumbnail else "",
+                                    facts.get("start_ms", 0), *box, facts.get("end_ms", 0)])
+
+    async def get_facts(self, uuid: str) -> dict | None:
+        raw = await self.r.get(self.k("facts", uuid))
+        return self._facts(raw) if raw else None
+
+    @staticmethod
+    def _facts(raw: str) -> dict:
+        facts = json.loads(raw)
+        facts.pop("owner", None)
+        return facts
+
+    async def get_thumbnail(self, uuid: str) -> bytes | None:
+        raw = await self.r.get(self.k("thumb", uuid))
+        return base64.b64decode(raw) if raw else None
+
+    async def mark_facts_due(self, uuid: str, not_before: float = 0.0) -> None:
+        """The task (just completed, again perhaps) is to be described: facts of an earlier run go."""
+        raw = await self.r.get(self.k("facts", uuid))
+        pipe = self.r.pipeline(transaction=True)
+        if raw:
+            pipe.zrem(self.k("stac", json.loads(raw).get("owner", "")), uuid)
+            pipe.delete(self.k("facts", uuid), self.k("thumb", uuid))
+        pipe.zadd(self.k("factsdue"), {uuid: not_before})
+        pipe.hdel(self.k("factstries"), uuid)
+        await pipe.execute()
+
+    async def due_facts(self, now: float, limit: int) -> list[str]:
+        return await self.r.zrangebyscore(self.k("factsdue"), "-inf", now, start=0, num=limit)
+
+    async def retry_facts(self, uuid: str, now: float, delay: float) -> int:
+        """One more failed try: the next after `delay` seconds, doubled with each try. The tries so far."""
+        tries = await self.r.hincrby(self.k("factstries"), uuid, 1)
+        await self.r.zadd(self.k("factsdue"), {uuid: now + delay * 2 ** (tries - 1)}, xx=True)
+        return tries
+
+    async def drop_facts_due(self, uuid: str) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.zrem(self.k("factsdue"), uuid)
+        pipe.hdel(self.k("factstries"), uuid)
+        await pipe.execute()
+
+    async def search_facts(self, owner: str, query: FactsQuery, limit: int) -> list[tuple[str, dict]]:
+        """The owner's completed tasks' facts that `query` keeps, newest capture first: the owner's `stac` set
+        from the newest start the query allows down, LIST_CHUNK at a time (each piece's facts and list status
+        read in one round trip), filtered here until `limit` are kept. With `ids`, those records alone."""
+        key, kept = self.k("stac", owner), []
+        if query.ids:
+            pieces = [[(uuid, score) for uuid, score in zip(
+                query.ids, await self.r.zmscore(key, list(query.ids))) if score is not None]]
+            pieces[0].sort(key=lambda pair: (pair[1], pair[0]), reverse=True)
+        else:
+            pieces = None
+        top = query.end_ms if query.end_ms is not None else "+inf"
+        if query.after is not None:
+            top = query.after[0] if top == "+inf" else min(top, query.after[0])
+        offset = 0
+        while len(kept) < limit:
+            if pieces is not None:
+                if not pieces:
+                    break
+                piece = pieces.pop()
+            else:
+                piece = await self.r.zrevrangebyscore(key, top, "-inf", start=offset, num=self.LIST_CHUNK,
+                                                      withscores=True)
+                offset += len(piece)
+            if not piece:
+                break
+            uuids = [uuid for uuid, _ in piece]
+            pipe = self.r.pipeline(transaction=False)
+            pipe.mget([self.k("facts", u) for u in uuids])
+            pipe.hmget(self.k("lmeta", owner), uuids)
+            raws, metas = await pipe.execute()
+            for uuid, raw, meta in zip(uuids, raws, metas):
+                if not raw or not meta or json.loads(meta)[1] != COMPLETED:
+                    continue
+                facts = self._facts(raw)
+                if query.matches(uuid, facts):
+                    kept.append((uuid, facts))
+                    if len(kept) == limit:
+                        break
+            if pieces is None and len(piece) < self.LIST_CHUNK:
+                break
+            await asyncio.sleep(0)
+        return kept
+
+    async def facts_extent(self, owner: str) -> dict | None:
+        ext = await self.r.hgetall(self.k("stacext", owner))
+        if "start" not in ext:
+            return None
+        box = [float(ext[k]) for k in ("west", "south", "east", "north")] if "west" in ext else None
+        return {"bbox": box, "start_ms": int(float(ext["start"])), "end_ms": int(float(ext["end"]))}
 
     async def shared_secret(self) -> bytes:
         """One webhook-signing key for every replica: the first to start makes it."""

@@ -11,7 +11,10 @@ listing, so neither ever decodes every task a long-running relay holds:
   and, for `/task/list`'s filters and orders (`query_uuids`), each listed task's last known status code,
   image count, processing time and name (`list_fields`), kept beside it whenever the record is written;
 - ghosts (`add_ghost`, `ghosts`, `drop_ghost`): tasks moved off a node that may still run them there, to be
-  canceled and removed on that node when it is back.
+  canceled and removed on that node when it is back;
+- result facts (`put_facts`, `search_facts`): what `result_facts.py` read from a completed task's all.zip,
+  with its WGS 84 bbox and capture times indexed per owner for the STAC search, its PNG thumbnail beside it,
+  and the tasks whose facts are still to be read (`mark_facts_due`, `due_facts`).
 """
 from __future__ import annotations
 
@@ -103,6 +106,41 @@ class ListQuery:
         return first, created, uuid
 
 
+COMPLETED = 40  # NodeODX's status code: only completed tasks are described
+
+
+@dataclass(frozen=True)
+class FactsQuery:
+    """The STAC search: items whose WGS 84 bbox meets `bbox` (west, south, east, north; west > east crosses the
+    antimeridian) and whose capture interval meets [`start_ms`, `end_ms`] (None: open), among `ids` if given;
+    newest capture first (start time, then uuid, both descending), from after `after` (the last one a previous
+    page gave: its start time and uuid)."""
+
+    bbox: tuple[float, float, float, float] | None = None
+    start_ms: int | None = None
+    end_ms: int | None = None
+    ids: tuple[str, ...] = ()
+    after: tuple[int, str] | None = None
+
+    def matches(self, uuid: str, facts: dict) -> bool:
+        """The same test as the SQL, for a backend that filters in Python (Redis)."""
+        if self.ids and uuid not in self.ids:
+            return False
+        start, end = facts.get("start_ms"), facts.get("end_ms")
+        if self.after is not None and (start, uuid) >= self.after:
+            return False
+        if (self.start_ms is not None and end < self.start_ms) or (self.end_ms is not None and start > self.end_ms):
+            return False
+        if self.bbox is None:
+            return True
+        box = facts.get("bbox")
+        if not box:
+            return False
+        west, south, east, north = self.bbox
+        across = box[2] >= west or box[0] <= east if west > east else box[2] >= west and box[0] <= east
+        return across and box[3] >= south and box[1] <= north
+
+
 class Store(Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
@@ -138,6 +176,15 @@ class Store(Protocol):
     async def lease(self, name: str, holder: str, seconds: float) -> bool: ...
     async def claim_once(self, uuid: str, what: str) -> bool: ...
     async def shared_secret(self) -> bytes: ...
+    async def put_facts(self, uuid: str, owner: str, facts: dict, thumbnail: bytes | None) -> None: ...
+    async def get_facts(self, uuid: str) -> dict | None: ...
+    async def get_thumbnail(self, uuid: str) -> bytes | None: ...
+    async def mark_facts_due(self, uuid: str, not_before: float = 0.0) -> None: ...
+    async def due_facts(self, now: float, limit: int) -> list[str]: ...
+    async def retry_facts(self, uuid: str, now: float, delay: float) -> int: ...
+    async def drop_facts_due(self, uuid: str) -> None: ...
+    async def search_facts(self, owner: str, query: FactsQuery, limit: int) -> list[tuple[str, dict]]: ...
+    async def facts_extent(self, owner: str) -> dict | None: ...
 
 
 # `open_on`: the node the task is unfinished on (see `open_on()`), NULL otherwise; `status`, `images`,
@@ -150,6 +197,9 @@ CREATE TABLE IF NOT EXISTS nodes (id TEXT PRIMARY KEY, data TEXT);
 CREATE TABLE IF NOT EXISTS users (username TEXT PRIMARY KEY, token_hash TEXT UNIQUE, data TEXT);
 CREATE TABLE IF NOT EXISTS once (uuid TEXT, what TEXT, PRIMARY KEY (uuid, what));
 CREATE TABLE IF NOT EXISTS ghosts (node_id TEXT, uuid TEXT, PRIMARY KEY (node_id, uuid));
+CREATE TABLE IF NOT EXISTS facts (uuid TEXT PRIMARY KEY, owner TEXT, west REAL, south REAL, east REAL, north REAL,
+                                  start_ms INTEGER, end_ms INTEGER, data TEXT, thumbnail BLOB);
+CREATE TABLE IF NOT EXISTS facts_due (uuid TEXT PRIMARY KEY, not_before REAL, tries INTEGER DEFAULT 0);
 """
 # `tasks_listed` answers `/task/list` alone (owner, oldest first, uuids only: the records are never read; `stage`
 # is in it so that SQLite sees it covers the query); its WHERE must be written the same way in the query
@@ -161,6 +211,8 @@ CREATE INDEX IF NOT EXISTS tasks_listed ON tasks(owner, created, uuid, stage) WH
 CREATE INDEX IF NOT EXISTS tasks_listed_status ON tasks(owner, status, created, uuid) WHERE stage != 'uploading';
 CREATE INDEX IF NOT EXISTS tasks_listed_images ON tasks(owner, images, created, uuid) WHERE stage != 'uploading';
 CREATE INDEX IF NOT EXISTS tasks_listed_duration ON tasks(owner, duration, created, uuid) WHERE stage != 'uploading';
+CREATE INDEX IF NOT EXISTS facts_search ON facts(owner, start_ms, uuid, end_ms, west, east, south, north);
+CREATE INDEX IF NOT EXISTS facts_due_at ON facts_due(not_before);
 """
 _LIST_COLUMNS = {"status": "INTEGER", "images": "INTEGER", "duration": "INTEGER", "name_lc": "TEXT"}
 
@@ -188,8 +240,12 @@ class SQLiteStore:
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
+        had_facts = bool(self._rows("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'facts'"))
         self.db.executescript(_SCHEMA)
         self._migrate()
+        if not had_facts:  # a database from before the facts: its completed tasks are described by the backfill
+            self._rows("INSERT OR IGNORE INTO facts_due (uuid, not_before) SELECT uuid, 0 FROM tasks "
+                       "WHERE stage = 'on_node' AND status = ?", COMPLETED)
         self.db.executescript(_INDEXES)
 
     def _migrate(self) -> None:
@@ -235,6 +291,8 @@ class SQLiteStore:
     async def delete_task(self, uuid: str) -> None:
         self._rows("DELETE FROM tasks WHERE uuid = ?", uuid)
         self._rows("DELETE FROM once WHERE uuid = ?", uuid)
+        self._rows("DELETE FROM facts WHERE uuid = ?", uuid)
+        self._rows("DELETE FROM facts_due WHERE uuid = ?", uuid)
 
     async def list_tasks(self, owner: str | None = None) -> list[TaskRecord]:
         if owner is None:
@@ -375,6 +433,77 @@ class SQLiteStore:
         """True for the first caller only, ever (until the task is deleted): for things done exactly once."""
         assert self.db is not None, "store is not open"
         return self.db.execute("INSERT OR IGNORE INTO once VALUES (?, ?)", (uuid, what)).rowcount == 1
+
+    # --- result facts ------------------------------------------------------------------------------
+    async def put_facts(self, uuid: str, owner: str, facts: dict, thumbnail: bytes | None) -> None:
+        """A task's facts (and thumbnail), indexed by its WGS 84 bbox and capture times; no longer due."""
+        box = facts.get("bbox") or [None] * 4
+        self._rows("INSERT OR REPLACE INTO facts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", uuid, owner, *box,
+                   facts.get("start_ms"), facts.get("end_ms"), json.dumps(facts), thumbnail)
+        self._rows("DELETE FROM facts_due WHERE uuid = ?", uuid)
+
+    async def get_facts(self, uuid: str) -> dict | None:
+        rows = self._rows("SELECT data FROM facts WHERE uuid = ?", uuid)
+        return json.loads(rows[0][0]) if rows else None
+
+    async def get_thumbnail(self, uuid: str) -> bytes | None:
+        rows = self._rows("SELECT thumbnail FROM facts WHERE uuid = ?", uuid)
+        return bytes(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    async def mark_facts_due(self, uuid: str, not_before: float = 0.0) -> None:
+        """The task (just completed, again perhaps) is to be described: facts of an earlier run go."""
+        self._rows("DELETE FROM facts WHERE uuid = ?", uuid)
+        self._rows("INSERT OR REPLACE INTO facts_due (uuid, not_before, tries) VALUES (?, ?, 0)", uuid, not_before)
+
+    async def due_facts(self, now: float, limit: int) -> list[str]:
+        return [r[0] for r in self._rows("SELECT uuid FROM facts_due WHERE not_before <= ? ORDER BY not_before, uuid "
+                                         "LIMIT ?", now, limit)]
+
+    async def retry_facts(self, uuid: str, now: float, delay: float) -> int:
+        """One more failed try: the next after `delay` seconds, doubled with each try. The tries so far."""
+        rows = self._rows("SELECT tries FROM facts_due WHERE uuid = ?", uuid)
+        if not rows:
+            return 0
+        self._rows("UPDATE facts_due SET not_before = ?, tries = ? WHERE uuid = ?", now + delay * 2 ** rows[0][0],
+                   rows[0][0] + 1, uuid)
+        return rows[0][0] + 1
+
+    async def drop_facts_due(self, uuid: str) -> None:
+        self._rows("DELETE FROM facts_due WHERE uuid = ?", uuid)
+
+    async def search_facts(self, owner: str, query: FactsQuery, limit: int) -> list[tuple[str, dict]]:
+        """The owner's completed tasks' facts that `query` keeps, newest capture first: one query on the index
+        (owner, start, uuid, end, bbox), which holds every column tested, so only the rows kept are read."""
+        where, args = ["f.owner = ?", "t.status = ?", "t.stage = 'on_node'"], [owner, COMPLETED]
+        if query.ids:
+            where.append(f"f.uuid IN ({','.join('?' * len(query.ids))})")
+            args += list(query.ids)
+        if query.start_ms is not None:
+            where.append("f.end_ms >= ?")
+            args.append(query.start_ms)
+        if query.end_ms is not None:
+            where.append("f.start_ms <= ?")
+            args.append(query.end_ms)
+        if query.after is not None:
+            where.append("(f.start_ms, f.uuid) < (?, ?)")
+            args += list(query.after)
+        if query.bbox is not None:
+            west, south, east, north = query.bbox
+            where.append("(f.east >= ? OR f.west <= ?)" if west > east else "f.east >= ? AND f.west <= ?")
+            where.append("f.north >= ? AND f.south <= ?")
+            args += [west, east, south, north]
+        rows = self._rows(f"SELECT f.uuid, f.data FROM facts f JOIN tasks t ON t.uuid = f.uuid "
+                          f"WHERE {' AND '.join(where)} ORDER BY f.start_ms DESC, f.uuid DESC LIMIT ?", *args, limit)
+        return [(uuid, json.loads(data)) for uuid, data in rows]
+
+    async def facts_extent(self, owner: str) -> dict | None:
+        """The bbox and capture interval of all the owner's described tasks (the collection's extent)."""
+        rows = self._rows("SELECT min(west), min(south), max(east), max(north), min(start_ms), max(end_ms) "
+                          "FROM facts WHERE owner = ?", owner)
+        west, south, east, north, start, end = rows[0]
+        if start is None:
+            return None
+        return {"bbox": None if west is None else [west, south, east, north], "start_ms": start, "end_ms": end}
 
     async def shared_secret(self) -> bytes:
         """The key that signs webhook URLs given to nodes; kept beside the database across restarts."""

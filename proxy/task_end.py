@@ -21,6 +21,7 @@ from .errors import BadRequest
 from .models import Stage, TaskRecord
 from .outbound import WEBHOOK, connector, refused
 from .replies import relay_side_info
+from .result_facts import describe
 from .state import Relay
 
 log = logging.getLogger("odx_relay.task_end")
@@ -46,8 +47,15 @@ async def learn_info(relay: Relay, task: TaskRecord, info: dict[str, Any]) -> No
         await notify_client(relay, task, info)
         completed = status_code(info) == TaskStatus.COMPLETED
         if completed and await relay.store.claim_once(task.uuid, f"archive:{task.runs}"):
-            relay.spawn(relay.results.archive(relay.registry, task))  # one replica copies its outputs
+            await relay.store.mark_facts_due(task.uuid)  # kept until described: the backfill finishes a cut step
+            relay.spawn(archive_and_describe(relay, task))  # one replica copies its outputs
     await record_info(relay, task, info)
+
+
+async def archive_and_describe(relay: Relay, task: TaskRecord) -> None:
+    """Copy the completed task's all.zip into the results store, then read its facts (for STAC) from it once."""
+    await relay.results.archive(relay.registry, task)
+    await describe(relay, task)
 
 
 async def record_info(relay: Relay, task: TaskRecord, info: dict[str, Any]) -> bool:
