@@ -27,15 +27,19 @@ def log(text: str) -> None:
 
 
 def register() -> Renewer:
-    """Renew expired signed sources from now on (once, however often it is called)."""
+    """Renew expired signed sources from now on; counted, so that each `register` is undone by one `unregister`
+    (a second provider, made and unloaded, must not take the first one's away)."""
     if "id" not in _registered:
         renewer = Renewer(connect, log)
-        _registered["renewer"] = renewer
-        _registered["id"] = QgsPathResolver.setPathPreprocessor(renewer.renewed_source)
+        _registered.update(renewer=renewer, id=QgsPathResolver.setPathPreprocessor(renewer.renewed_source), users=0)
+    _registered["users"] += 1  # type: ignore[operator]
     return _registered["renewer"]  # type: ignore[return-value]
 
 
 def unregister() -> None:
-    if "id" in _registered:
-        QgsPathResolver.removePathPreprocessor(_registered.pop("id"))
-        _registered.pop("renewer", None)
+    if "id" not in _registered:
+        return
+    _registered["users"] -= 1  # type: ignore[operator]
+    if _registered["users"] <= 0:  # type: ignore[operator]
+        QgsPathResolver.removePathPreprocessor(_registered["id"])
+        _registered.clear()

@@ -19,7 +19,7 @@ def add_mode_parameter(alg: OdxAlgorithm, default: int = KEEP_LOCAL_COPY) -> Non
                                                 options=[alg.tr(m) for m in MODES], defaultValue=default))
 
 
-def load_task(alg: OdxAlgorithm, runner: TaskRunner, uuid: str, wait: bool, stream: bool, context,
+def load_task(runner: TaskRunner, uuid: str, wait: bool, stream: bool, context,
               reporter: FeedbackReporter) -> dict:
     """Load one task's results: a local copy already there, else streamed when asked (and the server can),
     else downloaded into the cache."""
@@ -65,4 +65,4 @@ class LoadResults(OdxAlgorithm):
         cache = self.cache(parameters, context)
         node = None if cache.has(uuid) else self.node()  # cached results load without a server
         runner = TaskRunner(node, reporter, cache, self.POLL_INTERVAL)
-        return load_task(self, runner, uuid, wait, stream, context, reporter)
+        return load_task(runner, uuid, wait, stream, context, reporter)

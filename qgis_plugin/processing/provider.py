@@ -7,13 +7,14 @@ from qgis.PyQt.QtGui import QIcon
 from .. import stream_sources
 from .base import ICON
 from .cancel_task import CancelTask
+from .find_results import FindResults
 from .list_tasks import ListTasks
 from .load_results import LoadResults
 from .process_images import ProcessImages
 from .remove_task import RemoveTask
 from .restart_task import RestartTask
 
-ALGORITHMS = (ProcessImages, LoadResults, ListTasks, CancelTask, RestartTask, RemoveTask)
+ALGORITHMS = (ProcessImages, LoadResults, FindResults, ListTasks, CancelTask, RestartTask, RemoveTask)
 
 
 class OdxRelayProvider(QgsProcessingProvider):

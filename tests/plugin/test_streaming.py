@@ -126,8 +126,8 @@ def test_a_saved_project_holds_no_token_and_renews_expired_links(relay_task, tmp
     monkeypatch.delenv("ODX_RELAY_TOKEN")
     monkeypatch.setattr("qgis_plugin.settings.saved_token", lambda: "")
     from qgis_plugin import stream_sources
+    stream_sources.register().fresh.clear()  # forgets the answers it had
     stream_sources.unregister()
-    stream_sources.register()  # forgets the answers it had
     clean_project.clear()
     clean_project.read(str(tmp_path / "stale.qgs"))
     ortho = next(layer for layer in clean_project.mapLayers().values() if layer.name() == "Orthophoto")
