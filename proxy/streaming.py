@@ -76,9 +76,15 @@ async def raster_report(relay: Relay, task: TaskRecord, name: str) -> dict[str, 
         report = await asyncio.get_running_loop().run_in_executor(None, describe, path)
     except (NotTiff, OSError) as exc:
         report = {"cog": False, "problem": f"not a GeoTIFF the relay can read ({exc})"}
-    if not report["cog"]:
+    if not report["cog"] and (task.uuid, name) not in _warned:
+        if len(_warned) >= 10_000:  # bounded: said again after a while, never a slow leak
+            _warned.clear()
+        _warned.add((task.uuid, name))
         log.warning("not a COG uuid=%s asset=%s: %s", task.uuid, name, report["problem"])
     return report
+
+
+_warned: set[tuple[str, str]] = set()  # (uuid, asset) already logged as not a COG by this process
 
 
 async def signed_download(request: web.Request, relay: Relay, task: TaskRecord, asset: str) -> web.StreamResponse:

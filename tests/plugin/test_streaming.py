@@ -143,3 +143,14 @@ def test_a_plain_nodeodx_node_cannot_stream_and_the_results_download(devnode, tm
     assert "cannot stream results" in feedback.text() and "downloading them" in feedback.text()
     assert results["RESULTS"] and Path(results["RESULTS"]).is_dir()
     assert layers_to_load(context)["Orthophoto"].isValid()
+
+
+def test_the_relay_s_word_on_a_raster_that_is_not_a_cog_reaches_the_user(relay_task, sample_images: list[Path],
+                                                                          tmp_path: Path) -> None:
+    relay, _ = relay_task
+    task = shared.Node.from_url(relay.url, token=TOKEN).create_task(sample_images[:3], {"cog": False})
+    task.wait_for_completion(interval=0.2)
+    results, context, feedback = stream(relay, task.uuid, tmp_path)
+    assert any("orthophoto.tif is not a Cloud-Optimized GeoTIFF" in w and "no overviews" in w
+               for w in feedback.warnings), feedback.warnings
+    assert layers_to_load(context)["Orthophoto"].isValid()  # it still streams, slowly
