@@ -66,7 +66,10 @@ def describe(path: Path) -> dict[str, Any]:
     `cog` is true when it streams well (tiled, with overviews unless it fits in one tile); `layout` is true
     when GDAL's COG driver wrote it (its directories first); `problem` says in words what is missing."""
     with open(path, "rb") as f:
-        ifds, ghost = _ifds(f)
+        try:
+            ifds, ghost = _ifds(f)
+        except struct.error:  # cut short
+            raise NotTiff("a damaged or truncated TIFF file") from None
     if not ifds:
         raise NotTiff("a TIFF file without images")
     full = ifds[0]
