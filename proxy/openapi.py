@@ -347,8 +347,8 @@ def paths() -> dict[str, Schema]:
                          "description": "bytes=START-END (answered 206 from the relay's cache)",
                          "schema": {"type": "string"}}], **token)},
         "/task/{uuid}/signed-urls": {"get": operation("Short-lived signed URLs of a task's products, for streaming",
-            "Downloads", {"200": json_body(ref("SignedUrls"), "A signed URL of each product, and whether each raster "
-                                                              "is a Cloud-Optimized GeoTIFF"),
+            "Downloads", {"200": result_or_error(ref("SignedUrls"), "A signed URL of each product, and whether each "
+                                                                    "raster is a Cloud-Optimized GeoTIFF"),
                           "400": ref("BadRequest", "responses")}, op_id="taskSignedUrls",
             description="For the task's owner (token as for any request). Each URL opens one product until "
                         "`expires` without a token: the orthophoto, DSM and DTM (GDAL /vsicurl/, with Range) and "
