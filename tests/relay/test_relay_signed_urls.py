@@ -128,3 +128,21 @@ def test_the_relay_says_when_an_orthophoto_is_not_a_cog(relay_factory, fast_node
     assert report["cog"] is False and report["tiled"] is True and report["overviews"] == 0
     assert "no overviews" in report["problem"] and "cog=true" in report["problem"]
     assert f"not a COG uuid={uuid} asset=orthophoto.tif" in relay.log()
+
+
+def test_a_url_signed_by_one_replica_opens_on_another(relay_factory, fast_node, sample_images: list[Path],
+                                                      redis_url: str, tmp_path: Path) -> None:
+    """Replicas behind one balancer share the signing key (in Redis), so a viewer's requests may reach any."""
+    node = fast_node()
+    shared = {"token": TOKEN, "redis": redis_url, "staging_dir": tmp_path / "staging",
+              "results_dir": tmp_path / "results"}
+    first, second = relay_factory([node], **shared), relay_factory([node], **shared)
+    uuid = submit(first, sample_images[:3])
+    assert wait_status(first, uuid)["status"]["code"] == COMPLETED
+    body = links(first, uuid).json()
+    for name in ("orthophoto.tif", "ept.json"):
+        mine = requests.get(first.url + body["assets"][name]["path"], timeout=30)
+        theirs = requests.get(second.url + body["assets"][name]["path"], timeout=30)
+        assert mine.status_code == theirs.status_code == 200 and mine.content == theirs.content, name
+    forged = body["assets"]["orthophoto.tif"]["path"].replace("/orthophoto.tif", "/dtm.tif")
+    assert requests.get(second.url + forged, timeout=30).status_code == 403
