@@ -16,10 +16,8 @@ from devnode.samples import SAMPLE_LATITUDE, SAMPLE_LONGITUDE
 from qgis_plugin.core import catalogue
 from qgis_plugin.core.catalogue import interval, search
 from qgis_plugin.deps import shared
-from testkit.devnode import start_devnode
-from testkit.relay import start_relay
 from testkit.servers import ServerGroup
-from tests.plugin.plugin_helpers import FAST, layers_to_load, run_algorithm
+from tests.plugin.plugin_helpers import layers_to_load, relay_with_tasks, run_algorithm
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("odx_provider", "fast_polls")]
 TOKEN = "catalogue-client-token"
@@ -31,16 +29,8 @@ ELSEWHERE = "2.30,2.40,48.80,48.90 [EPSG:4326]"  # Paris
 @pytest.fixture(scope="module")
 def catalogued(tmp_path_factory, sample_images: list[Path]) -> Iterator[tuple]:
     """A relay with a token before a development node, and three completed tasks in its catalogue."""
-    tmp = tmp_path_factory.mktemp("catalogue")
-    with ServerGroup(tmp) as group:
-        node = group.start(start_devnode, slots=2, **FAST)
-        relay = group.add(start_relay(tmp, [node.url], token=TOKEN, check_interval=0.3))
-        client = shared.Node.from_url(relay.url, token=TOKEN)
-        uuids = []
-        for index in range(3):
-            task = client.create_task(sample_images[:3 + index], name=f"Catalogued {index}")
-            task.wait_for_completion(interval=0.2)
-            uuids.append(task.uuid)
+    with ServerGroup(tmp_path_factory.mktemp("catalogue")) as group:
+        relay, uuids = relay_with_tasks(group, TOKEN, [sample_images[:3 + i] for i in range(3)], "Catalogued")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # the relay reads each task's facts once it has archived its results
             found = requests.get(f"{relay.url}/stac/search", params={"token": TOKEN, "limit": 10}, timeout=30).json()

@@ -22,10 +22,8 @@ from qgis.PyQt.QtCore import QSize
 from qgis.PyQt.QtGui import QColor
 
 from qgis_plugin.deps import shared
-from testkit.devnode import start_devnode
-from testkit.relay import start_relay
 from testkit.servers import ServerGroup
-from tests.plugin.plugin_helpers import FAST, layers_to_load, run_algorithm
+from tests.plugin.plugin_helpers import layers_to_load, relay_with_tasks, run_algorithm
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("odx_provider", "fast_polls")]
 TOKEN = "streaming-client-token"
@@ -36,14 +34,9 @@ SIGNED = re.compile(r"/task/[^/]+/signed/(\d+)/([0-9a-f]+)/([\w.\-]+)")
 @pytest.fixture(scope="module")
 def relay_task(tmp_path_factory, sample_images: list[Path]) -> Iterator[tuple]:
     """A relay with a token before a development node, and one completed task through it."""
-    tmp = tmp_path_factory.mktemp("streaming")
-    with ServerGroup(tmp) as group:
-        node = group.start(start_devnode, slots=1, **FAST)
-        relay = group.add(start_relay(tmp, [node.url], token=TOKEN, check_interval=0.3))
-        client = shared.Node.from_url(relay.url, token=TOKEN)
-        task = client.create_task(sample_images[:4], name="Streamed")
-        task.wait_for_completion(interval=0.2)
-        yield relay, task.uuid
+    with ServerGroup(tmp_path_factory.mktemp("streaming")) as group:
+        relay, (uuid,) = relay_with_tasks(group, TOKEN, [sample_images[:4]], "Streamed")
+        yield relay, uuid
 
 
 def render(layers: list[QgsMapLayer]) -> int:
