@@ -43,7 +43,7 @@ devnodes: setup ## Start two development nodes on 127.0.0.1:3001 and :3002 (Ctrl
 run: setup ## Start the relay on 127.0.0.1:3000 with the nodes listed in relay.nodes (NODES=file)
 	$(VENV)/bin/odx-relay --port 3000 --nodes-file $(or $(NODES),relay.nodes) --data-dir var/relay
 
-bench: setup ## Benchmarks, relay vs direct to a node: a table and var/bench/results.json (BENCH_ARGS=--quick)
+bench: setup ## Benchmarks, relay vs direct to a node, and streamed vs downloaded into QGIS: a table and var/bench/results.json (BENCH_ARGS=--quick)
 	$(PY) -m bench $(BENCH_ARGS)
 
 faults: setup ## The fault suite: nodes, Redis and two relay replicas under faults; a table; fails if a task is lost (FAULTS_ARGS=--quick)

@@ -109,9 +109,10 @@ def build_outputs(images: list[Path], task_dir: Path, *, skip_post_processing: b
 
     assets = task_dir / "assets"
     shutil.rmtree(assets, ignore_errors=True)
-    _write_cog(_asset(assets, Product.ORTHOPHOTO), np.moveaxis(rgba, -1, 0), grid, None)
-    _write_cog(_asset(assets, Product.DSM), dsm[None], grid, NODATA)
-    _write_cog(_asset(assets, Product.DTM), dtm[None], grid, NODATA)
+    cog = str((options or {}).get("cog", True)).lower() != "false"  # NodeODX adds cog=true unless told otherwise
+    _write_cog(_asset(assets, Product.ORTHOPHOTO), np.moveaxis(rgba, -1, 0), grid, None, cog)
+    _write_cog(_asset(assets, Product.DSM), dsm[None], grid, NODATA, cog)
+    _write_cog(_asset(assets, Product.DTM), dtm[None], grid, NODATA, cog)
     points = _sample_points(grid, rgba, dtm, dsm)
     _write_laz(_asset(assets, Product.POINT_CLOUD_LAZ), points, grid, ept_tile=False)
     if not skip_post_processing:
@@ -301,8 +302,9 @@ def _terrain(grid: Grid, ground: float, covered: np.ndarray) -> tuple[np.ndarray
     return np.where(covered, dtm, NODATA), np.where(covered, dsm, NODATA)
 
 
-def _write_cog(path: Path, bands: np.ndarray, grid: Grid, nodata: float | None) -> None:
-    """A Cloud-Optimized GeoTIFF (what NodeODX's `cog` option makes); a 4-band byte image is RGBA."""
+def _write_cog(path: Path, bands: np.ndarray, grid: Grid, nodata: float | None, cog: bool = True) -> None:
+    """A Cloud-Optimized GeoTIFF (what NodeODX's `cog` option makes); a 4-band byte image is RGBA. With `cog`
+    false, what ODM writes with --cog off: a tiled GeoTIFF without overviews."""
     path.parent.mkdir(parents=True, exist_ok=True)
     kind = gdal.GDT_Byte if bands.dtype == np.uint8 else gdal.GDT_Float32
     memory = gdal.GetDriverByName("MEM").Create("", grid.cols, grid.rows, len(bands), kind)
@@ -317,6 +319,10 @@ def _write_cog(path: Path, bands: np.ndarray, grid: Grid, nodata: float | None) 
         for index, colour in enumerate((gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand,
                                         gdal.GCI_AlphaBand), start=1):
             memory.GetRasterBand(index).SetColorInterpretation(colour)
+    if not cog:
+        gdal.Translate(str(path), memory, format="GTiff", creationOptions=[
+            "COMPRESS=DEFLATE", "TILED=YES", "BLOCKXSIZE=256", "BLOCKYSIZE=256"])
+        return
     gdal.Translate(str(path), memory, format="COG",
                    creationOptions=["COMPRESS=DEFLATE", "PREDICTOR=YES", "BLOCKSIZE=256"])
 

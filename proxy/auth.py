@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from . import signed_urls
 from .errors import AuthError, HTTPError
-from .models import UserRecord
+from .models import TaskRecord, UserRecord
 from .store import Store
 
 ANONYMOUS = ""
@@ -138,6 +139,16 @@ def request_token(request: web.Request) -> str:
     if not token and header.lower().startswith("bearer "):
         token = header[7:].strip()
     return token
+
+
+def check_signed_download(secret: bytes, task: TaskRecord, asset: str, expires: str, given: str) -> str:
+    """The owner a signed download URL speaks for (see signed_urls.py), or AuthError 403 saying why not: altered,
+    for another task or file, or expired. Only the signed download route calls this, and only for GET and HEAD:
+    a signature opens one task's file (or its EPT folder) for reading, nothing else."""
+    problem = signed_urls.check(secret, task.uuid, task.owner, asset, expires, given)
+    if problem:
+        raise AuthError(403, problem)
+    return task.owner
 
 
 @dataclass

@@ -24,7 +24,7 @@ from pathlib import Path
 from aiohttp import web
 
 from shared import endpoints
-from shared.assets import ALL_ZIP, EPT_FOLDER, Asset, asset_by_name
+from shared.assets import ALL_ZIP, ASSETS, EPT_FOLDER, Asset, asset_by_name
 
 from .errors import DownloadError, UpstreamError
 from .models import TaskRecord
@@ -369,6 +369,12 @@ async def _serve(request: web.Request, nodes: NodeRegistry, cache: DownloadCache
             return CachedFile(await cache.ensure(nodes, task), lease, headers={
                 "Content-Type": "application/zip", "Content-Disposition": ZIP_DISPOSITION})
         return await stream_zip(request, nodes, cache, task)
+    return CachedFile(await asset_file(nodes, cache, task, name), lease)
+
+
+async def asset_file(nodes: NodeRegistry, cache: DownloadCache, task: TaskRecord, name: str) -> Path:
+    """One product (or EPT tile) of the task as a whole file in the cache, cut out of all.zip the first time;
+    the caller holds a lease on the task's files while it uses the path."""
     resolved = resolve(name)
     if resolved is None:
         raise DownloadError("Invalid asset")
@@ -376,8 +382,15 @@ async def _serve(request: web.Request, nodes: NodeRegistry, cache: DownloadCache
     zip_path = await cache.ensure(nodes, task)
     target = cache.folder(task.uuid) / "assets" / cache_name
     new = not target.exists()
-    loop = asyncio.get_running_loop()
-    path = await loop.run_in_executor(None, extract, zip_path, member, target, folder)
+    path = await asyncio.get_running_loop().run_in_executor(None, extract, zip_path, member, target, folder)
     if new:
         cache.record(task.uuid, path)
-    return CachedFile(path, lease)
+    return path
+
+
+def present_assets(zip_path: Path) -> set[str]:
+    """The names of the catalogue's single-file products that the task's all.zip holds (not empty: NodeODX's
+    test mode writes empty placeholders for what it skipped)."""
+    with zipfile.ZipFile(zip_path) as archive:
+        sizes = {info.filename: info.file_size for info in archive.infolist()}
+    return {asset.name for asset in ASSETS if not asset.is_folder and sizes.get(asset.path, 0) > 0}

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import json
 import logging
 import time
@@ -29,6 +27,7 @@ from .crashpoints import crash_point
 from .errors import NoAnswer, UpstreamError
 from .models import NodeRecord, Stage, TaskRecord
 from .scheduler import TaskNeeds
+from .signed_urls import signature
 from .state import Relay
 
 log = logging.getLogger("odx_relay.forward")
@@ -56,7 +55,7 @@ def node_webhook_url(relay: Relay, uuid: str, node_id: str) -> str:
 
 
 def sign(relay: Relay, uuid: str, node_id: str) -> str:
-    return hmac.new(relay.secret, f"{uuid}:{node_id}".encode(), hashlib.sha256).hexdigest()[:32]
+    return signature(relay.secret, uuid, node_id)
 
 
 async def open_on_node(relay: Relay, task: TaskRecord, node_id: str) -> None:

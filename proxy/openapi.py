@@ -169,6 +169,20 @@ def schemas() -> dict[str, Schema]:
                      "failures": {"type": "integer"}, "hasToken": {"type": "boolean"},
                      "info": {"type": "object", "nullable": True}, "lastError": {"type": "string"},
                      "infoAge": {"type": "number", "nullable": True}}},
+        "SignedUrls": {"type": "object", "required": ["uuid", "expires", "assets"], "properties": {
+            "uuid": {"type": "string"},
+            "expires": {"type": "integer", "description": "When the URLs stop working, seconds since 1970"},
+            "assets": {"type": "object", "additionalProperties": {"type": "object", "required": ["path", "href"],
+                "properties": {
+                    "path": {"type": "string", "description": "The URL's path from the relay's root"},
+                    "href": {"type": "string", "description": "The whole URL, as this request reached the relay"},
+                    "scope": {"type": "string", "description": "What the signature opens: the file, or `ept`"},
+                    "cog": {"type": "object", "description": "Rasters only: whether it streams well", "properties": {
+                        "cog": {"type": "boolean"}, "tiled": {"type": "boolean"},
+                        "overviews": {"type": "integer"}, "width": {"type": "integer"},
+                        "height": {"type": "integer"}, "layout": {"type": "boolean"},
+                        "block": {"type": "array", "items": {"type": "integer"}, "nullable": True},
+                        "problem": {"type": "string", "description": "What is missing (empty if none)"}}}}}}}},
         "StacError": {"type": "object", "required": ["code", "description"],
                       "description": "A STAC API error (`error` repeats the description, as the relay's other errors "
                                      "say it)", "properties": {
@@ -332,6 +346,44 @@ def paths() -> dict[str, Schema]:
                         {"name": "Range", "in": "header", "required": False,
                          "description": "bytes=START-END (answered 206 from the relay's cache)",
                          "schema": {"type": "string"}}], **token)},
+        "/task/{uuid}/signed-urls": {"get": operation("Short-lived signed URLs of a task's products, for streaming",
+            "Downloads", {"200": result_or_error(ref("SignedUrls"), "A signed URL of each product, and whether each "
+                                                                    "raster is a Cloud-Optimized GeoTIFF"),
+                          "400": ref("BadRequest", "responses")}, op_id="taskSignedUrls",
+            description="For the task's owner (token as for any request). Each URL opens one product until "
+                        "`expires` without a token: the orthophoto, DSM and DTM (GDAL /vsicurl/, with Range) and "
+                        "ept.json with every EPT tile beside it (the signature is in the path, so that the tiles' "
+                        "paths, made from the index's URL, are signed too). A raster that is not a COG (not tiled, "
+                        "or without overviews) is said so in `cog.problem` and in the relay's log. A task without "
+                        "results yet: an Error, as downloads answer it.",
+            parameters=[UUID_PARAM,
+                        {"name": "assets", "in": "query", "required": False, "schema": {"type": "string"},
+                         "description": "Comma-separated product names (default: orthophoto.tif, dsm.tif, dtm.tif, "
+                                        "ept.json and shots.geojson, those the task has)"},
+                        {"name": "expires_in", "in": "query", "required": False,
+                         "schema": {"type": "integer", "minimum": 1, "default": 43200},
+                         "description": "Seconds the URLs last (at most 7 days)"}], **token)},
+        "/task/{uuid}/signed/{expires}/{sig}/{asset}": {"get": operation(
+            "Download a product by a signed URL (no token)", "Downloads", {
+                "200": {"description": "The file", "content": {"*/*": {}}},
+                "206": {"description": "The byte range asked for with Range", "content": {"*/*": {}}},
+                "304": {"description": "Not modified (If-None-Match / If-Modified-Since)"},
+                "403": ref("Forbidden", "responses"), "404": ref("NotFound", "responses"),
+                "412": {"description": "Precondition failed (If-Match / If-Unmodified-Since)"},
+                "416": {"description": "Range not satisfiable"}},
+            op_id="taskSignedDownload", security=NO_TOKEN,
+            description="A URL from /task/{uuid}/signed-urls, or an EPT tile beside its ept.json. An altered, "
+                        "expired, or other file's signature is refused with 403 and says which; a name that is "
+                        "no product (GDAL's probes for side files) is 404. GET and HEAD only.",
+            parameters=[UUID_PARAM,
+                        {"name": "expires", "in": "path", "required": True, "schema": {"type": "integer"},
+                         "description": "When the URL stops working, seconds since 1970"},
+                        {"name": "sig", "in": "path", "required": True, "schema": {"type": "string"},
+                         "description": "The relay's signature of the task, owner, expiry and file or EPT folder"},
+                        {"name": "asset", "in": "path", "required": True, "schema": {"type": "string"},
+                         "description": "The product name, or an EPT tile path (ept-data/..., ept-hierarchy/...)"},
+                        {"name": "Range", "in": "header", "required": False, "schema": {"type": "string"},
+                         "description": "bytes=START-END"}])},
         "/task/cancel": {"post": operation("Cancel a task", task_ops, {
             "200": result_or_error(ref("Success"), "Done")}, op_id="taskCancel",
             body=form_body(UUID_FIELD, ("uuid",), COMMAND_BODIES), **form)},

@@ -22,7 +22,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from shared import endpoints
 from shared.options import loads_limited
 
-from .auth import TooManyLogins
+from .auth import TooManyLogins, check_signed_download
 from .downloads import ALL_ZIP, resolve, serve
 from .errors import BadRequest, CommandFailed, DownloadError, HTTPError, NotFound, UpstreamError
 from .intake import (
@@ -42,6 +42,7 @@ from .results import ResultsError
 from .staging import valid_uuid
 from .state import RELAY, Relay
 from .store import SORT_KEYS, ListQuery
+from .streaming import signed_download, signed_links, wanted_assets
 from .task_end import learn_info
 from .webhooks import receive
 from .zipurl import stage_zipurl
@@ -265,6 +266,30 @@ async def task_download(request: web.Request) -> web.StreamResponse:
         name = request.match_info["asset"]
         raise DownloadError("Asset not ready" if name == ALL_ZIP or resolve(name) else "Invalid asset")
     return await serve(request, relay.registry, relay.cache, task, request.match_info["asset"])
+
+
+async def task_signed_urls(request: web.Request) -> web.Response:
+    """Signed URLs of the task's streamable products, for its owner (see streaming.py)."""
+    relay, task = await task_for(request, request.match_info["uuid"])
+    names = wanted_assets(request.query.get("assets", ""))
+    links = await signed_links(relay, task, names, request.query.get("expires_in"))
+    origin = str(request.url.origin())
+    for entry in links["assets"].values():
+        entry["href"] = origin + entry["path"]
+    return web.json_response(links)
+
+
+async def task_signed_download(request: web.Request) -> web.StreamResponse:
+    """A download by signed URL: no token, the signature in the path opens this one file (or EPT folder)."""
+    relay = request.app[RELAY]
+    uuid, asset = request.match_info["uuid"], request.match_info["asset"]
+    task = await relay.store.get_task(uuid) if valid_uuid(uuid) else None
+    if task is None or task.stage == Stage.UPLOADING:
+        raise HTTPError(404, f"{uuid} not found")
+    if resolve(asset) is None:  # GDAL's probes for side files: not there, before any signature is looked at
+        raise HTTPError(404, f"No file {asset[:80]!r} in a task's results")
+    check_signed_download(relay.secret, task, asset, request.match_info["expires"], request.match_info["sig"])
+    return await signed_download(request, relay, task, asset)
 
 
 async def task_list(request: web.Request) -> web.Response:
@@ -560,6 +585,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get(endpoints.TASK_INFO, task_info)
     app.router.add_get(endpoints.TASK_OUTPUT, task_output)
     app.router.add_get(endpoints.TASK_DOWNLOAD.replace("{asset}", "{asset:.+}"), task_download)  # EPT tile paths
+    app.router.add_get("/task/{uuid}/signed-urls", task_signed_urls)
+    app.router.add_get("/task/{uuid}/signed/{expires}/{sig}/{asset:.+}", task_signed_download)  # GET and HEAD only
     app.router.add_post(endpoints.TASK_CANCEL, task_cancel)
     app.router.add_post(endpoints.TASK_REMOVE, task_remove)
     app.router.add_post(endpoints.TASK_RESTART, task_restart)

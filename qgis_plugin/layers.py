@@ -267,7 +267,13 @@ _POST_PROCESSORS: list[_PlaceInGroup] = []
 def queue_results(folder: Path, task_name: str, uuid: str, context: QgsProcessingContext,
                   feedback: QgsProcessingFeedback) -> LoadedResults:
     """Make the layers of a results folder and queue them to load into a group named after the task."""
-    results = find_results(folder)
+    return queue_layers(find_results(folder), task_name, uuid, context, feedback)
+
+
+def queue_layers(results: Results, task_name: str, uuid: str, context: QgsProcessingContext,
+                 feedback: QgsProcessingFeedback) -> LoadedResults:
+    """Queue the layers of `results` (files in a folder, or URLs read over HTTP when streamed) to load into a
+    group named after the task."""
     providers = available_providers()
     plan = layer_plan(results, providers)
     for problem in plan.problems:
@@ -278,8 +284,9 @@ def queue_results(folder: Path, task_name: str, uuid: str, context: QgsProcessin
     for spec in plan.layers:
         layer = make_layer(spec)
         if not layer.isValid():
+            where = "it was not loaded" if isinstance(spec.path, str) else "it stays on disk"  # a URL: streamed
             feedback.pushWarning(f"{spec.path} could not be opened as {spec.name.lower()} "
-                                 f"(QGIS provider {spec.provider!r}); it stays on disk.")
+                                 f"(QGIS provider {spec.provider!r}); {where}.")
             continue
         context.temporaryLayerStore().addMapLayer(layer)
         details = QgsProcessingContext.LayerDetails(spec.name, project, spec.key)

@@ -16,7 +16,8 @@ from testkit.servers import REPO
 
 pytestmark = pytest.mark.slow
 
-SECTIONS = {"cycle", "upload", "info", "stalls", "placement", "control", "concurrent", "parts", "client"}
+SECTIONS = {"cycle", "upload", "info", "stalls", "placement", "control", "concurrent", "parts", "client",
+            "streaming"}
 NODE_KINDS = {"devnode", "NodeODX"}  # as rows and bars name them
 CYCLE_STEPS = {"init", "upload, each photo", "commit", "info poll, each", "download all.zip (whole)"}
 
@@ -24,7 +25,7 @@ CYCLE_STEPS = {"init", "upload, each photo", "commit", "info poll, each", "downl
 def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
     results = tmp_path / "results.json"
     run = subprocess.run([sys.executable, "-m", "bench", "--quick", "--json", str(results), "--cache", str(tmp_path)],
-                         cwd=REPO, capture_output=True, text=True, timeout=120)
+                         cwd=REPO, capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(results.read_text())
     assert report["mode"] == "quick"
@@ -73,3 +74,10 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
     assert "result" in run.stdout and "benchmark" in run.stdout  # the table was printed
     assert "NodeODX" in run.stdout and "devnode" in run.stdout
     assert not (tmp_path / "run").exists(), "the servers' scratch folder is removed after a clean run"
+    streaming = report["benchmarks"]["streaming"]  # streamed vs downloaded, each run drawn by a real QGIS
+    assert [row["node"] for row in streaming["rows"]] == ["NodeODX", "NodeODX"]  # at COMPLETED, and later
+    assert all(row["relay"] > 0 and row["direct"] > 0 for row in streaming["rows"])
+    for when, by_mode in streaming["details"]["runs"].items():
+        assert set(by_mode) == {"streamed", "downloaded"}, when
+        for mode, runs in by_mode.items():
+            assert runs and all(run["pixels"] > 0 and run["width"] > 1000 for run in runs), (when, mode, runs)

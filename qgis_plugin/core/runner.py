@@ -97,6 +97,12 @@ class TaskRunner:
                                "not downloading them again.")
             self.reporter.progress(100)
             return Outcome(uuid, str(record.get("name") or ""), self.cache.folder(uuid), False)
+        task, info = self.completed(uuid, wait)
+        return Outcome(uuid, info.name, self.fetch(task, info.name), True)
+
+    def completed(self, uuid: str, wait: bool = True) -> tuple[shared.Task, shared.TaskInfo]:
+        """The task and its info once it has completed: followed until then if `wait`, else NotReady; a task
+        that failed or was canceled raises TaskFailedError."""
         task = self.node.get_task(uuid)
         info = task.info()
         if not info.status.is_final:
@@ -106,7 +112,7 @@ class TaskRunner:
             info = self.follow(task)
         elif info.status != TaskStatus.COMPLETED:
             raise self._failure(task, info, [])
-        return Outcome(uuid, info.name, self.fetch(task, info.name), True)
+        return task, info
 
     # --- steps --------------------------------------------------------------------------------
     def submit(self, plan: UploadPlan, options: Mapping[str, Any], name: str) -> shared.Task:

@@ -38,7 +38,7 @@ def call(hostile: Hostile, method: str, path: str, *, query: dict | None = None,
 def test_the_operations_are_sorted_into_client_admin_and_open() -> None:
     assert len(CLIENT_OPS) + len(ADMIN_OPS) + len(OPEN_OPS) == len(OPERATIONS)
     assert {p for _, p in OPEN_OPS} == {"/auth/info", "/auth/login", "/auth/register", "/openapi.json",
-                                        "/_relay/webhook/{uuid}"}
+                                        "/_relay/webhook/{uuid}", "/task/{uuid}/signed/{expires}/{sig}/{asset}"}
 
 
 @pytest.mark.parametrize("method,path", CLIENT_OPS)
@@ -87,4 +87,9 @@ def test_operations_without_a_token(hostile: Hostile, task: str) -> None:
         response = requests.post(f"{relay.url}/_relay/webhook/{task}", params=query, timeout=10,
                                  json={"uuid": task, "status": {"code": 30}})
         assert response.status_code == 403 and "error" in response.json(), response.text
+    for expires, sig in (("9999999999", "0" * 32), ("soon", "0" * 32), ("9999999999", "é"), ("-1", "0" * 32)):
+        for query in ({}, {"token": CLIENT_TOKEN}):  # a signed download takes its signature, never a token
+            response = requests.get(f"{relay.url}/task/{task}/signed/{expires}/{sig}/orthophoto.tif", params=query,
+                                    timeout=10)
+            assert response.status_code == 403 and "error" in response.json(), response.text
     assert wait_status(relay, task, token=CLIENT_TOKEN)["status"]["code"] == COMPLETED

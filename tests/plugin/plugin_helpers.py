@@ -26,6 +26,10 @@ from qgis.core import (
 from qgis.PyQt.QtCore import Qt
 
 from devnode.samples import SAMPLE_LATITUDE, SAMPLE_LONGITUDE
+from qgis_plugin.deps import shared
+from testkit.devnode import start_devnode
+from testkit.relay import Relay, start_relay
+from testkit.servers import ServerGroup
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE_ZIP = REPO / "tests" / "fixtures" / "nodeodx-test-all.zip"
@@ -121,3 +125,18 @@ def refreshed(panel) -> object:
     finally:
         panel.refreshed.disconnect(shown.append)
     return shown[0]
+
+
+def relay_with_tasks(group: ServerGroup, token: str, photo_sets: list[list[Path]],
+                     name: str) -> tuple[Relay, list[str]]:
+    """A relay with a client `token` before one fast development node (in `group`), and one completed task
+    through it for each set of photos, named `name 0`, `name 1`, ...: (the relay, the tasks' uuids)."""
+    node = group.start(start_devnode, slots=2, **FAST)
+    relay = group.add(start_relay(group.tmp_path, [node.url], token=token, check_interval=0.3))
+    client = shared.Node.from_url(relay.url, token=token)
+    uuids = []
+    for index, photos in enumerate(photo_sets):
+        task = client.create_task(photos, name=f"{name} {index}")
+        task.wait_for_completion(interval=0.2)
+        uuids.append(task.uuid)
+    return relay, uuids

@@ -156,7 +156,8 @@ def test_plugin_registers_provider_and_options_page(qgis_iface, monkeypatch):
     provider = registry.providerById("odxrelay")
     assert provider is not None and provider.name() == "ODX Relay" and len(registry.providers()) == 1
     assert sorted(a.id() for a in provider.algorithms()) == [
-        "odxrelay:canceltask", "odxrelay:listtasks", "odxrelay:loadresults", "odxrelay:processimages",
+        "odxrelay:canceltask", "odxrelay:findresults", "odxrelay:listtasks", "odxrelay:loadresults",
+        "odxrelay:processimages",
         "odxrelay:removetask", "odxrelay:restarttask"]
     assert [f.title() for f in iface.registered] == ["ODX Relay"]
     assert [a.text() for a in iface.added] == ["ODX Relay tasks"] and plugin.panel.objectName() == "odx_relay_tasks"
@@ -170,8 +171,9 @@ def test_algorithms_describe_themselves(odx_provider):
     expected = {
         "processimages": {"IMAGES", "IMAGE_FOLDER", "SUBFOLDERS", "RASTERS", "PRESET", "OPTIONS", "TASK_NAME", "ALIGN",
                           "GCP", "GEO", "IMAGE_GROUPS", "RESULTS_FOLDER", "SERVER"},
-        "loadresults": {"TASK", "WAIT", "RESULTS_FOLDER", "SERVER"},
+        "loadresults": {"TASK", "WAIT", "MODE", "RESULTS_FOLDER", "SERVER"},
         "listtasks": {"OUTPUT", "SERVER"},
+        "findresults": {"EXTENT", "START", "END", "LIMIT", "LOAD", "MODE", "RESULTS_FOLDER", "OUTPUT", "SERVER"},
         "canceltask": {"TASK", "SERVER"},
         "restarttask": {"TASK", "OPTIONS", "FOLLOW", "RESULTS_FOLDER", "SERVER"},
         "removetask": {"TASK", "RESULTS_FOLDER", "SERVER"},
