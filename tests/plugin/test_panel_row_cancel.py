@@ -89,6 +89,7 @@ def test_elapsed_time_ticks_each_second_without_a_request(shown_panel, sample_im
     ticks: list = []
     dock.model.dataChanged.connect(lambda first, last, roles=(): ticks.append((first.column(), last.column())))
     before = cell(dock, busy.uuid, ELAPSED).data()
+    wait_for(lambda: ticks, 5, "a tick of the panel's clock")  # (the text is read live: it may change first)
     shown = wait_for(lambda: (text := cell(dock, busy.uuid, ELAPSED).data()) != before and text, 5, "a tick")
     assert dock.refreshes == asked  # nothing asked of the server meanwhile
     assert ticks and all(columns == (ELAPSED, ELAPSED) for columns in ticks)  # the view repaints that column
