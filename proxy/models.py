@@ -39,6 +39,7 @@ class TaskRecord:
     ended_ms: int | None = None
     runs: int = 0             # restarts so far: each run ends (and is announced to the client) once
     notified_run: int = -1    # the run whose end the client's webhook was called for
+    parent_uuid: str | None = None  # a submodel's split-merge parent (see split_merge.py)
 
     def to_json(self) -> dict:
         data = asdict(self)

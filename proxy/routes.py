@@ -19,9 +19,10 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from shared import endpoints
-from shared.options import loads_limited
+from shared.options import loads_limited, options_to_json
 
 from .auth import TooManyLogins
+from .dispatch import dispatch_now
 from .downloads import ALL_ZIP, resolve, serve
 from .errors import BadRequest, CommandFailed, DownloadError, HTTPError, NotFound, UpstreamError
 from .intake import (
@@ -32,10 +33,12 @@ from .intake import (
     one_shot_files,
     read_fields,
     read_options,
+    split_merge_fields,
     upload_files,
 )
 from .models import Stage, TaskRecord
 from .replies import public_info, relay_side_info, relay_side_output
+from .split_merge import for_each_submodel, is_parent, owns, parent_of_owner, rewrite_options, with_submodels
 from .staging import valid_uuid
 from .state import RELAY, Relay
 from .store import SORT_KEYS, ListQuery
@@ -82,7 +85,7 @@ async def task_for(request: web.Request, uuid: str) -> tuple[Relay, TaskRecord]:
     if not valid_uuid(uuid):
         raise NotFound(f"{uuid} not found")
     task = await relay.store.get_task(uuid)
-    if task is None or task.owner != owner or task.stage == Stage.UPLOADING:
+    if task is None or not owns(owner, task) or task.stage == Stage.UPLOADING:
         raise NotFound(f"{uuid} not found")  # another owner's task looks like none at all
     return relay, task
 
@@ -153,7 +156,7 @@ async def check_open_uploads(relay: Relay, owner: str) -> None:
     """An init past the owner's `--max-open-uploads` uploads begun and never committed is refused, saying how
     to free one: each holds staged files and a record until it is committed, removed or expires."""
     cap = relay.config.max_open_uploads
-    if not cap:
+    if not cap or parent_of_owner(owner):  # a split-merge parent's submodels count against no one
         return
     open_now = sum(1 for t in await relay.store.tasks_in(Stage.UPLOADING) if t.owner == owner)
     if open_now >= cap:
@@ -178,7 +181,15 @@ async def task_new_commit(request: web.Request) -> web.Response:
         if task is None or task.stage != Stage.UPLOADING:
             raise BadRequest("Invalid uuid (not found)")
         await commit_task(relay, task)
+    await place_submodel(relay, task)
     return web.json_response({"uuid": task.uuid})
+
+
+async def place_submodel(relay: Relay, task: TaskRecord) -> None:
+    """A submodel that its forward node could not take is placed now if any node has room (outside the
+    task's lock, which sending takes), before the commit is answered: see `dispatch_now`."""
+    if task.parent_uuid is not None and task.stage == Stage.QUEUED:
+        await dispatch_now(relay, task.uuid)
 
 
 async def task_new(request: web.Request) -> web.Response:
@@ -196,6 +207,7 @@ async def task_new(request: web.Request) -> web.Response:
             raise BadRequest("Need at least 1 file or a zip file url.")
         for key, value in read_fields(fields, relay).items():
             setattr(task, key, value)
+        split_merge_fields(relay, task)
         if fields.get("zipurl"):
             await stage_zipurl(relay, task, fields["zipurl"])
         await relay.store.put_task(task)
@@ -205,6 +217,7 @@ async def task_new(request: web.Request) -> web.Response:
             relay.staging.remove(uuid)
             await relay.store.delete_task(uuid)
         raise
+    await place_submodel(relay, task)
     return web.json_response({"uuid": uuid})
 
 
@@ -227,7 +240,7 @@ async def task_info(request: web.Request) -> web.Response:
         data = relay_side_info(relay, task)
         if with_output is not None:
             data["output"] = relay_side_output(task)[_int(with_output):]
-        return web.json_response(data)
+        return await info_reply(relay, task, data)
     query = {} if with_output is None else {"with_output": with_output}
     try:
         body, data = await relay.in_flight.run(
@@ -235,10 +248,19 @@ async def task_info(request: web.Request) -> web.Response:
             lambda: node_call(relay, task, "GET", endpoints.task_info(task.uuid), query=query,
                                    raw=True))
     except UpstreamError:  # the node is away (failover may send the task elsewhere): never an error here
-        return web.json_response(task.last_info or relay_side_info(relay, task))  # its last word, or "queued"
+        return await info_reply(relay, task, task.last_info or relay_side_info(relay, task))  # last word, or queued
     if isinstance(data, dict) and "error" not in data:
         await learn_info(relay, task, data)
+        if is_parent(task):
+            return await info_reply(relay, task, data)
     return web.Response(body=body, content_type="application/json")
+
+
+async def info_reply(relay: Relay, task: TaskRecord, data: dict[str, Any]) -> web.Response:
+    """A task's info as JSON; a split-merge parent's with its submodels (`relaySubmodels`, an extension)."""
+    if is_parent(task):
+        data = await with_submodels(relay, task, data, listed_infos)
+    return web.json_response(data)
 
 
 async def task_output(request: web.Request) -> web.Response:
@@ -449,6 +471,14 @@ async def task_cancel(request: web.Request) -> web.Response:
     """Cancel what is queued or running. A task that completed or failed is refused (an intended difference:
     NodeODX turns it into a canceled one, and its outputs, still there, are then refused by clients)."""
     relay, task, _ = await command_target(request)
+    result = await cancel_task(relay, task)
+    if is_parent(task):  # its submodels have no use once it stops: canceled and removed with it
+        await for_each_submodel(relay, task, remove_task, "removed")
+    return web.json_response(result)
+
+
+async def cancel_task(relay: Relay, task: TaskRecord) -> Any:
+    """Cancel one task: on its node, or in the relay's queue; the reply's body."""
     if task.stage == Stage.FAILED:
         raise CommandFailed(ended_error(task.uuid, "failed"))
     if task.stage == Stage.ON_NODE:
@@ -456,14 +486,14 @@ async def task_cancel(request: web.Request) -> web.Response:
         code = info.get("status", {}).get("code") if isinstance(info, dict) else None
         if code in ENDED_WITH_RESULT:
             raise CommandFailed(ended_error(task.uuid, ENDED_WITH_RESULT[code]))
-        return web.json_response(await node_call(relay, task, "POST", endpoints.TASK_CANCEL, data={"uuid": task.uuid}))
+        return await node_call(relay, task, "POST", endpoints.TASK_CANCEL, data={"uuid": task.uuid})
     if task.stage in (Stage.QUEUED, Stage.DISPATCHING, Stage.COMMITTING):
         if task.stage != Stage.QUEUED:  # the node it was being sent to may have it: stopped there when it answers
             await relay.store.add_ghost(task.node_id, task.uuid)
         task.stage, task.ended_ms = Stage.CANCELED, int(time.time() * 1000)
         await relay.store.put_task(task)
         log.info("task canceled in relay queue uuid=%s", task.uuid)
-    return web.json_response({"success": True})
+    return {"success": True}
 
 
 def ended_error(uuid: str, how: str) -> str:
@@ -483,11 +513,23 @@ async def task_remove(request: web.Request) -> web.Response:
         if current is None:
             raise CommandFailed(f"{task.uuid} not found")
         task = current  # committed meanwhile: removed as any task
+    result = await remove_task(relay, task)
+    if is_parent(task):
+        await for_each_submodel(relay, task, remove_task, "removed")
+    return web.json_response(result)
+
+
+async def remove_task(relay: Relay, task: TaskRecord) -> Any:
+    """Remove one task: on its node (later, if the node is away), and all the relay keeps of it; the reply's
+    body. An upload never committed (a submodel's, removed with its parent) is forgotten."""
+    if task.stage == Stage.UPLOADING:
+        await forget(relay, task)
+        return {"success": True}
     if task.stage == Stage.ON_NODE:
         try:
             result = await node_call(relay, task, "POST", endpoints.TASK_REMOVE, data={"uuid": task.uuid})
             if isinstance(result, dict) and result.get("error") and "not found" not in result["error"]:
-                return web.json_response(result)
+                return result
         except UpstreamError as exc:
             await relay.store.add_ghost(task.node_id, task.uuid)  # removed there once it answers again
             log.warning("remove: node unreachable uuid=%s: %s (removed from the relay now, from the node when it "
@@ -500,12 +542,14 @@ async def task_remove(request: web.Request) -> web.Response:
     relay.staging.remove(task.uuid)
     await relay.store.delete_task(task.uuid)
     log.info("task removed uuid=%s", task.uuid)
-    return web.json_response({"success": True})
+    return {"success": True}
 
 
 async def task_restart(request: web.Request) -> web.Response:
     relay, task, data = await command_target(request)
     new_options = read_options(data["options"], relay) if data.get("options") else None
+    if new_options is not None:
+        new_options = rewrite_options(relay, task, new_options)
     async with relay.locks.hold(task.uuid):  # a send from the relay's queue finishes first: then the node decides
         task = await relay.store.get_task(task.uuid) or task
         if task.stage == Stage.ON_NODE:
@@ -525,8 +569,8 @@ async def task_restart(request: web.Request) -> web.Response:
 async def restart_on_node(relay: Relay, task: TaskRecord, data: dict[str, str],
                           new_options: dict[str, Any] | None) -> Any:
     payload = {"uuid": task.uuid}
-    if data.get("options"):
-        payload["options"] = data["options"]
+    if new_options is not None:  # as checked, with the relay's own sm-cluster (split_merge.rewrite_options)
+        payload["options"] = options_to_json(new_options)
     result = await node_call(relay, task, "POST", endpoints.TASK_RESTART, data=payload)
     if isinstance(result, dict) and result.get("success"):
         relay.cache.drop(task.uuid)

@@ -21,6 +21,7 @@ from .errors import BadRequest
 from .models import Stage, TaskRecord
 from .outbound import WEBHOOK, connector, refused
 from .replies import relay_side_info
+from .split_merge import is_parent, remove_submodels
 from .state import Relay
 
 log = logging.getLogger("odx_relay.task_end")
@@ -44,6 +45,8 @@ async def learn_info(relay: Relay, task: TaskRecord, info: dict[str, Any]) -> No
             await relay.registry.task_left(task.node_id, task.uuid)  # now, so the queue need not wait for a check
         relay.wake_dispatch.set()
         await notify_client(relay, task, info)
+        if is_parent(task):
+            relay.spawn(remove_submodels(relay, task))
         completed = status_code(info) == TaskStatus.COMPLETED
         if completed and await relay.store.claim_once(task.uuid, f"archive:{task.runs}"):
             relay.spawn(relay.results.archive(relay.registry, task))  # one replica copies its outputs
@@ -69,6 +72,8 @@ async def end_here(relay: Relay, task: TaskRecord, stage: Stage, error: str = ""
     task.stage, task.error, task.ended_ms = stage, error, int(time.time() * 1000)
     await relay.store.put_task(task)
     log.warning("task %s uuid=%s: %s", stage.value, task.uuid, error)
+    if is_parent(task):
+        relay.spawn(remove_submodels(relay, task))
     await notify_client(relay, task, relay_side_info(relay, task))
 
 
