@@ -38,7 +38,7 @@ from .intake import (
 )
 from .models import Stage, TaskRecord
 from .replies import public_info, relay_side_info, relay_side_output
-from .split_merge import for_each_submodel, is_parent, owns, parent_of_owner, rewrite_options, with_submodels
+from .split_merge import for_each_submodel, is_parent, owns, rewrite_options, with_submodels
 from .staging import valid_uuid
 from .state import RELAY, Relay
 from .store import SORT_KEYS, ListQuery
@@ -156,7 +156,7 @@ async def check_open_uploads(relay: Relay, owner: str) -> None:
     """An init past the owner's `--max-open-uploads` uploads begun and never committed is refused, saying how
     to free one: each holds staged files and a record until it is committed, removed or expires."""
     cap = relay.config.max_open_uploads
-    if not cap or parent_of_owner(owner):  # a split-merge parent's submodels count against no one
+    if not cap:  # (a split-merge credential's uploads are counted apart, under their parent: `child_owner`)
         return
     open_now = sum(1 for t in await relay.store.tasks_in(Stage.UPLOADING) if t.owner == owner)
     if open_now >= cap:
@@ -342,6 +342,8 @@ async def listed_info(relay: Relay, task: TaskRecord) -> dict[str, Any]:
         else:
             data = dict(task.last_info or relay_side_info(relay, task))
     data["node"] = (handle.record.label or handle.record.id) if handle is not None else None
+    if is_parent(task) and task.ended_ms is None:  # (its submodels are gone once it has ended)
+        data = await with_submodels(relay, task, data, listed_infos)
     return data
 
 

@@ -130,6 +130,8 @@ def test_submodels_through_the_credential(relay_factory, devnode_factory, sample
     entries = parent_info["relaySubmodels"]
     assert [e["uuid"] for e in entries] == [submodel.uuid]
     assert entries[0]["node"] and entries[0]["status"] in (RUNNING, COMPLETED) and "progress" in entries[0]
+    listed = get_json(relay, "/task/list", token=TOKEN, with_info="true")  # what the QGIS task panel reads
+    assert [e["uuid"] for e in listed[0]["relaySubmodels"]] == [submodel.uuid]
     assert "relaySubmodels" not in task_info(parent_node, parent)  # the relay's extension, not the node's
 
     # the owner reaches it; it is not in the owner's list; the credential sees nothing else of the owner's
@@ -139,10 +141,10 @@ def test_submodels_through_the_credential(relay_factory, devnode_factory, sample
     assert [t["uuid"] for t in get_json(relay, "/task/list", token=credential)] == [submodel.uuid]
     assert "error" in task_info(relay, parent, token=credential)
 
-    # the owner's cap on open uploads (1 here) counts no submodel, and holds no submodel back
-    open_child = init_task(relay, {"name": "open submodel"}, token=credential)
-    assert "uuid" in open_child and "uuid" in init_task(relay, {"name": "another"}, token=credential)
+    # the cap on open uploads (1 here) counts the owner's and each parent's submodels apart
+    assert "uuid" in init_task(relay, {"name": "open submodel"}, token=credential)
     assert "uuid" in init_task(relay, {"name": "the owner's own"}, token=TOKEN)
+    assert "--max-open-uploads" in init_task(relay, {"name": "a second open submodel"}, token=credential)["error"]
 
     submodel.wait_for_completion(interval=0.2)
     folder = Path(submodel.download_assets(str(tmp_path / "submodel")))
