@@ -15,6 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
+from proxy.nodes import parse_node_url
+from testkit.relay import start_redis
 from tests.relay.relay_helpers import (
     CANCELED,
     COMPLETED,
@@ -107,11 +109,14 @@ def test_sm_cluster_points_at_the_relay_with_a_credential_for_the_parent(relay_f
     assert "sm-cluster" not in options_of(task_info(relay, plain, token=TOKEN))
 
 
-def test_submodels_through_the_credential(relay_factory, devnode_factory, sample_images, tmp_path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_submodels_through_the_credential(backend, relay_factory, devnode_factory, servers, sample_images,
+                                          tmp_path) -> None:
     """ODM's calls with the credential: info, create_task with seed.zip, info right after (not QUEUED: a node
     is free), follow, download, remove. The submodel is the parent's, listed under it, nowhere else."""
     nodes = [devnode_factory(**SLOW), devnode_factory(**SLOW)]
-    relay = relay_factory(nodes, token=TOKEN, max_open_uploads=1)
+    store = {"redis": servers.add(start_redis(servers.tmp_path)).url} if backend == "redis" else {}
+    relay = relay_factory(nodes, token=TOKEN, max_open_uploads=1, **store)
     parent, sm_cluster = start_parent(relay, sample_images[:4])
     assert cluster_node(sm_cluster).info().max_parallel_tasks == 2
     parent_node = holder(nodes, parent)
@@ -189,6 +194,27 @@ def test_removing_a_parent_removes_its_submodels(relay_factory, devnode_factory,
     assert "error" in task_info(free_node, submodel.uuid)
     assert "error" in task_info(parent_node, parent)
     assert "error" in task_info(relay, submodel.uuid, token=TOKEN)
+
+
+def test_a_submodel_on_a_lost_node_is_sent_again_like_any_task(relay_factory, devnode_factory, sample_images,
+                                                             tmp_path) -> None:
+    """Its node goes away past --failover-after: the submodel is sent again from its staged inputs (seed.zip
+    too), under the same uuid, to a node with room, and the parent's info says where it runs now."""
+    nodes = [devnode_factory(**SLOW) for _ in range(3)]
+    relay = relay_factory(nodes, token=TOKEN, failover_after=1, offline_after=1)
+    parent, sm_cluster = start_parent(relay, sample_images[:4])
+    submodel = create_submodel(sm_cluster, sample_images[:3], seed_zip(tmp_path))
+    lost = holder(nodes, submodel.uuid)
+    lost.stop()
+    others = [node for node in nodes if node is not lost]
+    parent_node = holder(others, parent)
+    survivor = next(node for node in others if node is not parent_node)
+    wait_for(lambda: "error" not in task_info(survivor, submodel.uuid), timeout=30, what="submodel sent again")
+    assert task_info(survivor, submodel.uuid)["imagesCount"] == 3
+    entries = task_info(relay, parent, token=TOKEN)["relaySubmodels"]
+    assert [e["uuid"] for e in entries] == [submodel.uuid] and entries[0]["node"] == parse_node_url(survivor.url).id
+    submodel.wait_for_completion(interval=0.3)
+    assert submodel.info().status == TaskStatus.COMPLETED
 
 
 def test_split_merge_turned_off(relay_factory, devnode_factory, sample_images, tmp_path) -> None:
