@@ -151,7 +151,7 @@ def test_algorithms_describe_themselves(odx_provider):
 
     expected = {
         "processimages": {"IMAGES", "IMAGE_FOLDER", "SUBFOLDERS", "RASTERS", "PRESET", "OPTIONS", "TASK_NAME", "ALIGN",
-                          "GCP", "GEO", "IMAGE_GROUPS", "RESULTS_FOLDER", "SERVER"},
+                          "GCP", "GEO", "IMAGE_GROUPS", "RESULTS_FOLDER", "SERVER", "WHOLE_CLUSTER"},
         "loadresults": {"TASK", "WAIT", "RESULTS_FOLDER", "SERVER"},
         "listtasks": {"OUTPUT", "SERVER"},
         "canceltask": {"TASK", "SERVER"},
