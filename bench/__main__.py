@@ -20,14 +20,25 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # the server helpers live in testkit/, beside this package
     sys.path.insert(0, str(REPO))
 
-from . import client, control_plane, cycle, info_load, parts, placement, stalls, upload, upload_memory  # noqa: E402
+from . import (  # noqa: E402
+    client,
+    control_plane,
+    cycle,
+    info_load,
+    parts,
+    placement,
+    splitmerge,
+    stalls,
+    upload,
+    upload_memory,
+)
 from .context import Context  # noqa: E402
 from .report import Section, table  # noqa: E402
 from .stack import KINDS  # noqa: E402
 
 BENCHMARKS = {"cycle": cycle.run, "upload": upload.run, "info": info_load.run, "stalls": stalls.run,
               "placement": placement.run, "control": control_plane.run, "concurrent": upload_memory.run,
-              "parts": parts.run, "client": client.run}
+              "parts": parts.run, "client": client.run, "splitmerge": splitmerge.run}
 DEFAULT_JSON = REPO / "var" / "bench" / "results.json"
 
 

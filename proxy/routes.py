@@ -527,6 +527,9 @@ async def remove_task(relay: Relay, task: TaskRecord) -> Any:
     if task.stage == Stage.UPLOADING:
         await forget(relay, task)
         return {"success": True}
+    if relay.locks.busy(task.uuid):  # this replica is sending it from its staged files: the send ends first
+        async with relay.locks.hold(task.uuid):
+            task = await relay.store.get_task(task.uuid) or task
     if task.stage == Stage.ON_NODE:
         try:
             result = await node_call(relay, task, "POST", endpoints.TASK_REMOVE, data={"uuid": task.uuid})

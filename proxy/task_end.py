@@ -48,7 +48,8 @@ async def learn_info(relay: Relay, task: TaskRecord, info: dict[str, Any]) -> No
         if is_parent(task):
             relay.spawn(remove_submodels(relay, task))
         completed = status_code(info) == TaskStatus.COMPLETED
-        if completed and await relay.store.claim_once(task.uuid, f"archive:{task.runs}"):
+        # (a submodel's results go to its parent's node, which removes it then: nothing to keep here)
+        if completed and task.parent_uuid is None and await relay.store.claim_once(task.uuid, f"archive:{task.runs}"):
             relay.spawn(relay.results.archive(relay.registry, task))  # one replica copies its outputs
     await record_info(relay, task, info)
 
