@@ -1,9 +1,10 @@
 """Split-merge through the relay, relay side (issue 12, items 1-3): the test plays ODM's part with pyodx, as
 ODM's `LocalRemoteExecutor` does, against the `sm-cluster` URL the relay gave the parent task.
 
-A parent here is an ordinary task with `split` on a slow development node (it does not split: the node that
-plays ODM is another test's); what matters is what the relay does with `sm-cluster`, the credential, the
-submodels it carries and the slots it gives them.
+A parent here is a task with `split` on a slow development node whose sm-cluster (the relay's public URL) it
+cannot reach, so that it processes its own submodels itself, as ODM does then, and leaves the cluster to the
+test (the bar, with nodes that do use it, is test_split_merge_cluster.py); what matters here is what the relay
+does with `sm-cluster`, the credential, the submodels it carries and the slots it gives them.
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ from pyodx.types import TaskStatus  # noqa: E402
 TOKEN = "split-merge-owner"
 SLOW = {"seconds_per_image": 3}   # a parent that runs for a while
 QUICK = {"seconds_per_image": 0.05}
+UNREACHABLE = "http://127.0.0.1:9"  # the relay's --public-url as the parents' nodes see it: nothing answers
 ROUND_ONE = ["opensfm/matches", "opensfm/features", "opensfm/reconstruction.json", "opensfm/tracks.csv",
              "cameras.json"]
 
@@ -80,10 +82,17 @@ def holder(nodes, uuid: str):
 
 
 def start_parent(relay, images: list[Path], **more: str) -> tuple[str, str]:
-    """A parent on its node, running; its uuid and the sm-cluster the relay gave it."""
+    """A parent on its node, running; its uuid and the sm-cluster the relay gave it, as the test reaches it."""
     uuid = submit(relay, images, parent_fields(**more), token=TOKEN)
     info = wait_status(relay, uuid, (RUNNING,), token=TOKEN)
-    return uuid, options_of(info)["sm-cluster"]
+    given = options_of(info)["sm-cluster"]
+    assert given.startswith(UNREACHABLE + "/?token=")
+    return uuid, given.replace(UNREACHABLE, relay.url)
+
+
+def relay_for(relay_factory, nodes, **flags):
+    """A relay whose nodes cannot reach it: their parents keep their submodels to themselves."""
+    return relay_factory(nodes, token=TOKEN, public_url=UNREACHABLE, **flags)
 
 
 def test_sm_cluster_points_at_the_relay_with_a_credential_for_the_parent(relay_factory, devnode_factory,
@@ -116,7 +125,7 @@ def test_submodels_through_the_credential(backend, relay_factory, devnode_factor
     is free), follow, download, remove. The submodel is the parent's, listed under it, nowhere else."""
     nodes = [devnode_factory(**SLOW), devnode_factory(**SLOW)]
     store = {"redis": servers.add(start_redis(servers.tmp_path)).url} if backend == "redis" else {}
-    relay = relay_factory(nodes, token=TOKEN, max_open_uploads=1, **store)
+    relay = relay_for(relay_factory, nodes, max_open_uploads=1, **store)
     parent, sm_cluster = start_parent(relay, sample_images[:4])
     assert cluster_node(sm_cluster).info().max_parallel_tasks == 2
     parent_node = holder(nodes, parent)
@@ -163,7 +172,7 @@ def test_submodels_through_the_credential(backend, relay_factory, devnode_factor
 def test_the_credential_ends_with_its_parent_and_takes_its_submodels(relay_factory, devnode_factory,
                                                                       sample_images, tmp_path) -> None:
     nodes = [devnode_factory(**SLOW), devnode_factory(**SLOW)]
-    relay = relay_factory(nodes, token=TOKEN)
+    relay = relay_for(relay_factory, nodes)
     parent, sm_cluster = start_parent(relay, sample_images[:4])
     credential = cluster_node(sm_cluster).token
     submodel = create_submodel(sm_cluster, sample_images[:3], seed_zip(tmp_path))
@@ -186,7 +195,7 @@ def test_the_credential_ends_with_its_parent_and_takes_its_submodels(relay_facto
 
 def test_removing_a_parent_removes_its_submodels(relay_factory, devnode_factory, sample_images, tmp_path) -> None:
     nodes = [devnode_factory(**SLOW), devnode_factory(**SLOW)]
-    relay = relay_factory(nodes, token=TOKEN)
+    relay = relay_for(relay_factory, nodes)
     parent, sm_cluster = start_parent(relay, sample_images[:4])
     submodel = create_submodel(sm_cluster, sample_images[:3], seed_zip(tmp_path))
     parent_node, free_node = holder(nodes, parent), holder(nodes, submodel.uuid)
@@ -201,7 +210,7 @@ def test_a_submodel_on_a_lost_node_is_sent_again_like_any_task(relay_factory, de
     """Its node goes away past --failover-after: the submodel is sent again from its staged inputs (seed.zip
     too), under the same uuid, to a node with room, and the parent's info says where it runs now."""
     nodes = [devnode_factory(**SLOW) for _ in range(3)]
-    relay = relay_factory(nodes, token=TOKEN, failover_after=1, offline_after=1)
+    relay = relay_for(relay_factory, nodes, failover_after=1, offline_after=1)
     parent, sm_cluster = start_parent(relay, sample_images[:4])
     submodel = create_submodel(sm_cluster, sample_images[:3], seed_zip(tmp_path))
     lost = holder(nodes, submodel.uuid)
@@ -235,7 +244,7 @@ def test_a_submodel_is_placed_at_commit_when_a_node_frees_up(relay_factory, devn
     """Its upload began while every node was busy (no node to forward to); a node is free by its commit: it
     is placed before the commit is answered, so ODM's info right after says RUNNING, not QUEUED."""
     nodes = [devnode_factory(**SLOW), devnode_factory(**SLOW)]
-    relay = relay_factory(nodes, token=TOKEN, check_interval=5)  # no help from a health round
+    relay = relay_for(relay_factory, nodes, check_interval=5)  # no help from a health round
     parent, sm_cluster = start_parent(relay, sample_images[:4])
     other = next(node for node in nodes if node is not holder(nodes, parent))
     blocker = submit(relay, sample_images[:2], {"name": "ordinary"}, token=TOKEN)

@@ -116,7 +116,7 @@ def test_a_second_parent_leaves_the_last_slot_to_the_first_ones_submodels(relay_
     """Two one-slot nodes. Parent A runs; parent B, submitted next, would take the last slot and leave A's
     submodels none: it waits in the relay's queue; an ordinary task does not wait; B runs once A ends."""
     node_a, node_b = devnode_factory(seconds_per_image=1.5), devnode_factory(seconds_per_image=0.3)
-    relay = relay_factory([node_a, node_b], token=TOKEN)
+    relay = relay_factory([node_a, node_b], token=TOKEN, public_url="http://127.0.0.1:9")  # parents split alone
     split = {"options": json.dumps([{"name": "split", "value": 2}])}
     first = submit(relay, sample_images[:4], {**split, "name": "A"}, token=TOKEN)
     wait_status(relay, first, (RUNNING,), token=TOKEN)
