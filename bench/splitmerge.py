@@ -29,7 +29,7 @@ from .report import Bar, Row, Section
 from .stack import samples
 
 NODES = 4
-SIZES = {"full": (400, 0.5), "quick": (40, 0.05)}  # photos, seconds per photo on a node
+SIZES = {"full": (400, 0.5), "quick": (24, 0.05)}  # photos, seconds per photo on a node
 GOAL = 0.35
 UPLOAD_BATCH = 20
 

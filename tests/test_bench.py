@@ -24,7 +24,7 @@ CYCLE_STEPS = {"init", "upload, each photo", "commit", "info poll, each", "downl
 def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
     results = tmp_path / "results.json"
     run = subprocess.run([sys.executable, "-m", "bench", "--quick", "--json", str(results), "--cache", str(tmp_path)],
-                         cwd=REPO, capture_output=True, text=True, timeout=180)
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(results.read_text())
     assert report["mode"] == "quick"
