@@ -558,7 +558,7 @@ async def task_restart(request: web.Request) -> web.Response:
     async with relay.locks.hold(task.uuid):  # a send from the relay's queue finishes first: then the node decides
         task = await relay.store.get_task(task.uuid) or task
         if task.stage == Stage.ON_NODE:
-            return web.json_response(await restart_on_node(relay, task, data, new_options))
+            return web.json_response(await restart_on_node(relay, task, new_options))
         if task.stage in (Stage.CANCELED, Stage.FAILED):
             if not relay.staging.files(task.uuid):
                 raise BadRequest("Cannot restart: the relay no longer keeps this task's inputs")
@@ -571,8 +571,7 @@ async def task_restart(request: web.Request) -> web.Response:
     return web.json_response({"success": True})
 
 
-async def restart_on_node(relay: Relay, task: TaskRecord, data: dict[str, str],
-                          new_options: dict[str, Any] | None) -> Any:
+async def restart_on_node(relay: Relay, task: TaskRecord, new_options: dict[str, Any] | None) -> Any:
     payload = {"uuid": task.uuid}
     if new_options is not None:  # as checked, with the relay's own sm-cluster (split_merge.rewrite_options)
         payload["options"] = options_to_json(new_options)

@@ -118,6 +118,18 @@ def test_sm_cluster_points_at_the_relay_with_a_credential_for_the_parent(relay_f
     assert "sm-cluster" not in options_of(task_info(relay, plain, token=TOKEN))
 
 
+def test_restart_with_new_options_keeps_the_relays_sm_cluster(relay_factory, devnode_factory, sample_images) -> None:
+    node = devnode_factory(**QUICK)
+    relay = relay_for(relay_factory, [node])
+    parent = submit(relay, sample_images[:4], parent_fields(), token=TOKEN)
+    wait_status(relay, parent, (COMPLETED,), token=TOKEN)
+    options = json.dumps([{"name": "split", "value": 3}, {"name": "sm-cluster", "value": "http://elsewhere.example/"}])
+    assert post_json(relay, "/task/restart", {"uuid": parent, "options": options}, token=TOKEN) == {"success": True}
+    on_node = options_of(task_info(node, parent))
+    assert on_node["split"] == 3 and on_node["sm-cluster"].startswith(UNREACHABLE + f"/?token=sm.{parent}.")
+    wait_status(relay, parent, (COMPLETED,), token=TOKEN)
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
 def test_submodels_through_the_credential(backend, relay_factory, devnode_factory, servers, sample_images,
                                           tmp_path) -> None:
