@@ -238,6 +238,23 @@ def test_a_submodel_on_a_lost_node_is_sent_again_like_any_task(relay_factory, de
     assert submodel.info().status == TaskStatus.COMPLETED
 
 
+def test_a_parent_on_a_lost_node_loses_its_submodels(relay_factory, devnode_factory, sample_images,
+                                                    tmp_path) -> None:
+    """Its node goes away past --failover-after: the parent is sent again, and the submodels of its lost run are
+    removed (no one will take their results; the next run makes its own)."""
+    nodes = [devnode_factory(**SLOW) for _ in range(3)]
+    relay = relay_for(relay_factory, nodes, failover_after=1, offline_after=1)
+    parent, sm_cluster = start_parent(relay, sample_images[:4])
+    submodel = create_submodel(sm_cluster, sample_images[:3], seed_zip(tmp_path))
+    lost, child_node = holder(nodes, parent), holder(nodes, submodel.uuid)
+    lost.stop()
+    wait_for(lambda: "error" in task_info(child_node, submodel.uuid), timeout=30, what="the submodel removed")
+    assert "error" in task_info(relay, submodel.uuid, token=TOKEN)
+    wait_for(lambda: any("error" not in task_info(n, parent) for n in nodes if n is not lost), timeout=30,
+             what="the parent sent again")
+    assert task_info(relay, parent, token=TOKEN)["relaySubmodels"] == []
+
+
 def test_split_merge_turned_off(relay_factory, devnode_factory, sample_images, tmp_path) -> None:
     node = devnode_factory(**QUICK)
     relay = relay_factory([node], token=TOKEN, no_split_merge=True)
