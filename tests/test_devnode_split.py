@@ -1,0 +1,178 @@
+"""Split-merge on real development nodes: a parent node with `split` and `sm-cluster` plays ODM's part
+against another node (or a relay in front of two), through pyodx, as `opendm/remote.py` does."""
+from __future__ import annotations
+
+import json
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from pyodx import Node
+from pyodx.exceptions import NodeResponseError
+from pyodx.types import TaskStatus
+
+from devnode.samples import make_samples
+from testkit.devnode import DevNode
+from tests.split_helpers import covered
+
+pytestmark = pytest.mark.slow
+
+PHOTOS = 40
+SPLIT = 10
+
+
+@pytest.fixture(scope="module")
+def flight(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Forty geotagged photos of one lawnmower flight: four submodels at split=10."""
+    return make_samples(tmp_path_factory.mktemp("flight"), count=PHOTOS)
+
+
+def pyodx_node(devnode: DevNode) -> Node:
+    return Node.from_url(devnode.api("/"))
+
+
+def cluster_url(server: Any) -> str:
+    return server.url + (f"?token={server.token}" if server.token else "")
+
+
+def submit(parent: DevNode, photos: list[Path], **options: Any) -> Any:
+    return pyodx_node(parent).create_task([str(p) for p in photos], {"split": SPLIT, "dsm": True, "dtm": True,
+                                                                     **options})
+
+
+def finish(task: Any, timeout: float = 240) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        info = task.info()
+        if info.status in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELED):
+            return info
+        assert time.monotonic() < deadline, f"the parent never ended: {task.output()[-20:]}"
+        time.sleep(0.3)
+
+
+def runs(node: DevNode) -> list[dict]:
+    """The node's journal of ended runs (uuid, status, images)."""
+    path = node.data_dir / "runs.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def held(node: Any) -> list[str]:
+    return [t["uuid"] for t in requests.get(node.api("/task/list"), timeout=10).json()]
+
+
+def wait_until(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"never: {what}"
+        time.sleep(0.1)
+    return value
+
+
+def orthophoto(task: Any, tmp_path: Path) -> Path:
+    archive = task.download_zip(str(tmp_path / "out"))
+    with zipfile.ZipFile(archive) as zipped:
+        names = set(zipped.namelist())
+        assert {"odm_orthophoto/odm_orthophoto.tif", "odm_dem/dsm.tif", "odm_dem/dtm.tif",
+                "odm_georeferencing/odm_georeferenced_model.laz", "odm_report/shots.geojson", "images.json",
+                "entwine_pointcloud/ept.json"} <= names
+        zipped.extractall(tmp_path / "merged")
+    return tmp_path / "merged" / "odm_orthophoto/odm_orthophoto.tif"
+
+
+def test_split_runs_submodels_on_the_sm_cluster_and_merges(devnode_factory: Callable[..., DevNode],
+                                                           flight: list[Path], tmp_path: Path) -> None:
+    cluster = devnode_factory(slots=3, seconds_per_image=0.05, token="cluster-secret")
+    parent = devnode_factory(slots=1, seconds_per_image=0.05, sm_retry_seconds=0.2)
+    task = submit(parent, flight, **{"sm-cluster": cluster_url(cluster)})
+    info = finish(task)
+    output = task.output()
+    assert info.status == TaskStatus.COMPLETED, output[-15:]
+    # ODM's way: one submodel here at a time, the others on the cluster, in two rounds
+    remote = [r for r in runs(cluster) if r["status"] == 40]
+    assert len(remote) >= 4, output  # at least two submodels of four went out, twice each
+    assert all(len(r["images"]) <= SPLIT * 1.2 + 1 and set(r["images"]) <= {p.name for p in flight} for r in remote)
+    assert any("sent to sm-cluster" in line for line in output)
+    assert any("processing here" in line for line in output)
+    assert not any("cluster-secret" in line for line in output)
+    # nothing left on the cluster: every submodel task removed, its folder gone
+    assert held(cluster) == []
+    assert not [p for p in cluster.data_dir.iterdir() if p.is_dir() and p.name not in ("tmp",)]
+    # the merge is a mosaic of all four: every photo's position has data
+    merged = orthophoto(task, tmp_path)
+    assert all(covered(merged, photo) for photo in flight)
+
+
+def test_split_without_sm_cluster_processes_every_submodel_here(devnode_factory: Callable[..., DevNode],
+                                                                flight: list[Path], tmp_path: Path) -> None:
+    parent = devnode_factory(slots=1, seconds_per_image=0.05)
+    task = submit(parent, flight, **{"split-overlap": 0})
+    info = finish(task)
+    output = task.output()
+    assert info.status == TaskStatus.COMPLETED, output[-15:]
+    assert sum("processing here" in line for line in output) == 8  # four submodels, two rounds
+    assert all(covered(orthophoto(task, tmp_path), photo) for photo in flight)
+
+
+def test_a_full_sm_cluster_answers_queued_and_the_parent_works_alone(devnode_factory: Callable[..., DevNode],
+                                                                     flight: list[Path], sample_images: list[Path],
+                                                                     tmp_path: Path) -> None:
+    """ODM's "task limit reached": a submodel the cluster queues is removed there and processed here."""
+    cluster = devnode_factory(slots=1, seconds_per_image=60)
+    blocker = pyodx_node(cluster).create_task([str(p) for p in sample_images[:2]])
+    wait_until(lambda: blocker.info().status == TaskStatus.RUNNING, "the blocker runs")
+    parent = devnode_factory(slots=1, seconds_per_image=0.05, sm_retry_seconds=0.2)
+    task = submit(parent, flight, **{"sm-cluster": cluster_url(cluster)})
+    info = finish(task)
+    output = task.output()
+    assert info.status == TaskStatus.COMPLETED, output[-15:]
+    assert any("answered QUEUED" in line for line in output)
+    assert any("keeping at most 1 submodels there" in line for line in output)
+    assert held(cluster) == [blocker.uuid]  # every queued submodel task removed again
+    assert runs(cluster) == []  # none ran there
+    assert all(covered(orthophoto(task, tmp_path), photo) for photo in flight)
+
+
+def test_a_submodel_task_lost_on_the_cluster_is_sent_again(devnode_factory: Callable[..., DevNode],
+                                                           flight: list[Path]) -> None:
+    """An error that is not the task's failure (here the task vanished from the node) is retried."""
+    cluster = devnode_factory(slots=3, seconds_per_image=0.3)
+    parent = devnode_factory(slots=1, seconds_per_image=0.3, sm_retry_seconds=0.2)
+    task = submit(parent, flight, **{"sm-cluster": cluster_url(cluster)})
+    lost = wait_until(lambda: held(cluster), "a submodel reaches the cluster")[0]
+    assert requests.post(cluster.api("/task/remove"), data={"uuid": lost}, timeout=10).json() == {"success": True}
+    info = finish(task)
+    output = task.output()
+    assert info.status == TaskStatus.COMPLETED, output[-15:]
+    assert any("retry 1 of 5" in line for line in output), output
+    assert held(cluster) == []
+
+
+def test_a_failed_submodel_fails_the_parent_with_its_output(devnode_factory: Callable[..., DevNode],
+                                                            flight: list[Path]) -> None:
+    """As in ODM, a submodel whose remote task failed is not retried: the parent fails, saying why, and
+    leaves nothing on the cluster."""
+    cluster = devnode_factory(slots=3, seconds_per_image=0.05, fail_tasks=True)
+    parent = devnode_factory(slots=1, seconds_per_image=0.5, sm_retry_seconds=0.2)
+    task = submit(parent, flight, **{"sm-cluster": cluster_url(cluster)})
+    info = finish(task)
+    assert info.status == TaskStatus.FAILED
+    assert "Split-merge failed: submodel" in info.last_error and "--fail-tasks" in info.last_error
+    assert wait_until(lambda: held(cluster) == [], "the cluster is empty", timeout=30)
+
+
+def test_canceling_the_parent_removes_its_remote_tasks(devnode_factory: Callable[..., DevNode],
+                                                       flight: list[Path]) -> None:
+    cluster = devnode_factory(slots=3, seconds_per_image=5)
+    parent = devnode_factory(slots=1, seconds_per_image=5)
+    task = submit(parent, flight, **{"sm-cluster": cluster_url(cluster)})
+    wait_until(lambda: len(held(cluster)) >= 2, "submodels run on the cluster")
+    assert task.cancel() is True
+    assert wait_until(lambda: held(cluster) == [], "the cluster is emptied", timeout=30)
+    assert task.info().status == TaskStatus.CANCELED
+    assert task.remove() is True
+    with pytest.raises(NodeResponseError, match="not found"):
+        task.info()
