@@ -185,7 +185,7 @@ class SplitMerge:
         self.retry_seconds = retry_seconds
         self.submodels: list[Submodel] = []
         self._node: ClusterNode | None = None
-        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="devnode-split")
+        self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="devnode-split")
         self._stop = asyncio.Event()
         self._stopping = False
         self._in_flight: set[Future] = set()

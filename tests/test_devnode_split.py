@@ -16,7 +16,12 @@ from pyodx.exceptions import NodeResponseError
 from pyodx.types import TaskStatus
 
 from devnode.samples import make_samples
+from devnode.seed import TOOLCHAIN_ROUND, output_matches
 from testkit.devnode import DevNode
+from testkit.nodeodx import NodeODX
+from testkit.nodeodx import available as nodeodx_available
+from testkit.relay import start_relay
+from testkit.servers import ServerGroup
 from tests.split_helpers import covered
 
 pytestmark = pytest.mark.slow
@@ -176,3 +181,69 @@ def test_canceling_the_parent_removes_its_remote_tasks(devnode_factory: Callable
     assert task.remove() is True
     with pytest.raises(NodeResponseError, match="not found"):
         task.info()
+
+
+def test_submodels_through_a_relay_in_front_of_two_nodes(devnode_factory: Callable[..., DevNode],
+                                                         servers: ServerGroup, flight: list[Path],
+                                                         tmp_path: Path) -> None:
+    """`sm-cluster` may be a relay: the submodels spread over its nodes and none is left anywhere."""
+    nodes = [devnode_factory(slots=1, seconds_per_image=0.05) for _ in range(2)]
+    relay = servers.add(start_relay(servers.tmp_path, [n.url for n in nodes], token="relay-secret",
+                                    check_interval=0.3))
+    parent = devnode_factory(slots=1, seconds_per_image=0.05, sm_retry_seconds=0.2)
+    task = submit(parent, flight, **{"sm-cluster": cluster_url(relay)})
+    info = finish(task)
+    output = task.output()
+    assert info.status == TaskStatus.COMPLETED, output[-15:]
+    assert any("sent to sm-cluster" in line for line in output)
+    assert sum(len(runs(n)) for n in nodes) >= 1
+    assert [held(n) for n in nodes] == [[], []] and held(relay) == []
+    assert all(covered(orthophoto(task, tmp_path), photo) for photo in flight)
+
+
+# ---- as strict as NodeODX on what split-merge sends ------------------------------------------------------
+
+def _seed(path: Path) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("opensfm/reference_lla.json", json.dumps({"latitude": 52.474, "longitude": 13.403,
+                                                                   "altitude": 135.0}))
+        archive.writestr("opensfm/reconstruction.json", "[]")
+        archive.writestr("../escaped.txt", "must not leave the project")
+    return path
+
+
+@pytest.mark.skipif(not nodeodx_available(), reason="NodeODX is not built (make setup builds it)")
+def test_seed_outputs_and_skip_post_processing_as_nodeodx_reads_them(
+        nodeodx_factory: Callable[..., NodeODX], devnode_factory: Callable[..., DevNode],
+        sample_images: list[Path], tmp_path: Path) -> None:
+    """A round-two submodel task, as ODM sends it, to a real NodeODX and to the development node: both
+    unpack seed.zip into the task's project (nothing outside it), leave post-processing options out, and
+    answer an all.zip holding only what `outputs` asked for."""
+    seed = _seed(tmp_path / "seed.zip")
+    for server, folder_of in ((nodeodx_factory(), lambda s, u: s.workdir / "tests" / "data" / u),
+                              (devnode_factory(seconds_per_image=0), lambda s, u: s.data_dir / u)):
+        node = Node.from_url(server.api("/"))
+        task = node.create_task([str(p) for p in sample_images[:3]] + [str(seed)], {"dsm": True},
+                                skip_post_processing=True, outputs=list(TOOLCHAIN_ROUND.outputs))
+        task.wait_for_completion(interval=0.2)
+        info = task.info()
+        assert info.images_count == 3, server
+        assert {o["name"] for o in info.options} == {"dsm"}, (server, info.options)  # no pc-ept, cog, gltf
+        folder = folder_of(server, task.uuid)
+        assert (folder / "opensfm" / "reference_lla.json").is_file(), server
+        assert not (folder.parent / "escaped.txt").exists() and not (folder / "images" / "seed.zip").exists()
+        with zipfile.ZipFile(task.download_zip(str(tmp_path / server.name))) as zipped:
+            names = [n for n in zipped.namelist() if not n.endswith("/")]
+        assert names and all(output_matches(n, TOOLCHAIN_ROUND.outputs) for n in names), (server, names)
+        assert "odm_dem/dsm.tif" in names, server
+        # `skipPostProcessing` counts only as the exact text "true"
+        init = requests.post(server.api("/task/new/init"),
+                             files={"skipPostProcessing": (None, "True"), "options": (None, "[]")}, timeout=10)
+        uuid = init.json()["uuid"]
+        upload = [("images", (p.name, p.read_bytes(), "image/jpeg")) for p in sample_images[:2]]
+        requests.post(server.api(f"/task/new/upload/{uuid}"), files=upload, timeout=30)
+        requests.post(server.api(f"/task/new/commit/{uuid}"), timeout=30)
+        info_url = server.api(f"/task/{uuid}/info")
+        options = wait_until(lambda url=info_url: requests.get(url, timeout=10).json().get("options"),
+                             "the task is initialised")
+        assert "pc-ept" in {o["name"] for o in options}, (server, options)
