@@ -277,6 +277,8 @@ class SplitMerge:
                 state.changed.clear()
                 await state.changed.wait()
         finally:
+            if state.error is not None or not state.over:  # failed or canceled: pyodx's loops end at once
+                self._stopping = True
             for worker in workers:
                 worker.cancel()
             await asyncio.gather(*workers, return_exceptions=True)

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 
 #: Most photos a submodel borrows from its neighbours, as a share of its own photos.
-MAX_OVERLAP_SHARE = 0.2
+MAX_OVERLAP_SHARE = 0.1
 #: ODM's default `split-overlap`, in metres.
 DEFAULT_OVERLAP_M = 150.0
 

@@ -3,6 +3,7 @@ against another node (or a relay in front of two), through pyodx, as `opendm/rem
 from __future__ import annotations
 
 import json
+import math
 import time
 import zipfile
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from pyodx.types import TaskStatus
 
 from devnode.samples import make_samples
 from devnode.seed import TOOLCHAIN_ROUND, output_matches
+from devnode.submodels import MAX_OVERLAP_SHARE
 from testkit.devnode import DevNode
 from testkit.nodeodx import NodeODX
 from testkit.nodeodx import available as nodeodx_available
@@ -99,7 +101,8 @@ def test_split_runs_submodels_on_the_sm_cluster_and_merges(devnode_factory: Call
     # ODM's way: one submodel here at a time, the others on the cluster, in two rounds
     remote = [r for r in runs(cluster) if r["status"] == 40]
     assert len(remote) >= 4, output  # at least two submodels of four went out, twice each
-    assert all(len(r["images"]) <= SPLIT * 1.2 + 1 and set(r["images"]) <= {p.name for p in flight} for r in remote)
+    size = SPLIT + math.floor(SPLIT * MAX_OVERLAP_SHARE)  # its own photos and the nearest of its neighbours'
+    assert all(len(r["images"]) == size and set(r["images"]) <= {p.name for p in flight} for r in remote)
     assert any("sent to sm-cluster" in line for line in output)
     assert any("processing here" in line for line in output)
     assert not any("cluster-secret" in line for line in output)
