@@ -125,6 +125,29 @@ def test_split_without_sm_cluster_processes_every_submodel_here(devnode_factory:
     assert all(covered(orthophoto(task, tmp_path), photo) for photo in flight)
 
 
+def test_an_sm_cluster_that_does_not_answer_leaves_the_work_here(devnode_factory: Callable[..., DevNode],
+                                                                 flight: list[Path]) -> None:
+    parent = devnode_factory(slots=1, seconds_per_image=0.05)
+    task = submit(parent, flight[:20], **{"sm-cluster": "http://127.0.0.1:1/?token=never-shown"})
+    info = finish(task)
+    output = task.output()
+    assert info.status == TaskStatus.COMPLETED, output[-15:]
+    assert any("does not answer" in line and "processing every submodel here" in line for line in output)
+    assert not any("never-shown" in line for line in output)
+
+
+def test_an_sm_cluster_refusing_the_token_fails_the_parent_clearly(devnode_factory: Callable[..., DevNode],
+                                                                   flight: list[Path]) -> None:
+    """As ODM's LRE: an answer that is an error (not silence) is a problem the user must fix."""
+    cluster = devnode_factory(token="right")
+    parent = devnode_factory(slots=1, seconds_per_image=0.05)
+    task = submit(parent, flight[:20], **{"sm-cluster": cluster.url + "?token=wrong-secret"})
+    info = finish(task)
+    assert info.status == TaskStatus.FAILED
+    assert "Invalid authentication token" in info.last_error and cluster.url in info.last_error
+    assert not any("wrong-secret" in line for line in [info.last_error, *task.output()])
+
+
 def test_a_full_sm_cluster_answers_queued_and_the_parent_works_alone(devnode_factory: Callable[..., DevNode],
                                                                      flight: list[Path], sample_images: list[Path],
                                                                      tmp_path: Path) -> None:

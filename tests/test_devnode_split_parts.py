@@ -64,6 +64,7 @@ def test_overlap_borrows_the_nearest_neighbours_up_to_the_cap() -> None:
 
 def test_too_few_photos_or_no_split_make_one_model() -> None:
     assert submodel_count(10, 10) == 1 and submodel_count(11, 10) == 2 and submodel_count(5, 0) == 1
+    assert submodel_count(6, 1) == 3  # ODM's submodel_size is at least 2
     assert SplitRequest.from_options({}) is None
     request = SplitRequest.from_options({"split": 10, "sm-cluster": "None"})
     assert request == SplitRequest(10, 150.0, None)
