@@ -186,7 +186,6 @@ class SplitMerge:
         self.submodels: list[Submodel] = []
         self._node: ClusterNode | None = None
         self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="devnode-split")
-        self._stop = asyncio.Event()
         self._stopping = False
         self._in_flight: set[Future] = set()
         self._monitors: set[asyncio.Task] = set()
@@ -508,7 +507,6 @@ class SplitMerge:
 
     async def _shutdown(self) -> None:
         self._stopping = True
-        self._stop.set()
         try:
             await self._cancel_monitors()
             await self._remove_remote_tasks()

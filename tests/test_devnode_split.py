@@ -273,3 +273,14 @@ def test_seed_outputs_and_skip_post_processing_as_nodeodx_reads_them(
         options = wait_until(lambda url=info_url: requests.get(url, timeout=10).json().get("options"),
                              "the task is initialised")
         assert "pc-ept" in {o["name"] for o in options}, (server, options)
+
+
+def test_a_parent_node_that_stops_removes_its_remote_tasks(devnode_factory: Callable[..., DevNode],
+                                                           flight: list[Path]) -> None:
+    """ODM removes its remote tasks on exit: a node stopped (SIGTERM) while its submodels run elsewhere too."""
+    cluster = devnode_factory(slots=3, seconds_per_image=5)
+    parent = devnode_factory(slots=1, seconds_per_image=5)
+    submit(parent, flight, **{"sm-cluster": cluster_url(cluster)})
+    wait_until(lambda: len(held(cluster)) >= 2, "submodels run on the cluster")
+    assert parent.stop() == 0
+    assert held(cluster) == []
