@@ -61,6 +61,15 @@ def finish(task: Any, timeout: float = 240) -> Any:
         time.sleep(0.3)
 
 
+def completed(parent: DevNode, photos: list[Path], **options: Any) -> tuple[Any, list[str]]:
+    """Submit a split task, follow it to its end and check that it completed; the task and its console."""
+    task = submit(parent, photos, **options)
+    info = finish(task)
+    output = task.output()
+    assert info.status == TaskStatus.COMPLETED, output[-15:]
+    return task, output
+
+
 def runs(node: DevNode) -> list[dict]:
     """The node's journal of ended runs (uuid, status, images)."""
     path = node.data_dir / "runs.jsonl"
@@ -94,10 +103,7 @@ def test_split_runs_submodels_on_the_sm_cluster_and_merges(devnode_factory: Call
                                                            flight: list[Path], tmp_path: Path) -> None:
     cluster = devnode_factory(slots=3, seconds_per_image=0.05, token="cluster-secret")
     parent = devnode_factory(slots=1, seconds_per_image=0.3, sm_retry_seconds=0.2)  # slower: time to send others
-    task = submit(parent, flight, **{"sm-cluster": cluster_url(cluster)})
-    info = finish(task)
-    output = task.output()
-    assert info.status == TaskStatus.COMPLETED, output[-15:]
+    task, output = completed(parent, flight, **{"sm-cluster": cluster_url(cluster)})
     # ODM's way: one submodel here at a time, the others on the cluster, in two rounds
     remote = [r for r in runs(cluster) if r["status"] == 40]
     assert len(remote) >= 2, output  # submodels went out in both rounds
@@ -117,10 +123,7 @@ def test_split_runs_submodels_on_the_sm_cluster_and_merges(devnode_factory: Call
 def test_split_without_sm_cluster_processes_every_submodel_here(devnode_factory: Callable[..., DevNode],
                                                                 flight: list[Path], tmp_path: Path) -> None:
     parent = devnode_factory(slots=1, seconds_per_image=0.05)
-    task = submit(parent, flight, **{"split-overlap": 0})
-    info = finish(task)
-    output = task.output()
-    assert info.status == TaskStatus.COMPLETED, output[-15:]
+    task, output = completed(parent, flight, **{"split-overlap": 0})
     assert sum("processing here" in line for line in output) == 8  # four submodels, two rounds
     assert all(covered(orthophoto(task, tmp_path), photo) for photo in flight)
 
@@ -128,10 +131,7 @@ def test_split_without_sm_cluster_processes_every_submodel_here(devnode_factory:
 def test_an_sm_cluster_that_does_not_answer_leaves_the_work_here(devnode_factory: Callable[..., DevNode],
                                                                  flight: list[Path]) -> None:
     parent = devnode_factory(slots=1, seconds_per_image=0.05)
-    task = submit(parent, flight[:20], **{"sm-cluster": "http://127.0.0.1:1/?token=never-shown"})
-    info = finish(task)
-    output = task.output()
-    assert info.status == TaskStatus.COMPLETED, output[-15:]
+    task, output = completed(parent, flight[:20], **{"sm-cluster": "http://127.0.0.1:1/?token=never-shown"})
     assert any("does not answer" in line and "processing every submodel here" in line for line in output)
     assert not any("never-shown" in line for line in output)
 
@@ -156,10 +156,7 @@ def test_a_full_sm_cluster_answers_queued_and_the_parent_works_alone(devnode_fac
     blocker = pyodx_node(cluster).create_task([str(p) for p in sample_images[:2]])
     wait_until(lambda: blocker.info().status == TaskStatus.RUNNING, "the blocker runs")
     parent = devnode_factory(slots=1, seconds_per_image=0.05, sm_retry_seconds=0.2)
-    task = submit(parent, flight, **{"sm-cluster": cluster_url(cluster)})
-    info = finish(task)
-    output = task.output()
-    assert info.status == TaskStatus.COMPLETED, output[-15:]
+    task, output = completed(parent, flight, **{"sm-cluster": cluster_url(cluster)})
     assert any("answered QUEUED" in line for line in output)
     assert any("keeping at most 1 submodels there" in line for line in output)
     assert held(cluster) == [blocker.uuid]  # every queued submodel task removed again
@@ -225,10 +222,7 @@ def test_submodels_through_a_relay_in_front_of_two_nodes(devnode_factory: Callab
     relay = servers.add(start_relay(servers.tmp_path, [n.url for n in nodes], token="relay-secret",
                                     check_interval=0.3))
     parent = devnode_factory(slots=1, seconds_per_image=0.3, sm_retry_seconds=0.2)
-    task = submit(parent, flight, **{"sm-cluster": cluster_url(relay)})
-    info = finish(task)
-    output = task.output()
-    assert info.status == TaskStatus.COMPLETED, output[-15:]
+    task, output = completed(parent, flight, **{"sm-cluster": cluster_url(relay)})
     assert any("sent to sm-cluster" in line for line in output)
     assert sum(len(runs(n)) for n in nodes) >= 1
     assert [held(n) for n in nodes] == [[], []] and held(relay) == []

@@ -140,6 +140,7 @@ def test_a_node_unpacks_a_seed_inside_its_project_only(tmp_path: Path) -> None:
 
 # ---- the merge -----------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_merge_is_a_mosaic_covering_every_submodel(photos: list[Path], tmp_path: Path) -> None:
     """Two submodels of six photos each: the merged orthophoto shows every photo's position (neither
     submodel alone does), and the DEMs and point cloud join them too."""
