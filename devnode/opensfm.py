@@ -67,6 +67,7 @@ def build_reconstruction(images: list[Path], task_dir: Path) -> Path:
                                               for i, p in enumerate(photos)]
     files["opensfm/tracks.csv"] = ("\n".join(tracks) + "\n").encode()
     files["cameras.json"] = json.dumps(_cameras(photos), indent=2).encode()
+    task_dir.mkdir(parents=True, exist_ok=True)
     target = task_dir / ALL_ZIP
     partial = target.with_suffix(".zip.part")
     with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:

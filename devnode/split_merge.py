@@ -185,8 +185,7 @@ class SplitMerge:
         self.retry_seconds = retry_seconds
         self.submodels: list[Submodel] = []
         self._node: ClusterNode | None = None
-        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="devnode-split")
-        self._stop = asyncio.Event()
+        self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="devnode-split")
         self._stopping = False
         self._in_flight: set[Future] = set()
         self._monitors: set[asyncio.Task] = set()
@@ -277,6 +276,8 @@ class SplitMerge:
                 state.changed.clear()
                 await state.changed.wait()
         finally:
+            if state.error is not None or not state.over:  # failed or canceled: pyodx's loops end at once
+                self._stopping = True
             for worker in workers:
                 worker.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
@@ -506,7 +507,6 @@ class SplitMerge:
 
     async def _shutdown(self) -> None:
         self._stopping = True
-        self._stop.set()
         try:
             await self._cancel_monitors()
             await self._remove_remote_tasks()

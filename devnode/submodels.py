@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 
 #: Most photos a submodel borrows from its neighbours, as a share of its own photos.
-MAX_OVERLAP_SHARE = 0.2
+MAX_OVERLAP_SHARE = 0.1
 #: ODM's default `split-overlap`, in metres.
 DEFAULT_OVERLAP_M = 150.0
 
@@ -44,10 +44,11 @@ class Submodel:
 
 
 def submodel_count(photos: int, split: int) -> int:
-    """How many submodels `photos` make at `split` photos each; 1 means no split (ODM: photos <= split)."""
+    """How many submodels `photos` make at `split` photos each; 1 means no split (ODM: photos <= split).
+    A submodel has at least two photos, as ODM's `submodel_size` (max(2, split))."""
     if split < 1 or photos <= split:
         return 1
-    return math.ceil(photos / split)
+    return math.ceil(photos / max(2, split))
 
 
 def split_photos(positions: dict[str, Position], split: int, overlap_m: float = DEFAULT_OVERLAP_M,

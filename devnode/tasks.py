@@ -460,7 +460,8 @@ class TaskManager:
             task.set_status(TaskStatus.FAILED, "Cannot process dataset")
             return
         folder = self.task_dir(task.uuid)
-        splitter = self._splitter(task)
+        # planning reads every photo's EXIF: off the event loop
+        splitter = await asyncio.get_running_loop().run_in_executor(None, self._splitter, task)
         if splitter is not None:
             build = await self._run_split(task, splitter)
         else:
