@@ -27,6 +27,7 @@ from . import (  # noqa: E402
     info_load,
     parts,
     placement,
+    splitmerge,
     stalls,
     streaming,
     upload,
@@ -38,7 +39,8 @@ from .stack import KINDS  # noqa: E402
 
 BENCHMARKS = {"cycle": cycle.run, "upload": upload.run, "info": info_load.run, "stalls": stalls.run,
               "placement": placement.run, "control": control_plane.run, "concurrent": upload_memory.run,
-              "parts": parts.run, "client": client.run, "streaming": streaming.run}
+              "parts": parts.run, "client": client.run, "streaming": streaming.run,
+              "splitmerge": splitmerge.run}
 DEFAULT_JSON = REPO / "var" / "bench" / "results.json"
 
 

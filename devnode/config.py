@@ -55,6 +55,8 @@ class Config:
     range: bool = setting(False, "answer Range requests on downloads with 206, which NodeODX does not")
     die_after: int = setting(0, f"exit with status {DIE_EXIT_CODE} half way through the Nth task started, to "
                                 "simulate a crash", shown="0: never")
+    sm_retry_seconds: float = setting(10.0, "split-merge: seconds before a submodel that failed on the sm-cluster is "
+                                            "sent again, times its retry number (ODM's 10)")
     log_level: str = setting("INFO", "DEBUG shows each request (path only), INFO each task event")
 
     def __post_init__(self) -> None:
@@ -68,6 +70,8 @@ class Config:
             raise ValueError("seconds-per-image must be 0 or more")
         if not 0.0 <= self.drop_uploads <= 1.0:
             raise ValueError("drop-uploads is a rate between 0 and 1")
+        if self.sm_retry_seconds < 0:
+            raise ValueError("sm-retry-seconds must be 0 or more")
         if self.die_after < 0:
             raise ValueError("die-after must be 0 (never) or more")
 

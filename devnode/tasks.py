@@ -23,17 +23,22 @@ import zipfile
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from shared.inputs import InputKind, classify, count_against_max_images
+from shared.inputs import SEED, InputKind, classify, count_against_max_images
 from shared.memory import estimate_memory_mb
 from shared.types import TaskStatus
 
 from .config import DIE_EXIT_CODE, Config
+from .merge import merge_outputs
 from .node_options import OptionsRefused, filter_options, with_post_processing
+from .opensfm import build_reconstruction
+from .seed import Round, SeedRefused, output_matches, project_round, unpack_seed
+from .split_merge import SplitMerge, SplitMergeFailed, SplitRequest, redact
 from .uploads import Staging
 from .webhooks import notify
 
@@ -42,6 +47,9 @@ log = logging.getLogger("devnode.tasks")
 #: ODX's pipeline stages, in order; the simulated log walks through them.
 STAGES = ("dataset", "opensfm", "openmvs", "odm_filterpoints", "odm_meshing", "mvs_texturing",
           "odm_georeferencing", "odm_dem", "odm_orthophoto", "odm_report", "odm_postprocess")
+#: The stages each part of the pipeline runs: a whole task, or one round of a split-merge submodel
+#: (ODM stops after OpenSfM in round one and starts after it in round two).
+ROUND_STAGES = {Round.WHOLE: STAGES, Round.RECONSTRUCTION: STAGES[:2], Round.TOOLCHAIN: STAGES[2:]}
 #: Share of the machine's memory taken before any task runs (the system and the node itself).
 IDLE_MEMORY_FRACTION = 0.10
 TASKS_FILE = "tasks.json"
@@ -49,6 +57,9 @@ TASKS_FILE = "tasks.json"
 #: node: the fault suite counts from it how often each task ran to completion, and on which files (a
 #: task removed since still shows there). Answers to requests do not change.
 RUNS_FILE = "runs.jsonl"
+
+#: Longest a removal waits for a canceled run to finish cleaning up (a split-merge parent's remote tasks).
+STOP_WAIT_SECONDS = 60.0
 
 BuildOutputs = Callable[..., Path]
 
@@ -176,13 +187,13 @@ class Task:
         return task
 
 
-def simulated_log(task: Task) -> list[str]:
-    """The console lines a run prints, one ODX stage after another."""
+def simulated_log(task: Task, stages: tuple[str, ...] = STAGES) -> list[str]:
+    """The console lines a run prints, one ODX stage after another (`stages`: those this run goes through)."""
     lines = [f"[INFO]    Initializing ODX - {dt.datetime.now().strftime('%a %b %d %H:%M:%S %Y')}",
              "[INFO]    =============="]
-    lines += [f"[INFO]    {opt['name']}: {opt['value']}" for opt in task.options]
+    lines += [f"[INFO]    {opt['name']}: {redact(str(opt['value']), str(opt['value']))}" for opt in task.options]
     lines.append("[INFO]    ==============")
-    for stage in STAGES:
+    for stage in stages:
         lines.append(f"[INFO]    Running {stage} stage")
         if stage == "dataset":
             lines += [f"[INFO]    Loading {name}" for name in task.images or []]
@@ -194,11 +205,10 @@ def simulated_log(task: Task) -> list[str]:
 
 def keep_only(zip_path: Path, outputs: list[str]) -> None:
     """Rewrite `all.zip` with only the entries under `outputs` (the task's `outputs` field)."""
-    wanted = [p.rstrip("/") for p in outputs]
     partial = zip_path.with_suffix(".partial")
     with zipfile.ZipFile(zip_path) as src, zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as dst:
         for item in src.infolist():
-            if any(item.filename == p or item.filename.startswith(p + "/") for p in wanted):
+            if output_matches(item.filename, outputs):
                 with src.open(item) as data, dst.open(item, "w") as out:
                     shutil.copyfileobj(data, out, 1024 * 1024)
     os.replace(partial, zip_path)
@@ -220,6 +230,7 @@ class TaskManager:
         self.tasks: dict[str, Task] = {}
         self._build_outputs = build_outputs
         self._running: dict[str, asyncio.Task] = {}
+        self._stopping: dict[str, asyncio.Task] = {}  # canceled runs still cleaning up
         self._reserved: dict[str, int] = {}
         self._builds: dict[str, Future] = {}
         self._background: set[asyncio.Task] = set()
@@ -242,7 +253,8 @@ class TaskManager:
         self._closing = True
         for runner in list(self._running.values()) + list(self._background):
             runner.cancel()
-        await asyncio.gather(*self._running.values(), *self._background, return_exceptions=True)
+        await asyncio.gather(*self._running.values(), *self._stopping.values(), *self._background,
+                             return_exceptions=True)
         self._dump()
         if self._session is not None:
             await self._session.close()
@@ -329,18 +341,20 @@ class TaskManager:
             shutil.move(str(staged), str(images))
         else:
             images.mkdir()
+        if (images / SEED).is_file():  # unpacked into the project first, as NodeODX's handleSeed does
+            try:
+                unpack_seed(images / SEED, folder)
+            except SeedRefused as exc:
+                self._fail_initialisation(task, str(exc))
+                return
         count = count_against_max_images(images.iterdir())
         limit = self.config.max_images
         if limit and count > limit:
-            message = f"{count} images uploaded, but this node can only process up to {limit}."
-            task.set_status(TaskStatus.FAILED, message)
-            task.initialized = True
-            shutil.rmtree(folder, ignore_errors=True)
-            log.info("task %s failed at initialisation: %s", task.uuid, message)
+            self._fail_initialisation(task, f"{count} images uploaded, but this node can only process up to {limit}.")
             return
         for path in list(images.iterdir()):  # side files to gcp/, archives deleted, photos stay
             kind = classify(path.name)
-            if kind in (InputKind.DISCARDED, InputKind.SEED):  # a seed is dropped: nothing here to resume
+            if kind in (InputKind.DISCARDED, InputKind.SEED):
                 path.unlink()
             elif kind is not InputKind.PHOTO:
                 path.rename(gcp / path.name)
@@ -352,6 +366,12 @@ class TaskManager:
         task.initialized = True
         log.info("task %s queued (%d images, name %r)", task.uuid, task.images_count, task.name)
 
+    def _fail_initialisation(self, task: Task, message: str) -> None:
+        task.set_status(TaskStatus.FAILED, message)
+        task.initialized = True
+        shutil.rmtree(self.task_dir(task.uuid), ignore_errors=True)
+        log.info("task %s failed at initialisation: %s", task.uuid, message)
+
     async def cancel(self, uuid: str) -> None:
         task = self.require(uuid)
         if task.status == TaskStatus.CANCELED:
@@ -361,7 +381,9 @@ class TaskManager:
         self._reserved.pop(uuid, None)
         runner = self._running.pop(uuid, None)
         if runner is not None:
-            runner.cancel()
+            runner.cancel()  # a split-merge parent goes on a moment, removing its tasks on the sm-cluster
+            self._stopping[uuid] = runner
+            runner.add_done_callback(lambda _, uuid=uuid: self._stopping.pop(uuid, None))
         log.info("task %s canceled", uuid)
         self._dump()
         self._process_next()
@@ -369,6 +391,9 @@ class TaskManager:
     async def remove(self, uuid: str) -> None:
         """Cancel, then delete the task's files; waits for an output build still writing into them."""
         await self.cancel(uuid)
+        stopping = self._stopping.get(uuid)
+        if stopping is not None:  # its clean-up still runs: let it end before its folder goes
+            await asyncio.wait({stopping}, timeout=STOP_WAIT_SECONDS)
         task = self.tasks.pop(uuid)
         build = self._builds.pop(uuid, None)
         if build is not None and not build.done():
@@ -434,8 +459,37 @@ class TaskManager:
             task.output.append("[ERROR]   Not enough supported images in the images folder")
             task.set_status(TaskStatus.FAILED, "Cannot process dataset")
             return
-        lines = simulated_log(task)
-        step = self.config.seconds_per_image * task.images_count / len(lines)
+        folder = self.task_dir(task.uuid)
+        # planning reads every photo's EXIF: off the event loop
+        splitter = await asyncio.get_running_loop().run_in_executor(None, self._splitter, task)
+        if splitter is not None:
+            build = await self._run_split(task, splitter)
+        else:
+            build = await self._run_stages(task, project_round(folder))
+        if build is None:
+            return
+        if not task.skip_post_processing:
+            task.output.append("Postprocessing: done")
+            task.update_progress(93)
+        task.output.append("Compressing all.zip\n")
+        try:
+            await self._build(task, build)
+        except Exception as exc:  # the outputs could not be made: the task fails, the node lives on
+            log.exception("task %s: building outputs failed", task.uuid)
+            task.set_status(TaskStatus.FAILED, f"Could not build outputs ({exc})")
+            return
+        task.update_progress(97)
+        task.set_status(TaskStatus.COMPLETED)
+
+    def round_seconds(self, part: Round, images: int) -> float:
+        """Simulated processing time of `images` photos for one part of the pipeline (each stage an equal
+        share of `--seconds-per-image`), so that a task's two split-merge rounds add up to a whole run."""
+        return self.config.seconds_per_image * images * len(ROUND_STAGES[part]) / len(STAGES)
+
+    async def _run_stages(self, task: Task, part: Round) -> Callable[[], Path] | None:
+        """The timed log of the stages `part` runs; the function that builds its outputs, None on failure."""
+        lines = simulated_log(task, ROUND_STAGES[part])
+        step = self.round_seconds(part, task.images_count) / len(lines)
         fail_at = len(lines) // 2 if self.config.fail_tasks else -1
         for number, line in enumerate(lines):
             await asyncio.sleep(step)
@@ -444,33 +498,61 @@ class TaskManager:
             if number == fail_at:
                 task.output.append("[ERROR]   The program exited with a non-zero status: 1 (--fail-tasks)")
                 task.set_status(TaskStatus.FAILED, "Cannot process dataset")
-                return
-        if not task.skip_post_processing:
-            task.output.append("Postprocessing: done")
-            task.update_progress(93)
-        task.output.append("Compressing all.zip\n")
-        try:
-            await self._build(task)
-        except Exception as exc:  # the outputs could not be made: the task fails, the node lives on
-            log.exception("task %s: building outputs failed", task.uuid)
-            task.set_status(TaskStatus.FAILED, f"Could not build outputs ({exc})")
-            return
-        task.update_progress(97)
-        task.set_status(TaskStatus.COMPLETED)
+                return None
+        folder = self.task_dir(task.uuid)
+        images = [folder / "images" / name for name in task.images or []]
+        if part is Round.RECONSTRUCTION:
+            return partial(build_reconstruction, images, folder)
+        options = {opt["name"]: opt["value"] for opt in task.options}
+        return partial(self._build_outputs, images, folder, skip_post_processing=task.skip_post_processing,
+                       options=options)
 
-    async def _build(self, task: Task) -> None:
+    def _splitter(self, task: Task) -> SplitMerge | None:
+        """The task's split-merge when its options ask for one and its photos make more than one submodel."""
+        options = {opt["name"]: opt["value"] for opt in task.options}
+        request = SplitRequest.from_options(options)
+        if request is None:
+            return None
+        folder = self.task_dir(task.uuid)
+        side_files = sorted(p for p in (folder / "gcp").iterdir()) if (folder / "gcp").is_dir() else []
+        splitter = SplitMerge(folder, [folder / "images" / name for name in task.images or []], side_files,
+                              options, request, console=task.output.append, progress=task.update_progress,
+                              seconds_for=self.round_seconds, build_outputs=self._build_outputs,
+                              build_reconstruction=build_reconstruction,
+                              retry_seconds=self.config.sm_retry_seconds)
+        return splitter if splitter.plan() else None
+
+    async def _run_split(self, task: Task, splitter: SplitMerge) -> Callable[[], Path] | None:
+        """The parent of a split-merge: its submodels' two rounds, then the merge as its outputs."""
+        task.output += simulated_log(task, ("dataset",))[:-1]
+        task.output.append("[INFO]    Running split stage")
+        if self.config.fail_tasks:
+            task.output.append("[ERROR]   The program exited with a non-zero status: 1 (--fail-tasks)")
+            task.set_status(TaskStatus.FAILED, "Cannot process dataset")
+            return None
+        try:
+            await splitter.run()
+        except SplitMergeFailed as exc:
+            task.output.append(f"[ERROR]   Split-merge failed: {exc}")
+            task.set_status(TaskStatus.FAILED, f"Split-merge failed: {exc}")
+            return None
+        task.output.append("[INFO]    Running merge stage")
+        task.output.append(f"[INFO]    Merging {len(splitter.submodels)} submodels: orthophoto, DSM, DTM, point cloud")
+        task.update_progress(90)
+        images = [self.task_dir(task.uuid) / "images" / name for name in task.images or []]
+        return partial(merge_outputs, splitter.submodel_dirs, images, self.task_dir(task.uuid),
+                       skip_post_processing=task.skip_post_processing)
+
+    async def _build(self, task: Task, make: Callable[[], Path]) -> None:
         previous = self._builds.get(task.uuid)
         if previous is not None and not previous.done():
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wrap_future(previous)
         folder = self.task_dir(task.uuid)
         (folder / "task_output.txt").write_text("\n".join(task.output), encoding="utf-8")
-        images = [folder / "images" / name for name in task.images or []]
-        options = {opt["name"]: opt["value"] for opt in task.options}
 
         def build() -> None:
-            zip_path = self._build_outputs(images, folder, skip_post_processing=task.skip_post_processing,
-                                           options=options)
+            zip_path = make()
             if task.outputs:
                 keep_only(zip_path, task.outputs)
 

@@ -29,6 +29,7 @@ from aiohttp import web
 from . import signed_urls
 from .errors import AuthError, HTTPError
 from .models import TaskRecord, UserRecord
+from .split_merge import alive, child_owner, credential_parent, is_credential
 from .store import Store
 
 ANONYMOUS = ""
@@ -158,6 +159,7 @@ class Auth:
     admin_token: str = ""
     allow_registration: bool = False
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
+    secret: bytes = b""  # the store's shared secret, read once: it signs split-merge credentials
 
     async def required(self) -> bool:
         return bool(self.token) or self.allow_registration
@@ -165,6 +167,8 @@ class Auth:
     async def identify(self, request: web.Request) -> str:
         """The owner id for this request, or AuthError (401 no token, 403 wrong token)."""
         token = request_token(request)
+        if is_credential(token):
+            return await self.submodel_owner(token)
         if not await self.required():
             return ANONYMOUS
         if not token:
@@ -175,6 +179,19 @@ class Auth:
         if user is not None:
             return "user:" + user.username
         raise AuthError(403, "Invalid authentication token")
+
+    async def submodel_owner(self, token: str) -> str:
+        """The owner id of a split-merge credential (`split_merge.py`): the parent's owner, scoped to that parent,
+        while the parent is unfinished; AuthError once it has ended or if the credential is not this relay's."""
+        if not self.secret:
+            self.secret = await self.store.shared_secret()
+        parent_uuid = credential_parent(self.secret, token)
+        if parent_uuid is None:
+            raise AuthError(403, "Invalid authentication token")
+        parent = await self.store.get_task(parent_uuid)
+        if parent is None or not alive(parent):
+            raise AuthError(403, "This split-merge credential has ended: its task is no longer running")
+        return child_owner(parent.owner, parent.uuid)
 
     def check_admin(self, request: web.Request) -> None:
         if not self.admin_token:

@@ -72,7 +72,10 @@ class RelayConfig:
                          also_env="REDIS_URL", shown="none: SQLite in DATA_DIR")
     failover_after: float = setting(300.0, "seconds a node may stay offline before its tasks are sent to another "
                                            "node")
-    public_url: str = setting("", "URL at which nodes reach this relay for webhooks", shown="http://HOST:PORT")
+    public_url: str = setting("", "URL at which nodes reach this relay, for webhooks and split-merge's sm-cluster",
+                              shown="http://HOST:PORT")
+    no_split_merge: bool = setting(False, "turn split-merge through the relay off: sm-cluster is removed from "
+                                          "every task's options and seed.zip is refused")
     allow_registration: bool = setting(False, "let anyone create an account with /auth/register")
     check_interval: float = setting(10.0, "seconds between node health checks")
     offline_after: int = setting(3, "failed checks in a row before a node counts as offline")
@@ -111,7 +114,7 @@ class RelayConfig:
 
     @property
     def callback_base(self) -> str:
-        """How nodes reach this relay for webhooks."""
+        """How nodes reach this relay: webhooks, and ODM's submodels (sm-cluster)."""
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     def node_urls(self) -> list[str]:

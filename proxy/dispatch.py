@@ -1,9 +1,9 @@
 """The relay's queue: committed tasks that wait for a node with room, sent from the staging folder.
 
 Woken by a commit, by a task's end (webhook), by a node coming online, and at every health interval.
-Tasks are considered oldest first; a task that does not fit now does not block a smaller one behind
-it (backfill), which shortens the makespan without starving anyone for long since every end wakes
-the loop again.
+Tasks are considered oldest first, split-merge submodels ahead of all others (their parent holds a slot
+while it waits for them); a task that does not fit now does not block a smaller one behind it (backfill),
+which shortens the makespan without starving anyone for long since every end wakes the loop again.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from .errors import NoAnswer, UpstreamError
 from .forward import claim_sending, commit_on_node, held_by, mark_on_node, open_on_node, renewing_claim, reserve_slot
 from .models import Stage, TaskRecord
 from .scheduler import Outcome, place
+from .split_merge import dispatch_order, slots_to_keep
 from .state import Relay
 from .task_end import end_here
 
@@ -25,30 +26,51 @@ log = logging.getLogger("odx_relay.dispatch")
 async def dispatch_once(relay: Relay, excluded: dict[str, set[str]]) -> int:
     """Place every queued task that fits now; return how many were sent."""
     sent = 0
-    for task in await relay.store.tasks_in(Stage.QUEUED):
-        states = [s for s in await relay.registry.states() if s.id not in excluded.get(task.uuid, set())]
-        decision = place(relay.needs(task), states, relay.registry.last_assigned)
-        if decision.outcome == Outcome.REFUSE:  # it ends here, never to reach a node
-            await end_here(relay, task, Stage.FAILED, decision.reason)
-            continue
-        if decision.outcome == Outcome.WAIT:
-            continue
-        if not await claim(relay, task.uuid):
-            continue  # another replica is sending it
-        if not await reserve_slot(relay, task, decision.node_id, relay.needs(task)):
-            continue  # another replica took the last slot first: next round
-        task.stage, task.node_id = Stage.DISPATCHING, decision.node_id
-        async with relay.locks.hold(task.uuid), renewing_claim(relay, task.uuid):  # `recover` leaves it alone
-            await relay.store.put_task(task)  # the intent, before the node hears of it
-            sent_now = await send_to_node(relay, task, decision.node_id)
-        if not sent_now:
-            excluded.setdefault(task.uuid, set()).add(decision.node_id)
-            if len(excluded[task.uuid]) >= len(relay.registry.handles):
-                excluded.pop(task.uuid)  # every node tried once: start over next round
-        else:
-            excluded.pop(task.uuid, None)
-            sent += 1
+    for task in sorted(await relay.store.tasks_in(Stage.QUEUED), key=dispatch_order):
+        sent += await dispatch_task(relay, task, excluded)
     return sent
+
+
+async def dispatch_task(relay: Relay, task: TaskRecord, excluded: dict[str, set[str]]) -> bool:
+    """Place one queued task if it fits now (and send it); True if it went to a node."""
+    states = [s for s in await relay.registry.states() if s.id not in excluded.get(task.uuid, set())]
+    decision = place(relay.needs(task), states, relay.registry.last_assigned, await slots_to_keep(relay, task))
+    if decision.outcome == Outcome.REFUSE:  # it ends here, never to reach a node
+        await end_here(relay, task, Stage.FAILED, decision.reason)
+        return False
+    if decision.outcome == Outcome.WAIT:
+        return False
+    if not await claim(relay, task.uuid):
+        return False  # another replica is sending it
+    if not await reserve_slot(relay, task, decision.node_id, relay.needs(task)):
+        return False  # another replica took the last slot first: next round
+    task.stage, task.node_id = Stage.DISPATCHING, decision.node_id
+    async with relay.locks.hold(task.uuid), renewing_claim(relay, task.uuid):  # `recover` leaves it alone
+        await relay.store.put_task(task)  # the intent, before the node hears of it
+        sent_now = await send_to_node(relay, task, decision.node_id)
+    if not sent_now:
+        excluded.setdefault(task.uuid, set()).add(decision.node_id)
+        if len(excluded[task.uuid]) >= len(relay.registry.handles):
+            excluded.pop(task.uuid)  # every node tried once: start over next round
+        return False
+    excluded.pop(task.uuid, None)
+    return True
+
+
+async def dispatch_now(relay: Relay, uuid: str) -> None:
+    """Place a submodel the moment it is committed if a node has room (on fresh node numbers): ODM reads its
+    info right after the commit, and a submodel answered QUEUED is taken back and processed on the parent's
+    node instead, so waiting for the next dispatch round would lose the cluster's help."""
+    task = await relay.store.get_task(uuid)
+    if task is None or task.stage != Stage.QUEUED:
+        return
+    await relay.registry.check_all()
+    if await dispatch_task(relay, task, {}):
+        return
+    async with relay.locks.hold(uuid):  # the dispatch loop was first: its send ends before the commit's answer
+        task = await relay.store.get_task(uuid)
+    if task is not None and task.stage == Stage.QUEUED:
+        log.info("submodel queued, no node has room now uuid=%s parent=%s", uuid, task.parent_uuid)
 
 
 async def claim(relay: Relay, uuid: str) -> bool:

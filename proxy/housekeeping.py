@@ -25,6 +25,7 @@ from .intake import forget
 from .models import NodeRecord, Stage, TaskRecord
 from .result_facts import backfill_facts
 from .results import ResultsError
+from .split_merge import is_parent, remove_submodels
 from .state import Relay
 from .store import ON_NODE_STAGES, open_on
 from .task_end import ENDED, end_here, learn_info, status_code
@@ -112,6 +113,8 @@ async def move_off(relay: Relay, task: TaskRecord, lost_node: str, removed: bool
                         task.uuid, lost_node, why)
             await relay.store.put_task(task)
             relay.wake_dispatch.set()
+            if is_parent(task):  # its run is lost: no one takes its submodels' results (the next run makes its own)
+                relay.spawn(remove_submodels(relay, task))
         else:
             task.node_id = None  # no node holds it: a word from the lost one is a ghost's
             await end_here(relay, task, Stage.FAILED,

@@ -40,7 +40,8 @@ from .forward import (
 )
 from .models import NodeRecord, Stage, TaskRecord
 from .outbound import WEBHOOK
-from .scheduler import TaskNeeds, forward_target, refusal
+from .scheduler import TaskNeeds, forward_target, leaves_free, refusal
+from .split_merge import check_input_name, parent_of_owner, rewrite_options, slots_to_keep
 from .staging import safe_filename, valid_uuid
 from .state import Relay
 
@@ -254,6 +255,7 @@ async def init_task(relay: Relay, uuid: str, owner: str, fields: dict[str, Any])
     files can be forwarded as they arrive. No slot is held: as on NodeODX, only committed work counts
     against a node's capacity, so abandoned uploads never keep other tasks waiting."""
     task = TaskRecord(uuid=uuid, owner=owner, **fields)
+    split_merge_fields(relay, task)
     relay.staging.create(uuid)
     heading = Counter(t.forward_node_id for t in await relay.store.tasks_in(Stage.UPLOADING) if t.forward_node_id)
     task.forward_node_id = forward_target(await relay.registry.states(), heading, relay.registry.last_assigned)
@@ -271,6 +273,12 @@ async def init_task(relay: Relay, uuid: str, owner: str, fields: dict[str, Any])
     return task
 
 
+def split_merge_fields(relay: Relay, task: TaskRecord) -> None:
+    """A task made with a split-merge credential is its parent's submodel; `sm-cluster` is the relay's to set."""
+    task.parent_uuid = parent_of_owner(task.owner)
+    task.options = rewrite_options(relay, task, task.options)
+
+
 def check_image_count(relay: Relay, task: TaskRecord, body: Body, name: str) -> None:
     """Refuse a photo past `--max-images` before reading it."""
     limit = relay.config.max_images
@@ -285,6 +293,7 @@ async def stage_part(relay: Relay, task: TaskRecord, body: Body, part: BodyPartR
     name = safe_filename(part.filename)
     if name is None:
         raise BadRequest(f"Invalid file name: {part.filename!r}")
+    check_input_name(relay, name)
     check_image_count(relay, task, body, name)
     reader = body.budget(task)
     partial = relay.staging.partial(task.uuid, name)
@@ -392,7 +401,8 @@ async def commit_task(relay: Relay, task: TaskRecord) -> None:
     await relay.registry.release(task.uuid)
     task.stage, task.node_id, task.forward_node_id = Stage.QUEUED, None, None
     await relay.store.put_task(task)
-    relay.wake_dispatch.set()
+    if task.parent_uuid is None:  # a submodel is placed by its commit's request itself (routes.place_submodel)
+        relay.wake_dispatch.set()
     log.info("task queued uuid=%s images=%d memory_mb=%d", task.uuid, task.image_count, needs.memory_mb)
 
 
@@ -408,6 +418,10 @@ async def commit_on_forward_node(relay: Relay, task: TaskRecord, needs: TaskNeed
     if state.max_images is not None and task.image_count > state.max_images:
         log.info("forward node does not take %d images uuid=%s node=%s", task.image_count, task.uuid,
                  handle.record.id)
+        return False
+    keep = await slots_to_keep(relay, task)
+    if keep and not leaves_free(await relay.registry.states(), keep):
+        log.info("split-merge parent waits: a slot is kept for submodels uuid=%s", task.uuid)
         return False
     if not await reserve_slot(relay, task, handle.record.id, needs):
         log.info("forward node has no room now uuid=%s node=%s", task.uuid, handle.record.id)

@@ -41,6 +41,7 @@ class TaskRecord:
     notified_run: int = -1    # the run whose end the client's webhook was called for
     archived_run: int = -1    # the run whose all.zip the results store holds (results.py)
     off_node: bool = False    # its node's copy was removed after archiving: the relay answers from what it stored
+    parent_uuid: str | None = None  # a submodel's split-merge parent (see split_merge.py)
 
     def to_json(self) -> dict:
         data = asdict(self)

@@ -8,6 +8,7 @@ from typing import Any
 from shared import endpoints
 
 from .errors import UpstreamError
+from .intake import forget
 from .models import Stage, TaskRecord
 from .results import ResultsError
 from .state import Relay
@@ -17,7 +18,14 @@ log = logging.getLogger("odx_relay.removal")
 
 async def remove_task(relay: Relay, task: TaskRecord) -> dict[str, Any] | None:
     """Remove the task everywhere; the node's answer if it refused (the task is then kept), else None. A node
-    that does not answer gets a ghost: the task is removed there once it is back."""
+    that does not answer gets a ghost: the task is removed there once it is back. An upload never committed (a
+    split-merge submodel's, removed with its parent) is forgotten."""
+    if task.stage == Stage.UPLOADING:
+        await forget(relay, task)
+        return None
+    if relay.locks.busy(task.uuid):  # this replica is sending it from its staged files: the send ends first
+        async with relay.locks.hold(task.uuid):
+            task = await relay.store.get_task(task.uuid) or task
     if task.stage == Stage.ON_NODE and not task.off_node:
         try:
             handle = relay.registry.get(task.node_id)

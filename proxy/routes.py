@@ -20,9 +20,10 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from shared import endpoints
-from shared.options import loads_limited
+from shared.options import loads_limited, options_to_json
 
 from .auth import TooManyLogins, check_signed_download
+from .dispatch import dispatch_now
 from .downloads import ALL_ZIP, resolve, serve
 from .errors import BadRequest, CommandFailed, DownloadError, HTTPError, NotFound, UpstreamError
 from .intake import (
@@ -33,12 +34,14 @@ from .intake import (
     one_shot_files,
     read_fields,
     read_options,
+    split_merge_fields,
     upload_files,
 )
 from .models import Stage, TaskRecord
 from .removal import remove_task
 from .replies import public_info, relay_side_info, relay_side_output
 from .results import ResultsError
+from .split_merge import for_each_submodel, is_parent, owns, rewrite_options, with_submodels
 from .staging import valid_uuid
 from .state import RELAY, Relay
 from .store import SORT_KEYS, ListQuery
@@ -86,7 +89,7 @@ async def task_for(request: web.Request, uuid: str) -> tuple[Relay, TaskRecord]:
     if not valid_uuid(uuid):
         raise NotFound(f"{uuid} not found")
     task = await relay.store.get_task(uuid)
-    if task is None or task.owner != owner or task.stage == Stage.UPLOADING:
+    if task is None or not owns(owner, task) or task.stage == Stage.UPLOADING:
         raise NotFound(f"{uuid} not found")  # another owner's task looks like none at all
     return relay, task
 
@@ -157,7 +160,7 @@ async def check_open_uploads(relay: Relay, owner: str) -> None:
     """An init past the owner's `--max-open-uploads` uploads begun and never committed is refused, saying how
     to free one: each holds staged files and a record until it is committed, removed or expires."""
     cap = relay.config.max_open_uploads
-    if not cap:
+    if not cap:  # (a split-merge credential's uploads are counted apart, under their parent: `child_owner`)
         return
     open_now = sum(1 for t in await relay.store.tasks_in(Stage.UPLOADING) if t.owner == owner)
     if open_now >= cap:
@@ -182,7 +185,15 @@ async def task_new_commit(request: web.Request) -> web.Response:
         if task is None or task.stage != Stage.UPLOADING:
             raise BadRequest("Invalid uuid (not found)")
         await commit_task(relay, task)
+    await place_submodel(relay, task)
     return web.json_response({"uuid": task.uuid})
+
+
+async def place_submodel(relay: Relay, task: TaskRecord) -> None:
+    """A submodel that its forward node could not take is placed now if any node has room (outside the
+    task's lock, which sending takes), before the commit is answered: see `dispatch_now`."""
+    if task.parent_uuid is not None and task.stage == Stage.QUEUED:
+        await dispatch_now(relay, task.uuid)
 
 
 async def task_new(request: web.Request) -> web.Response:
@@ -200,6 +211,7 @@ async def task_new(request: web.Request) -> web.Response:
             raise BadRequest("Need at least 1 file or a zip file url.")
         for key, value in read_fields(fields, relay).items():
             setattr(task, key, value)
+        split_merge_fields(relay, task)
         if fields.get("zipurl"):
             await stage_zipurl(relay, task, fields["zipurl"])
         await relay.store.put_task(task)
@@ -209,6 +221,7 @@ async def task_new(request: web.Request) -> web.Response:
             relay.staging.remove(uuid)
             await relay.store.delete_task(uuid)
         raise
+    await place_submodel(relay, task)
     return web.json_response({"uuid": uuid})
 
 
@@ -231,7 +244,7 @@ async def task_info(request: web.Request) -> web.Response:
         data = dict(task.last_info or {}) if task.off_node else relay_side_info(relay, task)
         if with_output is not None:
             data["output"] = (await stored_output(relay, task))[_int(with_output):]
-        return web.json_response(data)
+        return await info_reply(relay, task, data)
     query = {} if with_output is None else {"with_output": with_output}
     try:
         body, data = await relay.in_flight.run(
@@ -239,10 +252,19 @@ async def task_info(request: web.Request) -> web.Response:
             lambda: node_call(relay, task, "GET", endpoints.task_info(task.uuid), query=query,
                                    raw=True))
     except UpstreamError:  # the node is away (failover may send the task elsewhere): never an error here
-        return web.json_response(task.last_info or relay_side_info(relay, task))  # its last word, or "queued"
+        return await info_reply(relay, task, task.last_info or relay_side_info(relay, task))  # last word, or queued
     if isinstance(data, dict) and "error" not in data:
         await learn_info(relay, task, data)
+        if is_parent(task):
+            return await info_reply(relay, task, data)
     return web.Response(body=body, content_type="application/json")
+
+
+async def info_reply(relay: Relay, task: TaskRecord, data: dict[str, Any]) -> web.Response:
+    """A task's info as JSON; a split-merge parent's with its submodels (`relaySubmodels`, an extension)."""
+    if is_parent(task):
+        data = await with_submodels(relay, task, data, listed_infos)
+    return web.json_response(data)
 
 
 async def task_output(request: web.Request) -> web.Response:
@@ -354,6 +376,8 @@ async def listed_info(relay: Relay, task: TaskRecord) -> dict[str, Any]:
         else:
             data = dict(task.last_info or relay_side_info(relay, task))
     data["node"] = (handle.record.label or handle.record.id) if handle is not None else None
+    if is_parent(task) and task.ended_ms is None:  # (its submodels are gone once it has ended)
+        data = await with_submodels(relay, task, data, listed_infos)
     return data
 
 
@@ -483,6 +507,14 @@ async def task_cancel(request: web.Request) -> web.Response:
     """Cancel what is queued or running. A task that completed or failed is refused (an intended difference:
     NodeODX turns it into a canceled one, and its outputs, still there, are then refused by clients)."""
     relay, task, _ = await command_target(request)
+    result = await cancel_task(relay, task)
+    if is_parent(task):  # its submodels have no use once it stops: canceled and removed with it
+        await for_each_submodel(relay, task, remove_task, "removed")
+    return web.json_response(result)
+
+
+async def cancel_task(relay: Relay, task: TaskRecord) -> Any:
+    """Cancel one task: on its node, or in the relay's queue; the reply's body."""
     if task.stage == Stage.FAILED:
         raise CommandFailed(ended_error(task.uuid, "failed"))
     if task.off_node:  # only a completed task's copy is removed from its node
@@ -492,14 +524,14 @@ async def task_cancel(request: web.Request) -> web.Response:
         code = info.get("status", {}).get("code") if isinstance(info, dict) else None
         if code in ENDED_WITH_RESULT:
             raise CommandFailed(ended_error(task.uuid, ENDED_WITH_RESULT[code]))
-        return web.json_response(await node_call(relay, task, "POST", endpoints.TASK_CANCEL, data={"uuid": task.uuid}))
+        return await node_call(relay, task, "POST", endpoints.TASK_CANCEL, data={"uuid": task.uuid})
     if task.stage in (Stage.QUEUED, Stage.DISPATCHING, Stage.COMMITTING):
         if task.stage != Stage.QUEUED:  # the node it was being sent to may have it: stopped there when it answers
             await relay.store.add_ghost(task.node_id, task.uuid)
         task.stage, task.ended_ms = Stage.CANCELED, int(time.time() * 1000)
         await relay.store.put_task(task)
         log.info("task canceled in relay queue uuid=%s", task.uuid)
-    return web.json_response({"success": True})
+    return {"success": True}
 
 
 def ended_error(uuid: str, how: str) -> str:
@@ -520,16 +552,20 @@ async def task_remove(request: web.Request) -> web.Response:
             raise CommandFailed(f"{task.uuid} not found")
         task = current  # committed meanwhile: removed as any task
     refused = await remove_task(relay, task)
+    if refused is None and is_parent(task):  # its submodels have no use without it
+        await for_each_submodel(relay, task, remove_task, "removed")
     return web.json_response(refused or {"success": True})
 
 
 async def task_restart(request: web.Request) -> web.Response:
     relay, task, data = await command_target(request)
     new_options = read_options(data["options"], relay) if data.get("options") else None
+    if new_options is not None:
+        new_options = rewrite_options(relay, task, new_options)
     async with relay.locks.hold(task.uuid):  # a send from the relay's queue finishes first: then the node decides
         task = await relay.store.get_task(task.uuid) or task
         if task.stage == Stage.ON_NODE:
-            return web.json_response(await restart_on_node(relay, task, data, new_options))
+            return web.json_response(await restart_on_node(relay, task, new_options))
         if task.stage in (Stage.CANCELED, Stage.FAILED):
             if not relay.staging.files(task.uuid):
                 raise BadRequest("Cannot restart: the relay no longer keeps this task's inputs")
@@ -542,15 +578,14 @@ async def task_restart(request: web.Request) -> web.Response:
     return web.json_response({"success": True})
 
 
-async def restart_on_node(relay: Relay, task: TaskRecord, data: dict[str, str],
-                          new_options: dict[str, Any] | None) -> Any:
+async def restart_on_node(relay: Relay, task: TaskRecord, new_options: dict[str, Any] | None) -> Any:
     payload = {"uuid": task.uuid}
-    if data.get("options"):
-        payload["options"] = data["options"]
     if task.off_node:
         raise CommandFailed(f"Cannot restart {task.uuid}: its node's copy was removed once its results were archived "
                             "(--remove-from-node); its results stay downloadable. Create the task again to process it "
                             "again.")
+    if new_options is not None:  # as checked, with the relay's own sm-cluster (split_merge.rewrite_options)
+        payload["options"] = options_to_json(new_options)
     result = await node_call(relay, task, "POST", endpoints.TASK_RESTART, data=payload)
     if isinstance(result, dict) and result.get("success"):
         relay.cache.drop(task.uuid)

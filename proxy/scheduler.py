@@ -3,7 +3,9 @@
 Order of concerns: hard limits (online, unlocked, maxImages, estimated memory within what the node
 has), then a score (free slots, queue count, memory headroom), then a fair tie-break (the node that was
 given a task longest ago). In-flight reservations count against a node until its own `taskQueueCount`
-shows the task, so parallel submissions spread out instead of piling onto the first free node.
+shows the task, so parallel submissions spread out instead of piling onto the first free node. A task may
+also be asked to leave slots free in the cluster (`keep_free`): split-merge keeps one for the submodels of
+the parents running (see split_merge.py).
 """
 from __future__ import annotations
 
@@ -85,9 +87,16 @@ def refusal(needs: TaskNeeds, nodes: Sequence[NodeState]) -> str | None:
             f"but {which} {largest / 1024:.1f} GB (totalMemory)")
 
 
+def leaves_free(nodes: Sequence[NodeState], keep_free: int) -> bool:
+    """Whether the cluster (online, unlocked nodes; reservations counted) still has `keep_free` free slots once
+    one more task has taken one."""
+    return sum(max(n.free_slots, 0) for n in nodes if n.online and not n.locked) - 1 >= keep_free
+
+
 def place(needs: TaskNeeds, nodes: Sequence[NodeState],
-          last_assigned: Mapping[str, float] | None = None) -> Decision:
-    """Choose a node for a task now, or say it must wait, or say it can never run here."""
+          last_assigned: Mapping[str, float] | None = None, keep_free: int = 0) -> Decision:
+    """Choose a node for a task now, or say it must wait, or say it can never run here. With `keep_free`, the
+    cluster must still have that many free slots once the task has one."""
     reason = refusal(needs, nodes)
     if reason:
         return Decision(Outcome.REFUSE, reason=reason)
@@ -96,6 +105,8 @@ def place(needs: TaskNeeds, nodes: Sequence[NodeState],
         usable = [n for n in nodes if n.online and not n.locked]
         why = "no node is online and unlocked" if not usable else "every node that fits is busy"
         return Decision(Outcome.WAIT, reason=why)
+    if keep_free and not leaves_free(nodes, keep_free):
+        return Decision(Outcome.WAIT, reason=f"{keep_free} slot(s) kept free for split-merge submodels")
     last = last_assigned or {}
 
     def score(node: NodeState) -> tuple:

@@ -22,6 +22,7 @@ from .errors import BadRequest
 from .models import Stage, TaskRecord
 from .outbound import WEBHOOK, connector, refused
 from .replies import relay_side_info
+from .split_merge import is_parent, remove_submodels
 from .state import Relay
 
 log = logging.getLogger("odx_relay.task_end")
@@ -45,7 +46,10 @@ async def learn_info(relay: Relay, task: TaskRecord, info: dict[str, Any]) -> No
             await relay.registry.task_left(task.node_id, task.uuid)  # now, so the queue need not wait for a check
         relay.wake_dispatch.set()
         await notify_client(relay, task, info)
-        if status_code(info) == TaskStatus.COMPLETED:
+        if is_parent(task):
+            relay.spawn(remove_submodels(relay, task))
+        # (a submodel's results go to its parent's node, which removes it then: nothing to keep or describe here)
+        if status_code(info) == TaskStatus.COMPLETED and task.parent_uuid is None:
             if await relay.store.claim_once(task.uuid, f"facts-due:{task.runs}"):  # once: it drops older facts
                 await relay.store.mark_facts_due(task.uuid)  # kept until described: the backfill finishes a cut step
             await archiving.announce(relay, task)  # one replica copies its outputs, then reads their facts
@@ -71,6 +75,8 @@ async def end_here(relay: Relay, task: TaskRecord, stage: Stage, error: str = ""
     task.stage, task.error, task.ended_ms = stage, error, int(time.time() * 1000)
     await relay.store.put_task(task)
     log.warning("task %s uuid=%s: %s", stage.value, task.uuid, error)
+    if is_parent(task):
+        relay.spawn(remove_submodels(relay, task))
     await notify_client(relay, task, relay_side_info(relay, task))
 
 

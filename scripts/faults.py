@@ -134,6 +134,31 @@ def node_returns(cluster: Cluster, stop: threading.Event) -> None:
     cluster.notes.append(f"node 0 frozen {FROZEN_SECONDS:.0f} s while it held {held} task(s), then resumed")
 
 
+#: The split-merge scenario's tasks: photos each, and photos per submodel (development nodes play ODM).
+SPLIT_PHOTOS, SPLIT = 24, 8
+
+
+def node_dies_in_submodel(cluster: Cluster, stop: threading.Event) -> None:
+    """The first node seen running a submodel (a task of fewer photos than the clients' split tasks), and no
+    client's task, is killed -9: its submodel must be sent elsewhere (failover) or taken back by ODM on the
+    parent's node, and the parent complete."""
+    deadline = time.monotonic() + 60
+    while not stop.is_set() and time.monotonic() < deadline:
+        for node in cluster.nodes:
+            with contextlib.suppress(requests.RequestException, ValueError, KeyError, TypeError):
+                infos = [requests.get(node.api(f"/task/{t['uuid']}/info"), timeout=2).json()
+                         for t in requests.get(node.api("/task/list"), timeout=2).json()]
+                running = [i for i in infos if (i.get("status") or {}).get("code") == 20]
+                if running and all(i.get("imagesCount", SPLIT_PHOTOS) < SPLIT_PHOTOS for i in infos):
+                    node.process.kill()  # at once: a submodel's round lasts a few seconds
+                    node.process.wait(10)
+                    cluster.notes.append(f"{node.name} killed -9 while it ran submodel(s) "
+                                         f"{', '.join(i['uuid'] for i in running)}")
+                    return
+        time.sleep(0.1)
+    cluster.problems.append("no node ever ran a submodel alone: nothing to kill")
+
+
 @dataclass
 class Scenario:
     name: str
@@ -141,6 +166,10 @@ class Scenario:
     fault: Fault | None = None
     relay_flags: dict[str, Any] = field(default_factory=dict)
     what: str = ""
+    fields: dict[str, str] = field(default_factory=dict)  # the clients' init fields (options)
+    photos: int = 0  # photos per task (0: 2 to 4 small ones)
+    tasks: int | None = None  # tasks per scenario, if not the suite's
+    submodels: bool = False  # the nodes make tasks of their own (split-merge): no client committed those
     kill_point: str | None = None  # a point of proxy.crashpoints: replicas die there (see `revive_crashed`)
     nth: int = 1  # ... the nth time a process reaches it
     kills: int = 3  # ... until this many armed starts were spent, per 5 tasks (--quick: 3; 12 tasks: 7)
@@ -211,6 +240,11 @@ SCENARIOS = [
              what=f"a node frozen (SIGSTOP) {FROZEN_SECONDS:.0f} s while it runs tasks, so that the relay sends "
                   "them to the other node, then resumed (SIGCONT): its old copies must be canceled and removed "
                   "before they complete"),
+    Scenario("submodel node dies", [{"seconds_per_image": 0.6, "sm_retry_seconds": 1} for _ in range(4)],
+             node_dies_in_submodel, redis=False, tasks=2, photos=SPLIT_PHOTOS, submodels=True,
+             fields={"options": f'[{{"name": "split", "value": {SPLIT}}}, {{"name": "split-overlap", "value": 30}}]'},
+             what=f"split-merge tasks ({SPLIT_PHOTOS} photos, split {SPLIT}) on a lone relay in front of 4 nodes that "
+                  "play ODM; the first node seen running only submodels is killed -9: the parents must complete"),
 ]
 
 
@@ -236,8 +270,9 @@ class Row:
         return bool(self.count("lost") or self.overbooked or self.ran_twice or self.duplicates)
 
 
-def judge(row: Row, audit: NodeAudit) -> None:
-    """Fill the row's node-side counts from the audit of the nodes, and hold the clients' outcomes against it."""
+def judge(row: Row, audit: NodeAudit, submodels: bool = False) -> None:
+    """Fill the row's node-side counts from the audit of the nodes, and hold the clients' outcomes against it.
+    With `submodels`, tasks no client committed are the split-merge parents' own (counted in a note)."""
     sent = {uuid: o.sent for o in row.outcomes for uuid in o.uuids}
     row.ran_twice = audit.ran_twice()
     row.duplicates = audit.duplicate_files(sent)
@@ -245,7 +280,9 @@ def judge(row: Row, audit: NodeAudit) -> None:
         if outcome.error.startswith("commit refused") and any(audit.ran(u) for u in outcome.uuids):
             outcome.error = f"lost: the relay answered '{outcome.error}', yet a node has the task"
     orphans = sorted(set(audit.completions()) - set(sent))
-    if orphans:
+    if orphans and submodels:
+        row.notes.append(f"{len(orphans)} submodel task(s) ran to completion on the nodes")
+    elif orphans:
         row.problems.append(f"ran to completion though no client committed it: {', '.join(orphans)}")
     if audit.unsettled:
         row.problems.append("still queued or running on a node after every client saw its end: "
@@ -262,6 +299,9 @@ def judge(row: Row, audit: NodeAudit) -> None:
 
 def run_scenario(scenario: Scenario, root: Path, images: list[Path], tasks: int, gap: float,
                  timeout: float) -> Row:
+    tasks = scenario.tasks or tasks
+    if scenario.photos:
+        images = make_samples(root / "photos", count=scenario.photos)
     """Start the cluster, let `tasks` clients create a task each (one every `gap` seconds) while the
     fault runs, follow each task to its end, stop everything."""
     started = time.monotonic()
@@ -293,7 +333,7 @@ def run_scenario(scenario: Scenario, root: Path, images: list[Path], tasks: int,
 
         def one(i: int) -> Outcome:
             time.sleep(i * gap)
-            return clients[i].run(images[: 2 + i % 3], timeout)
+            return clients[i].run(images if scenario.photos else images[: 2 + i % 3], timeout, scenario.fields)
 
         with ThreadPoolExecutor(tasks) as pool:
             outcomes = list(pool.map(one, range(tasks)))
@@ -312,7 +352,7 @@ def run_scenario(scenario: Scenario, root: Path, images: list[Path], tasks: int,
         cluster.close()
     row = Row(scenario.name, outcomes, time.monotonic() - started, sum(c.retries for c in clients), excess[0],
               problems + cluster.problems, kills=cluster.kills if crash else None, notes=list(cluster.notes))
-    judge(row, audit)
+    judge(row, audit, scenario.submodels)
     if crash and not cluster.kills:
         row.problems.append(f"no replica ever reached {crash.point} {crash.nth} times: the scenario tested nothing")
     return row

@@ -17,7 +17,7 @@ from testkit.servers import REPO
 pytestmark = pytest.mark.slow
 
 SECTIONS = {"cycle", "upload", "info", "stalls", "placement", "control", "concurrent", "parts", "client",
-            "streaming"}
+            "streaming", "splitmerge"}
 NODE_KINDS = {"devnode", "NodeODX"}  # as rows and bars name them
 CYCLE_STEPS = {"init", "upload, each photo", "commit", "info poll, each", "download all.zip (whole)"}
 
@@ -25,7 +25,7 @@ CYCLE_STEPS = {"init", "upload, each photo", "commit", "info poll, each", "downl
 def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
     results = tmp_path / "results.json"
     run = subprocess.run([sys.executable, "-m", "bench", "--quick", "--json", str(results), "--cache", str(tmp_path)],
-                         cwd=REPO, capture_output=True, text=True, timeout=180)
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(results.read_text())
     assert report["mode"] == "quick"
@@ -71,6 +71,10 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
     for how, result in client["details"].items():
         if isinstance(result, dict):  # each client's runs, with its progress reaching 100 %
             assert all(r["last_progress"] == 100.0 for runs in result.values() for r in runs["runs"]), how
+    splitmerge = report["benchmarks"]["splitmerge"]  # one split task on 4 nodes through the relay, and on one node
+    assert splitmerge["details"]["split_merge_seconds"] > 0 and splitmerge["details"]["one_node_seconds"] > 0
+    assert splitmerge["details"]["submodel_nodes_seen"] >= 1
+    assert [bar["name"] for bar in splitmerge["bars"]] == ["split-merge makespan / one node"]
     assert "result" in run.stdout and "benchmark" in run.stdout  # the table was printed
     assert "NodeODX" in run.stdout and "devnode" in run.stdout
     assert not (tmp_path / "run").exists(), "the servers' scratch folder is removed after a clean run"

@@ -12,16 +12,16 @@ from devnode.app import create_app
 from devnode.config import ENV_PREFIX, Config
 from shared.flags import parse_settings
 
-#: The flags `python -m devnode --help` listed before the settings were declared once.
+#: The flags `python -m devnode --help` listed before the settings were declared once, and split-merge's one.
 FLAGS = {"--host", "--port", "--slots", "--max-images", "--memory-gb", "--seconds-per-image", "--token",
          "--data-dir", "--options-file", "--fail-tasks", "--drop-uploads", "--range", "--die-after",
-         "--log-level", "--version", "-h", "--help"}
+         "--log-level", "--version", "-h", "--help", "--sm-retry-seconds"}
 #: A value for each setting, as text (for a variable) and as the field holds it.
 VALUES = {"host": ("0.0.0.0", "0.0.0.0"), "port": ("4000", 4000), "slots": ("3", 3), "max_images": ("9", 9),
           "memory_gb": ("2.5", 2.5), "seconds_per_image": ("0.5", 0.5), "token": ("t", "t"),
           "data_dir": ("/tmp/dn", Path("/tmp/dn")), "options_file": ("o.json", Path("o.json")),
           "fail_tasks": ("yes", True), "drop_uploads": ("0.25", 0.25), "range": ("1", True),
-          "die_after": ("2", 2), "log_level": ("DEBUG", "DEBUG")}
+          "die_after": ("2", 2), "log_level": ("DEBUG", "DEBUG"), "sm_retry_seconds": ("0.5", 0.5)}
 
 
 @pytest.fixture(autouse=True)

@@ -20,6 +20,7 @@ from ..core.input_summary import summary_lines
 from ..core.inputs import InputError, UploadPlan, default_task_name, plan_upload
 from ..core.photo_positions import survey
 from ..core.presets import build_options, preset_by_index, preset_labels
+from ..core.whole_cluster import cluster_split
 from .base import PLUGIN_PACKAGE, OdxAlgorithm
 from .photo_layer import LAYER_NAME
 from .results import add_result_outputs, result_outputs
@@ -45,7 +46,7 @@ class ProcessImages(OdxAlgorithm):
     GROUP_ID, GROUP = "photogrammetry", "Photogrammetry"
     IMAGES, IMAGE_FOLDER, RASTERS, SUBFOLDERS = "IMAGES", "IMAGE_FOLDER", "RASTERS", "SUBFOLDERS"
     ALIGN, GCP, GEO, IMAGE_GROUPS = "ALIGN", "GCP", "GEO", "IMAGE_GROUPS"
-    PRESET, OPTIONS, TASK_NAME = "PRESET", "OPTIONS", "TASK_NAME"
+    PRESET, OPTIONS, TASK_NAME, WHOLE_CLUSTER = "PRESET", "OPTIONS", "TASK_NAME", "WHOLE_CLUSTER"
     HELP = (
         "<p>Sends drone photos to an ODX Relay or a NodeODX node, follows the task while QGIS stays usable, and "
         "loads the orthophoto, the elevation models (styled with colours and hillshade) and the point cloud "
@@ -58,6 +59,10 @@ class ProcessImages(OdxAlgorithm):
         "are checked with the server before anything is uploaded. <b>Choose…</b> beside the field lists the "
         "server's own options (check boxes, lists, numbers within their bounds, each option's help as its "
         "tooltip) and writes the ones set away from the server's default into the field.</p>"
+        "<p><b>Use the whole cluster</b> splits the task into submodels processed on every node of the relay at "
+        "once, then merged (ODM's split-merge): <code>split</code> is set from the number of photos and the "
+        "nodes online (one submodel per node, at least 10 photos each) and <code>split-overlap</code> from the "
+        "photos' spacing, unless the Options set them. The log says what was chosen.</p>"
         "<p><b>Folder of images</b> is searched with its sub-folders (DCIM/100MEDIA, DCIM/101MEDIA, ...) unless "
         "<b>Search sub-folders</b> is off; photos of the same name in two sub-folders are both sent, one under "
         "its folder's name.</p>"
@@ -95,6 +100,9 @@ class ProcessImages(OdxAlgorithm):
         options.setMetadata({"widget_wrapper": {"class": f"{PLUGIN_PACKAGE}.gui.options_dialog.OptionsWidgetWrapper"}})
         self.addParameter(options)
         self.addParameter(QgsProcessingParameterString(self.TASK_NAME, self.tr("Task name"), optional=True))
+        self.addParameter(QgsProcessingParameterBoolean(
+            self.WHOLE_CLUSTER, self.tr("Use the whole cluster (split into submodels, one per node online)"),
+            defaultValue=False))
         advanced = [
             QgsProcessingParameterRasterLayer(self.ALIGN, self.tr("Alignment raster (sent as align.tif)"),
                                               optional=True),
@@ -127,12 +135,26 @@ class ProcessImages(OdxAlgorithm):
     def perform(self, parameters, context, reporter):
         plan = self.plan(parameters, context)
         lines = summary_lines(plan, self.parameterAsFile(parameters, self.IMAGE_FOLDER, context) or None)
-        lines += survey(u.source for u in plan.photos()).log_lines()
+        photos = survey(u.source for u in plan.photos())
+        lines += photos.log_lines()
         # a block of its own in the log (command info: monospaced in the dialog), ahead of the run's messages
         reporter.feedback.pushCommandInfo("\n".join(lines))
         plan.notes = []  # told above, with the rest of the summary
         options = build_options(preset_by_index(self.parameterAsEnum(parameters, self.PRESET, context)),
                                 self.parameterAsString(parameters, self.OPTIONS, context))
+        if self.parameterAsBoolean(parameters, self.WHOLE_CLUSTER, context):
+            options = self.whole_cluster(plan, options, [(p.latitude, p.longitude) for p in photos.positions],
+                                         reporter)
         name = self.parameterAsString(parameters, self.TASK_NAME, context).strip() or default_task_name(plan)
         outcome = self.runner(parameters, context, reporter).process(plan, options, name)
         return result_outputs(outcome, context, reporter)
+
+    def whole_cluster(self, plan: UploadPlan, options: dict, positions: list[tuple[float, float]],
+                      reporter) -> dict:
+        """`options` with split and split-overlap for the nodes online; what the user set in Options stays."""
+        chosen = cluster_split(plan.image_count, self.node().info().extra, positions)
+        reporter.info(chosen.note)
+        kept = [name for name in chosen.options if name in options]
+        if kept:
+            reporter.info(f"Options set {', '.join(kept)} already: kept as given.")
+        return {**chosen.options, **options}

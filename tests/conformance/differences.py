@@ -130,6 +130,18 @@ DIFFERENCES: tuple[Difference, ...] = (
         "the parameter and answers the uuids.",
         "A client following many tasks (the QGIS task panel) asks once per interval instead of once per task; "
         "it sees uuids alone from a NodeODX node and then asks for each task's info."),
+    Difference(
+        "sm-cluster-relay",
+        "A task's `sm-cluster` option is the relay's: with `split`, its own `--public-url` with a credential "
+        "scoped to the task (`?token=sm.<uuid>.<signature>`, dead once the task ends); without `split` (or with "
+        "`--no-split-merge`) it is removed. NodeODX keeps the client's value.",
+        "ODM on the task's node sends its submodels back through the relay, which spreads them over the cluster; "
+        "a node is never pointed at an address a client chose."),
+    Difference(
+        "submodels-in-info",
+        "The info of a task with `split` has one more key, `relaySubmodels`: `[{\"uuid\", \"node\", \"status\", "
+        "\"progress\"}, ...]`, its submodels that exist now (in `/task/list?with_info=true` too while it runs).",
+        "A client shows \"submodel 3/8 running on node B\"; clients ignore keys they do not know."),
 )
 
 BY_ID = {entry.id: entry for entry in DIFFERENCES}

@@ -170,7 +170,7 @@ def test_algorithms_describe_themselves(odx_provider):
 
     expected = {
         "processimages": {"IMAGES", "IMAGE_FOLDER", "SUBFOLDERS", "RASTERS", "PRESET", "OPTIONS", "TASK_NAME", "ALIGN",
-                          "GCP", "GEO", "IMAGE_GROUPS", "RESULTS_FOLDER", "SERVER"},
+                          "GCP", "GEO", "IMAGE_GROUPS", "RESULTS_FOLDER", "SERVER", "WHOLE_CLUSTER"},
         "loadresults": {"TASK", "WAIT", "MODE", "RESULTS_FOLDER", "SERVER"},
         "listtasks": {"OUTPUT", "SERVER"},
         "findresults": {"EXTENT", "START", "END", "LIMIT", "LOAD", "MODE", "RESULTS_FOLDER", "OUTPUT", "SERVER"},
