@@ -5,6 +5,7 @@ object storage (moto's server, a real HTTP endpoint started by the test, talked 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -148,6 +149,8 @@ def test_a_store_that_went_away_is_named_in_the_error_without_a_secret(
     uuid = submit(relay, sample_images[:2])
     assert wait_status(relay, uuid)["status"]["code"] == COMPLETED
     archived(relay, uuid)
+    wait_for(lambda: described(relay, uuid), 30, what="the facts read")
+    shutil.rmtree(relay.data_dir / "cache", ignore_errors=True)  # (read from a copy the cache kept: only the store)
     assert backend.s3 is not None
     backend.s3.stop()
     node.stop()
@@ -169,3 +172,9 @@ def test_a_store_out_of_reach_at_start_is_said_without_the_endpoints_password(
     assert get_json(relay, "/info")["relay"]["nodes"] == 0
     assert "cannot reach the bucket s3://later/" in relay.log()
     assert SECRET_KEY not in relay.log() and password not in relay.log()
+
+
+def described(relay: Relay, uuid: str) -> bool:
+    """The relay has read the task's facts for STAC (which fills the download cache from the store)."""
+    item = requests.get(relay.api(f"/stac/collections/odx-tasks/items/{uuid}"), timeout=30)
+    return item.status_code == 200 and "bbox" in item.json()
