@@ -22,10 +22,10 @@ import tempfile
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qs, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -273,7 +273,11 @@ class Task:
 
     def wait_for_completion(self, status_callback: Callable[[TaskInfo], Any] | None = None, interval: float = 3,
                             max_retries: int = 5, retry_timeout: float = 5) -> TaskInfo:
-        """Poll until the task ends; raise TaskFailedError (with the node's message) unless COMPLETED."""
+        """Poll until the task ends; raise TaskFailedError (with the node's message) unless COMPLETED.
+
+        Kept as pyodx has it, so code written for pyodx behaves the same: `status_callback` at every poll, and
+        `max_retries` unanswered polls in a row (linear back-off, about 75 s by default) end it with the error.
+        `track()` is the wait that outlasts a relay restart."""
         retry = 0
         while True:
             try:
@@ -294,6 +298,60 @@ class Task:
             detail = f": {info.last_error}" if info.last_error else ""
             raise TaskFailedError(f"task {self.uuid} {info.status.name.lower()}{detail}", info.status)
         return info
+
+    def track(self, interval: float = 3, give_up_after: float = 3600, *, max_backoff: float = 30,
+              on_lost: Callable[[str, float], Any] | None = None) -> Iterator[TaskInfo]:
+        """Follow the task to its end (UP42's `job.track_status()`): yield its TaskInfo each time the status or
+        the progress changes, the first and the final one always. A FAILED or CANCELED end is yielded, not
+        raised: the caller sees `last_error` and decides.
+
+        Made to outlast a relay restart, or a node or network blip: a poll without an answer (refused, reset,
+        timed out) or answered 502/503/504 is tried again after a back-off that doubles from 0.5 s up to
+        `max_backoff`, for up to `give_up_after` seconds (an hour by default) without one good answer; then
+        NodeConnectionError. An answer that waiting cannot change (the task is gone, a wrong token, any other
+        error the server states) ends it at once, with the server's words. `on_lost(message, seconds)` hears of
+        each failed poll and how long contact has been lost. No message carries the token."""
+        if interval <= 0 or max_backoff <= 0 or give_up_after < 0:
+            raise ValueError("interval and max_backoff must be > 0, give_up_after >= 0")
+        return self._track(interval, give_up_after, max_backoff, on_lost)
+
+    def _track(self, interval: float, give_up_after: float, max_backoff: float,
+               on_lost: Callable[[str, float], Any] | None) -> Iterator[TaskInfo]:
+        server = self.node.url("/", with_token=False)
+        last: tuple[TaskStatus, float] | None = None
+        lost_since: float | None = None
+        failures = 0
+        while True:
+            asked = time.monotonic()
+            left = give_up_after - (asked - lost_since) if lost_since is not None else give_up_after
+            try:
+                info = TaskInfo.from_json(_json_or_error(self.node.request(
+                    "GET", endpoints.task_info(self.uuid), timeout=min(self.node.timeout, max(1.0, left)))))
+            except GenericError as exc:
+                said = _redact(self.node, str(exc))
+                if not _worth_waiting_out(exc):
+                    hint = " (removed, or not this token's task)" if "not found" in said.lower() else ""
+                    text = f"stopped tracking task {self.uuid} on {server}: {said}{hint}"
+                    raise (NodeServerError(text, exc.status) if isinstance(exc, NodeServerError)
+                           else NodeResponseError(text)) from None
+                lost_since = asked if lost_since is None else lost_since
+                waited = time.monotonic() - lost_since
+                if waited >= give_up_after:
+                    raise NodeConnectionError(
+                        f"gave up tracking task {self.uuid}: no usable answer from {server} for {waited:.0f} s "
+                        f"(last: {said}); the task may still be running there, track it again later") from None
+                if on_lost is not None:
+                    on_lost(said, waited)
+                failures += 1
+                time.sleep(min(max_backoff, BACKOFF_FIRST * 2 ** (failures - 1), give_up_after - waited))
+                continue
+            lost_since, failures = None, 0
+            if (info.status, info.progress) != last:
+                last = (info.status, info.progress)
+                yield info
+            if info.status.is_final:
+                return
+            time.sleep(interval)
 
     def download_zip(self, destination: str | os.PathLike, progress_callback: ProgressCallback | None = None,
                      parallel_downloads: int = 4, parallel_chunks_size: float = 10,
@@ -373,6 +431,26 @@ def extract_zip(zip_path: str | os.PathLike, destination: str | os.PathLike) -> 
 
 # --- helpers ----------------------------------------------------------------------------------
 _SORT_KEYS = ("created", "status", "images", "duration")
+
+
+#: The first pause after a failed poll in `Task.track`; it doubles up to `max_backoff`.
+BACKOFF_FIRST = 0.5
+#: HTTP answers a reverse proxy or a restarting relay gives while it cannot serve: waited out by `track`.
+PASSING_STATUSES = (502, 503, 504)
+
+
+def _worth_waiting_out(error: GenericError) -> bool:
+    """No answer at all, or a gateway's "not now": what a restart or a blip looks like from here."""
+    return isinstance(error, NodeConnectionError) or (
+        isinstance(error, NodeServerError) and error.status in PASSING_STATUSES)
+
+
+def _redact(node: Node, text: str) -> str:
+    """`text` without the node's token (requests puts the whole URL, query and all, into its errors)."""
+    if node.token:
+        for form in {node.token, quote(node.token, safe=""), quote_plus(node.token)}:
+            text = text.replace(form, "***")
+    return text
 
 
 def _status_codes(status: int | str | Iterable[int | str] | None) -> list[int]:
