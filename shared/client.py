@@ -116,10 +116,10 @@ class Node:
         kwargs.setdefault("timeout", self.timeout)
         try:
             response = self.session.request(method, self.url(path, query), **kwargs)
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-            raise NodeConnectionError(f"cannot reach {self.url('/', with_token=False)}: {exc}") from exc
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:  # (its text holds the URL)
+            raise NodeConnectionError(_redact(self, f"cannot reach {self.url('/', with_token=False)}: {exc}")) from exc
         except requests.exceptions.RequestException as exc:
-            raise NodeConnectionError(str(exc)) from exc
+            raise NodeConnectionError(_redact(self, str(exc))) from exc
         if response.status_code in (200, 206):
             return response
         message = _error_text(response)

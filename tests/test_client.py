@@ -18,6 +18,7 @@ from shared import (
     TaskStatus,
 )
 from shared.client import _Download
+from testkit.servers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -224,3 +225,15 @@ def test_upload_progress_never_goes_back_even_with_retries(devnode_factory, samp
     flaky.create_task(sample_images, progress_callback=seen.append, parallel_uploads=4,
                       max_retries=20, retry_timeout=0.01)
     assert seen == sorted(seen) and seen[-1] == 100.0
+
+
+def test_a_node_out_of_reach_is_named_without_its_token():
+    """requests puts the whole URL, query included, into its errors: the client's own error must not carry the
+    token on (it reaches logs and QGIS's message log)."""
+    port = free_port()  # nothing listens there
+    node = Node.from_url(f"http://127.0.0.1:{port}?token=s3cr3t/+tok=en")
+    with pytest.raises(NodeConnectionError) as caught:
+        node.info()
+    text = str(caught.value)
+    assert f"127.0.0.1:{port}" in text
+    assert "s3cr3t" not in text and "tok%3Den" not in text and "token=***" in text, text
