@@ -1,10 +1,12 @@
 """The results store: a completed task's all.zip is copied from its node once, so that its outputs download
-from the relay after the node is gone (killed, recycled), Range requests and single products included; a
-removed task's copy goes with it. Each test runs against both backends: a folder on disk, and S3-compatible
-object storage (moto's server, a real HTTP endpoint started by the test, talked to by the relay with boto3)."""
+from the relay after the node is gone (killed, recycled), Range requests and single products included, and its
+STAC thumbnail is kept beside it; a removed task's copy goes with it. Each test runs against both backends: a
+folder on disk, and S3-compatible object storage (moto's server, a real HTTP endpoint started by the test, talked
+to by the relay with boto3)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -21,8 +23,10 @@ from testkit.s3 import SECRET_KEY, start_s3
 from testkit.servers import REPO, ServerGroup, free_port
 from tests.relay.relay_helpers import COMPLETED, get_json, post_json, submit, wait_for, wait_status
 from tests.relay.results_helpers import BACKENDS, BUCKET, PREFIX, Backend, archived, assert_served_from_relay
+from tests.relay.stac_helpers import assert_state_store_holds_no_thumbnail
 
 pytestmark = pytest.mark.slow
+THUMBNAIL = "/stac/collections/odx-tasks/items/{uuid}/thumbnail.png"
 
 
 @pytest.fixture(params=BACKENDS)
@@ -38,16 +42,53 @@ def test_outputs_outlive_their_node(relay_factory, fast_node, sample_images: lis
     archived(relay, uuid)
     whole = requests.get(node.api(f"/task/{uuid}/download/all.zip"), timeout=30).content
     assert backend.zip_bytes(relay, uuid) == whole
-    wait_for(lambda: backend.held(relay, uuid) == [f"{uuid}/all.zip", f"{uuid}/output.json"], timeout=10,
-             what="no pending marker left")
+    wait_for(lambda: backend.held(relay, uuid) == [f"{uuid}/all.zip", f"{uuid}/output.json",
+                                                   f"{uuid}/thumbnail.png"], timeout=20,
+             what="the thumbnail beside the zip, no pending marker left")
     assert not list((relay.data_dir / "archiving").glob("*")) if backend.s3 else True  # the upload's spool file
     node.stop()  # gone, with its copy
 
     assert_served_from_relay(relay, uuid, whole)
     assert get_json(relay, f"/task/{uuid}/info")["status"]["code"] == COMPLETED  # the node's last word
+    thumbnail = requests.get(relay.api(THUMBNAIL.format(uuid=uuid)), timeout=30)
+    assert thumbnail.status_code == 200 and thumbnail.headers["Content-Type"] == "image/png"
+    assert thumbnail.content == backend.file_bytes(relay, uuid, "thumbnail.png")
+    assert_state_store_holds_no_thumbnail(relay.data_dir, uuid)
 
     assert post_json(relay, "/task/remove", {"uuid": uuid}) == {"success": True}
     assert backend.held(relay, uuid) == []
+
+
+def test_a_thumbnail_the_store_lacks_is_made_again_from_the_zip(
+        relay_factory, fast_node, sample_images: list[Path], backend: Backend) -> None:
+    """A thumbnail missing from the results store (a store upgraded from when the state store kept them, a write that
+    failed) is made again from the archived all.zip when it is asked for, with the node gone, and kept; while the
+    zip cannot be had either, the answer says so (503, try again later), not that there is no thumbnail."""
+    node = fast_node()
+    relay = relay_factory([node], **backend.flags())
+    uuid = submit(relay, sample_images[:3])
+    assert wait_status(relay, uuid)["status"]["code"] == COMPLETED
+    archived(relay, uuid)
+    wait_for(lambda: backend.file_bytes(relay, uuid, "thumbnail.png"), timeout=20, what="the thumbnail")
+    first = backend.file_bytes(relay, uuid, "thumbnail.png")
+    whole = backend.file_bytes(relay, uuid, "all.zip")
+    node.stop()
+    backend.delete(relay, uuid, "thumbnail.png")
+    backend.delete(relay, uuid, "all.zip")
+    shutil.rmtree(relay.data_dir / "cache" / uuid, ignore_errors=True)  # (S3: the facts were read from a copy there)
+
+    away = requests.get(relay.api(THUMBNAIL.format(uuid=uuid)), timeout=30)
+    assert away.status_code == 503 and away.json()["code"] == "ServiceUnavailable", away.text
+    assert "try again later" in away.json()["description"] and SECRET_KEY not in away.text
+    assert backend.file_bytes(relay, uuid, "thumbnail.png") is None
+
+    backend.put(relay, uuid, "all.zip", whole)
+    again = requests.get(relay.api(THUMBNAIL.format(uuid=uuid)), timeout=30)
+    assert again.status_code == 200 and again.content == first
+    assert backend.file_bytes(relay, uuid, "thumbnail.png") == first  # kept: made once
+    assert relay.log().count(f"thumbnail made again uuid={uuid}") == 1
+    assert requests.get(relay.api(THUMBNAIL.format(uuid=uuid)), timeout=30).content == first
+    assert relay.log().count(f"thumbnail made again uuid={uuid}") == 1
 
 
 def node_tasks(node: Any) -> list[str]:
@@ -148,6 +189,10 @@ def test_a_store_that_went_away_is_named_in_the_error_without_a_secret(
     uuid = submit(relay, sample_images[:2])
     assert wait_status(relay, uuid)["status"]["code"] == COMPLETED
     archived(relay, uuid)
+    # the facts are read from a copy of the zip in the download cache, filled from the bucket: once they are, that
+    # copy goes (a product is cut from it while it is there, whether the bucket answers or not)
+    wait_for(lambda: f"facts recorded uuid={uuid}" in relay.log(), timeout=30, what="the facts read")
+    shutil.rmtree(relay.data_dir / "cache" / uuid)
     assert backend.s3 is not None
     backend.s3.stop()
     node.stop()
