@@ -413,8 +413,12 @@ async def _describe(relay: Relay, task: TaskRecord) -> bool:
 
 
 async def keep_thumbnail(relay: Relay, uuid: str, png: bytes) -> None:
+    """Into the results store; a task removed while it was written loses it again (the removal, which deletes the
+    task's record before its results, may have come between the caller's look at the record and this write)."""
     try:
         await relay.results.put_thumbnail(uuid, png)
+        if await relay.store.get_task(uuid) is None:
+            await relay.results.remove(uuid)
     except (OSError, ResultsError) as exc:  # made again from the zip when it is asked for
         log.warning("thumbnail of %s not kept in the results store: %s", uuid, exc)
 
