@@ -5,6 +5,7 @@ folder on disk, and S3-compatible object storage (moto's server, a real HTTP end
 to by the relay with boto3)."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -101,10 +102,12 @@ def check_removed_from_node(relay_factory: Callable[..., Relay], servers: Server
     uuid = submit(relay, images)
     info = wait_status(relay, uuid, timeout=timeout)
     assert info["status"]["code"] == COMPLETED
-    output = get_json(relay, f"/task/{uuid}/output")  # (from the node, or already from the store: the same)
-    assert output, "the node says something while it processes"
     wait_for(lambda: f"node copy removed uuid={uuid}" in relay.log(), timeout=30, what="the node's copy removed")
     assert uuid not in node_tasks(node)
+    # (asked before, it could fall between the node's removal and the record saying so: "not found" from the node)
+    output = get_json(relay, f"/task/{uuid}/output")
+    assert output, "the node says something while it processes"
+    assert output == json.loads(backend.file_bytes(relay, uuid, "output.json") or b"null")  # kept with the archive
     whole = backend.zip_bytes(relay, uuid)
     assert whole is not None and "odm_orthophoto/odm_orthophoto.tif" in zipfile.ZipFile(BytesIO(whole)).namelist()
 
