@@ -83,20 +83,27 @@ def forget_facts(kind: str, relay: Relay, redis_url: str, how: str) -> None:
     client.close()
 
 
+def described_then_stopped(servers, node, redis_url: str, kind: str, images: list[Path], waited: str):
+    """(relay flags, the relay, the task's uuid, its item) for a task completed, described and archived with its
+    file `waited` (all.zip, thumbnail.png) in the results folder, then the relay killed and the node stopped."""
+    flags = dict(token=TOKEN, check_interval=0.3, **({"redis": redis_url} if kind == "redis" else {}))
+    relay = servers.add(start_relay(servers.tmp_path, [node.url], **flags))
+    uuid = submit(relay, images, token=TOKEN)
+    assert wait_status(relay, uuid, token=TOKEN)["status"]["code"] == COMPLETED
+    before = wait_for(lambda: described(relay, uuid), timeout=30, what="the facts")
+    wait_for((relay.data_dir / "results" / uuid / waited).is_file, timeout=30, what=f"{waited} in the results store")
+    relay.process.kill()
+    relay.process.wait(10)
+    node.stop()
+    return flags, relay, uuid, before
+
+
 @pytest.mark.parametrize("kind, how", [("sqlite", "upgrade"), ("sqlite", "cut"), ("redis", "upgrade")])
 def test_backfill_describes_completed_tasks_without_facts(servers, fast_node, redis_url: str,
                                                           sample_images: list[Path], kind: str, how: str) -> None:
     node = fast_node()
-    flags = dict(token=TOKEN, check_interval=0.3, **({"redis": redis_url} if kind == "redis" else {}))
-    relay = servers.add(start_relay(servers.tmp_path, [node.url], **flags))
-    uuid = submit(relay, sample_images[:3], token=TOKEN)
-    assert wait_status(relay, uuid, token=TOKEN)["status"]["code"] == COMPLETED
-    before = wait_for(lambda: described(relay, uuid), timeout=30, what="the facts")
-    wait_for((relay.data_dir / "results" / uuid / "all.zip").is_file, timeout=30, what="the archive")
-    relay.process.kill()
-    relay.process.wait(10)
-    node.stop()  # the facts must come from the relay's own copy now
-    forget_facts(kind, relay, redis_url, how)
+    flags, relay, uuid, before = described_then_stopped(servers, node, redis_url, kind, sample_images[:3], "all.zip")
+    forget_facts(kind, relay, redis_url, how)  # the facts must come from the relay's own copy now
 
     again = servers.add(start_relay(servers.tmp_path, [node.url], port=relay.port, data_dir=relay.data_dir, **flags))
     after = wait_for(lambda: described(again, uuid), timeout=30, what="the backfill")
@@ -159,17 +166,10 @@ def test_a_store_with_thumbnails_from_before_drops_them_and_serves_them_from_the
     gone: the bytes are dropped at start, the facts stay (not read again), and the thumbnail is made again from the
     archived zip when first asked for, then kept in the results store."""
     node = fast_node()
-    flags = dict(token=TOKEN, check_interval=0.3, **({"redis": redis_url} if kind == "redis" else {}))
-    relay = servers.add(start_relay(servers.tmp_path, [node.url], **flags))
-    uuid = submit(relay, sample_images[:3], token=TOKEN)
-    assert wait_status(relay, uuid, token=TOKEN)["status"]["code"] == COMPLETED
-    before = wait_for(lambda: described(relay, uuid), timeout=30, what="the facts")
+    flags, relay, uuid, before = described_then_stopped(servers, node, redis_url, kind, sample_images[:3],
+                                                        "thumbnail.png")
     thumbnail = relay.data_dir / "results" / uuid / "thumbnail.png"
-    wait_for(thumbnail.is_file, timeout=30, what="the thumbnail in the results store")
     first = thumbnail.read_bytes()
-    relay.process.kill()
-    relay.process.wait(10)
-    node.stop()
     thumbnails_in_state_store(kind, relay, redis_url, uuid)
 
     again = servers.add(start_relay(servers.tmp_path, [node.url], port=relay.port, data_dir=relay.data_dir, **flags))
