@@ -12,7 +12,7 @@ Keys (prefix `odx:` by default):
   open:<node id>         set of the node's unfinished tasks (the same, by node)
   ghosts:<node id>       set of tasks moved off the node (failover) that it may still run: canceled there later
   ghostnodes             set of the node ids that have ghosts
-  facts:<uuid>           the task's result facts (`result_facts.py`), JSON; thumb:<uuid> its PNG thumbnail, base64
+  facts:<uuid>           the task's result facts (`result_facts.py`), JSON (its thumbnail is in the results store)
   stac:<owner>           sorted set of the owner's described tasks, by capture start (what the STAC search walks)
   stacbox:<owner>        hash uuid -> "west south east north start end" of each (what the search tests, a few
                          dozen bytes a task: the facts themselves are read for the hits only)
@@ -21,7 +21,8 @@ Keys (prefix `odx:` by default):
                          stays in it), and halfw/halfh: the largest half width and height of an item's bbox
   factsdue               sorted set of tasks whose facts are to be read, by the time to try (next) at;
                          factstries: hash uuid -> tries so far
-  schema                 "5" once the indexes above are built (a store from before them is indexed at open)
+  schema                 "6" once the indexes above are built (a store from before them is indexed at open) and
+                         the thumb:<uuid> keys of schema 5 (each thumbnail, base64, ~140 KB) are gone
 No command reads the whole keyspace (SCAN, KEYS): with tens of thousands of tasks stored, each would cost
 hundreds of round trips, and /info, placement and every health round read reservations and node info.
   nodes                  hash node id -> node record JSON
@@ -43,7 +44,6 @@ is already gone.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import heapq
 import json
@@ -59,7 +59,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from .models import NodeRecord, Stage, TaskRecord, UserRecord
 from .store import COMPLETED, ON_NODE_STAGES, FactsQuery, ListQuery, list_fields, listed, open_on
 
-SCHEMA = "5"
+SCHEMA = "6"
 REINDEX_BATCH = 500
 # Lua for the task indexes, shared by the scripts below. Keys are named from the prefix (ARGV[1]) inside the
 # scripts (a node's set is only known once `opentasks` is read): fine on one Redis, not on a Redis Cluster.
@@ -113,7 +113,7 @@ local p, uuid = ARGV[1], ARGV[2]
 local raw = redis.call('GET', p .. 'task:' .. uuid)
 redis.call('DEL', p .. 'task:' .. uuid, p .. 'once:' .. uuid)
 for i = 3, #ARGV do redis.call('ZREM', p .. 'stage:' .. ARGV[i], uuid) end
-redis.call('DEL', p .. 'facts:' .. uuid, p .. 'thumb:' .. uuid)
+redis.call('DEL', p .. 'facts:' .. uuid)
 redis.call('ZREM', p .. 'factsdue', uuid)
 redis.call('HDEL', p .. 'factstries', uuid)
 if raw then
@@ -127,37 +127,34 @@ if raw then
 end
 open_index(p, uuid, false)
 """
-# KEYS: facts:<uuid>, thumb:<uuid>, stac:<owner>, stacext:<owner>, factsdue, factstries, stacbox:<owner>,
-# stacgeo:<owner>; ARGV: uuid,
-# facts JSON, thumbnail (base64, "" for none), start ms, west, south, east, north ("" when the item has no bbox),
-# end ms, the stacbox entry
+# KEYS: facts:<uuid>, stac:<owner>, stacext:<owner>, factsdue, factstries, stacbox:<owner>, stacgeo:<owner>;
+# ARGV: uuid, facts JSON, start ms, west, south, east, north ("" when the item has no bbox), end ms, the stacbox entry
 _PUT_FACTS = """
 redis.call('SET', KEYS[1], ARGV[2])
-if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3]) else redis.call('DEL', KEYS[2]) end
-redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
-redis.call('HSET', KEYS[7], ARGV[1], ARGV[10])
-redis.call('ZREM', KEYS[5], ARGV[1])
-redis.call('HDEL', KEYS[6], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[6], ARGV[1], ARGV[9])
+redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('HDEL', KEYS[5], ARGV[1])
 local function grow(field, value, keep)
-  local old = redis.call('HGET', KEYS[4], field)
-  if not old or keep(tonumber(value), tonumber(old)) then redis.call('HSET', KEYS[4], field, value) end
+  local old = redis.call('HGET', KEYS[3], field)
+  if not old or keep(tonumber(value), tonumber(old)) then redis.call('HSET', KEYS[3], field, value) end
 end
 local less = function(a, b) return a < b end
 local more = function(a, b) return a > b end
-grow('start', ARGV[4], less)
-grow('end', ARGV[9], more)
-if ARGV[5] ~= '' then
-  grow('west', ARGV[5], less)
-  grow('south', ARGV[6], less)
-  grow('east', ARGV[7], more)
-  grow('north', ARGV[8], more)
-  local w, s, e, n = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+grow('start', ARGV[3], less)
+grow('end', ARGV[8], more)
+if ARGV[4] ~= '' then
+  grow('west', ARGV[4], less)
+  grow('south', ARGV[5], less)
+  grow('east', ARGV[6], more)
+  grow('north', ARGV[7], more)
+  local w, s, e, n = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
   grow('halfw', tostring((e - w) / 2), more)
   grow('halfh', tostring((n - s) / 2), more)
   local lat = math.max(-85, math.min(85, (s + n) / 2))
-  redis.call('GEOADD', KEYS[8], (w + e) / 2, lat, ARGV[1])
+  redis.call('GEOADD', KEYS[7], (w + e) / 2, lat, ARGV[1])
 else
-  redis.call('ZREM', KEYS[8], ARGV[1])
+  redis.call('ZREM', KEYS[7], ARGV[1])
 end
 """
 # ARGV: prefix, the on-node stages joined by ",", then for each task: uuid, SHA-1 of the record its status and list
@@ -331,7 +328,8 @@ class RedisStore:
     async def build_indexes(self) -> None:
         """Index every stored task (listed and open), for a store written before those indexes existed.
         Replicas starting together may both do it: indexing a record as it is now is idempotent. Completed tasks
-        without result facts (a store from before them) are marked due, for the backfill."""
+        without result facts (a store from before them) are marked due, for the backfill; thumbnails kept here
+        before schema 6 are deleted (they live in the results store now, made again from the zip when asked)."""
         completed: list[str] = []
         for stage in _STAGES:
             uuids = await self.r.zrange(self.k("stage", stage), 0, -1)
@@ -350,6 +348,7 @@ class RedisStore:
             nodes = [key.rsplit(":", 1)[1] async for key in self.r.scan_iter(match=self.k(kind, "*"), count=1000)]
             if nodes:
                 await self.r.sadd(self.k(members), *nodes)
+        await self.drop_old_thumbnails()
         for first in range(0, len(completed), REINDEX_BATCH):
             batch = completed[first:first + REINDEX_BATCH]
             have = await self.r.mget([self.k("facts", u) for u in batch])
@@ -357,6 +356,17 @@ class RedisStore:
             if due:
                 await self.r.zadd(self.k("factsdue"), due, nx=True)
         await self.r.set(self.k("schema"), SCHEMA)
+
+    async def drop_old_thumbnails(self) -> None:
+        """The thumb:<uuid> keys of a store from before schema 6, unlinked a batch at a time (once, at upgrade)."""
+        batch: list[str] = []
+        async for key in self.r.scan_iter(match=self.k("thumb", "*"), count=1000):
+            batch.append(key)
+            if len(batch) >= REINDEX_BATCH:
+                await self.r.unlink(*batch)
+                batch = []
+        if batch:
+            await self.r.unlink(*batch)
 
     async def close(self) -> None:
         if self.redis is not None:
@@ -576,18 +586,16 @@ class RedisStore:
         return bool(await self.r.hsetnx(self.k("once", uuid), what, int(time.time())))
 
     # --- result facts ------------------------------------------------------------------------------
-    async def put_facts(self, uuid: str, owner: str, facts: dict, thumbnail: bytes | None) -> None:
-        """A task's facts and thumbnail, its place in the owner's search set and extent; no longer due: one step."""
+    async def put_facts(self, uuid: str, owner: str, facts: dict) -> None:
+        """A task's facts, its place in the owner's search set and extent; no longer due: one step."""
         assert self._put_facts is not None, "store is not open"
         box = [repr(float(v)) for v in facts["bbox"]] if facts.get("bbox") else ["", "", "", ""]
         start, end = int(facts.get("start_ms", 0)), int(facts.get("end_ms", 0))
         entry = " ".join([*(box if box[0] else ["-", "-", "-", "-"]), str(start), str(end)])
-        await self._put_facts(keys=[self.k("facts", uuid), self.k("thumb", uuid), self.k("stac", owner),
-                                    self.k("stacext", owner), self.k("factsdue"), self.k("factstries"),
-                                    self.k("stacbox", owner), self.k("stacgeo", owner)],
-                              args=[uuid, json.dumps({"owner": owner, **facts}),
-                                    base64.b64encode(thumbnail).decode() if thumbnail else "", start, *box, end,
-                                    entry])
+        await self._put_facts(keys=[self.k("facts", uuid), self.k("stac", owner), self.k("stacext", owner),
+                                    self.k("factsdue"), self.k("factstries"), self.k("stacbox", owner),
+                                    self.k("stacgeo", owner)],
+                              args=[uuid, json.dumps({"owner": owner, **facts}), start, *box, end, entry])
 
     async def get_facts(self, uuid: str) -> dict | None:
         raw = await self.r.get(self.k("facts", uuid))
@@ -599,10 +607,6 @@ class RedisStore:
         facts.pop("owner", None)
         return facts
 
-    async def get_thumbnail(self, uuid: str) -> bytes | None:
-        raw = await self.r.get(self.k("thumb", uuid))
-        return base64.b64decode(raw) if raw else None
-
     async def mark_facts_due(self, uuid: str, not_before: float = 0.0) -> None:
         """The task (just completed, again perhaps) is to be described: facts of an earlier run go."""
         raw = await self.r.get(self.k("facts", uuid))
@@ -612,7 +616,7 @@ class RedisStore:
             pipe.zrem(self.k("stac", owner), uuid)
             pipe.hdel(self.k("stacbox", owner), uuid)
             pipe.zrem(self.k("stacgeo", owner), uuid)
-            pipe.delete(self.k("facts", uuid), self.k("thumb", uuid))
+            pipe.delete(self.k("facts", uuid))
         pipe.zadd(self.k("factsdue"), {uuid: not_before})
         pipe.hdel(self.k("factstries"), uuid)
         await pipe.execute()

@@ -1,11 +1,14 @@
 """The results store: each completed task's `all.zip` (and its console output), copied from its node once, so
-that its outputs outlive the node (dead, recycled, or its copy removed after archiving).
+that its outputs outlive the node (dead, recycled, or its copy removed after archiving), and the thumbnail of its
+orthophoto (`result_facts.py` makes it when it reads the zip).
 
 One interface, two backends: a folder on disk (`--results-dir`, DATA_DIR/results by default; this module) or
-S3-compatible object storage (`--results-s3`, `results_s3.py`). Both keep, per task, `<uuid>/all.zip` and
-`<uuid>/output.json`, and `pending/<uuid>`: a marker written before an archive starts, refreshed while it runs
-and removed when every step is done, so that an archive cut short (a relay killed mid-copy) is found and
-finished by the housekeeping sweep (`archiving.py`). Replicas behind one balancer share the store.
+S3-compatible object storage (`--results-s3`, `results_s3.py`). Both keep, per task, `<uuid>/all.zip`,
+`<uuid>/output.json` and `<uuid>/thumbnail.png` (the relay's state store keeps facts of a few KB only: a
+thumbnail per task there would be a hundred GB of Redis memory at a million tasks), and `pending/<uuid>`: a
+marker written before an archive starts, refreshed while it runs and removed when every step is done, so that an
+archive cut short (a relay killed mid-copy) is found and finished by the housekeeping sweep (`archiving.py`).
+Replicas behind one balancer share the store.
 
 The copy from the node is always streamed to a local partial file first (`downloads.save_node_zip`), then
 handed to the backend with `put_zip`: the disk backend renames it into place (a file named all.zip is always
@@ -28,6 +31,7 @@ from .errors import DownloadError
 from .models import TaskRecord
 
 OUTPUT = "output.json"
+THUMBNAIL = "thumbnail.png"
 PENDING = "pending"
 
 
@@ -53,6 +57,8 @@ class ResultsStore(Protocol):
     async def fetch(self, uuid: str, target: Path) -> None: ...
     async def put_output(self, uuid: str, lines: list[str]) -> None: ...
     async def output(self, uuid: str) -> list[str]: ...
+    async def put_thumbnail(self, uuid: str, png: bytes) -> None: ...
+    async def thumbnail(self, uuid: str) -> bytes | None: ...
     async def remove(self, uuid: str) -> None: ...
     async def mark_pending(self, uuid: str) -> None: ...
     async def clear_pending(self, uuid: str) -> None: ...
@@ -68,7 +74,7 @@ def archived(results: ResultsStore, task: TaskRecord) -> bool:
 
 
 class DiskResults:
-    """`<root>/<uuid>/all.zip`, `<root>/<uuid>/output.json`, `<root>/pending/<uuid>`."""
+    """`<root>/<uuid>/all.zip`, `<root>/<uuid>/output.json`, `<root>/<uuid>/thumbnail.png`, `<root>/pending/<uuid>`."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -119,18 +125,33 @@ class DiskResults:
     async def fetch(self, uuid: str, target: Path) -> None:
         await asyncio.to_thread(shutil.copyfile, self.zip_path(uuid), target)
 
-    async def put_output(self, uuid: str, lines: list[str]) -> None:
-        path = self.folder(uuid) / OUTPUT
+    def _write(self, uuid: str, name: str, data: bytes) -> None:
+        """A file of the task's folder, written whole under another name first: one that is there is complete."""
+        path = self.folder(uuid) / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{OUTPUT}.part")
-        partial.write_text(json.dumps(lines))
+        partial = path.with_name(f".{name}.part")
+        partial.write_bytes(data)
         partial.replace(path)
+
+    async def put_output(self, uuid: str, lines: list[str]) -> None:
+        self._write(uuid, OUTPUT, json.dumps(lines).encode())
 
     async def output(self, uuid: str) -> list[str]:
         try:
             return json.loads((self.folder(uuid) / OUTPUT).read_text())
         except (OSError, ValueError):
             return []
+
+    async def put_thumbnail(self, uuid: str, png: bytes) -> None:
+        self._write(uuid, THUMBNAIL, png)
+
+    async def thumbnail(self, uuid: str) -> bytes | None:
+        try:
+            return (self.folder(uuid) / THUMBNAIL).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise ResultsError(f"thumbnail of {uuid} not readable in {self.where}: {exc.strerror}") from None
 
     async def remove(self, uuid: str) -> None:
         """The task was removed or restarted (its old outputs are no longer its results), or expired."""

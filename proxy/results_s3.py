@@ -2,7 +2,7 @@
 
 Endpoint and credentials come from the usual environment variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
 AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, or any other source boto3 reads). Keys: `<prefix>/<uuid>/all.zip`,
-`<prefix>/<uuid>/output.json`, `<prefix>/pending/<uuid>`.
+`<prefix>/<uuid>/output.json`, `<prefix>/<uuid>/thumbnail.png`, `<prefix>/pending/<uuid>`.
 
 boto3 blocks, so every call runs in a thread (`asyncio.to_thread`), never on the event loop. Uploads go from the
 local file the node's zip was streamed to, in parts of PART bytes, at most PARTS at once: memory stays bounded
@@ -30,7 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from shared.assets import ALL_ZIP
 
 from .config import parse_s3_url
-from .results import OUTPUT, PENDING, ResultsError
+from .results import OUTPUT, PENDING, THUMBNAIL, ResultsError
 
 PART = 8 * 1024 * 1024
 PARTS = 2
@@ -136,6 +136,24 @@ class S3Results:
             return json.loads(await self.run("read", key, got["Body"].read))
         except (ResultsError, ValueError):
             return []
+
+    async def put_thumbnail(self, uuid: str, png: bytes) -> None:
+        key = self.key(uuid, THUMBNAIL)
+        await self.call("write", key, "put_object", Bucket=self.bucket, Key=key, Body=png, ContentType="image/png")
+
+    async def thumbnail(self, uuid: str) -> bytes | None:
+        """The task's thumbnail; None if the bucket has none (a ResultsError if it cannot be asked)."""
+        key = self.key(uuid, THUMBNAIL)
+
+        def get() -> bytes | None:
+            try:
+                got = self.client.get_object(Bucket=self.bucket, Key=key)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                    return None
+                raise
+            return got["Body"].read()
+        return await self.run("read", key, get)
 
     async def remove(self, uuid: str) -> None:
         folder = self.key(uuid) + "/"

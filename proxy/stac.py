@@ -3,8 +3,9 @@ one collection of the owner's tasks, found by bbox, datetime and ids, with asset
 download URLs (`/task/{uuid}/download/<name>`, the names `downloads.resolve` serves).
 
 Items are built on each request from the facts read once from the task's all.zip (`result_facts.py`, kept in the
-store); the search runs on the store's facts index (`Store.search_facts`), newest capture first, paged by a
-cursor on (capture start, uuid) carried in the `next` link, so a page costs the same wherever it is.
+store; thumbnails are served from the results store, `result_facts.thumbnail_of`); the search runs on the store's
+facts index (`Store.search_facts`), newest capture first, paged by a cursor on (capture start, uuid) carried in the
+`next` link, so a page costs the same wherever it is.
 
 The token is taken as NodeODX clients send it (`?token=`) or as `Authorization: Bearer`; a token given in the
 query is carried in every link and asset href (a STAC client follows them as given), a header is not (the client
@@ -26,9 +27,9 @@ from aiohttp import web
 from shared.assets import ALL_ZIP, POINT_CLOUD_PREFERENCE, Product, asset_by_name, asset_for
 from shared.options import loads_limited
 
-from .errors import HTTPError, RelayError
+from .errors import DownloadError, HTTPError, RelayError
 from .models import Stage, TaskRecord
-from .result_facts import COG_MEDIA_TYPE, GEOTIFF_MEDIA_TYPE
+from .result_facts import COG_MEDIA_TYPE, GEOTIFF_MEDIA_TYPE, thumbnail_of
 from .staging import valid_uuid
 from .state import RELAY, Relay
 from .store import COMPLETED, FactsQuery, list_fields
@@ -399,7 +400,11 @@ async def item_by_uuid(request: web.Request) -> web.Response:
 @stac_errors
 async def thumbnail(request: web.Request) -> web.Response:
     relay, task = await completed_task(request)
-    png = await relay.store.get_thumbnail(task.uuid)
+    try:
+        png = await thumbnail_of(relay, task)
+    except (DownloadError, OSError) as exc:  # not in the results store, and the zip to make it from is away
+        raise StacError(503, "ServiceUnavailable", f"The thumbnail of task {task.uuid} is made from its results, "
+                                                   f"which cannot be had now ({exc}): try again later") from None
     if png is None:
         raise StacError(404, "NotFound", f"Task {task.uuid} has no thumbnail (no 8-bit orthophoto, or its results "
                                          "have not been read yet)")

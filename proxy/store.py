@@ -13,8 +13,8 @@ listing, so neither ever decodes every task a long-running relay holds:
 - ghosts (`add_ghost`, `ghosts`, `drop_ghost`): tasks moved off a node that may still run them there, to be
   canceled and removed on that node when it is back;
 - result facts (`put_facts`, `search_facts`): what `result_facts.py` read from a completed task's all.zip,
-  with its WGS 84 bbox and capture times indexed per owner for the STAC search, its PNG thumbnail beside it,
-  and the tasks whose facts are still to be read (`mark_facts_due`, `due_facts`).
+  with its WGS 84 bbox and capture times indexed per owner for the STAC search (a few KB a task: its thumbnail
+  is kept in the results store), and the tasks whose facts are still to be read (`mark_facts_due`, `due_facts`).
 """
 from __future__ import annotations
 
@@ -178,9 +178,8 @@ class Store(Protocol):
     async def lease(self, name: str, holder: str, seconds: float) -> bool: ...
     async def claim_once(self, uuid: str, what: str) -> bool: ...
     async def shared_secret(self) -> bytes: ...
-    async def put_facts(self, uuid: str, owner: str, facts: dict, thumbnail: bytes | None) -> None: ...
+    async def put_facts(self, uuid: str, owner: str, facts: dict) -> None: ...
     async def get_facts(self, uuid: str) -> dict | None: ...
-    async def get_thumbnail(self, uuid: str) -> bytes | None: ...
     async def mark_facts_due(self, uuid: str, not_before: float = 0.0) -> None: ...
     async def due_facts(self, now: float, limit: int) -> list[str]: ...
     async def retry_facts(self, uuid: str, now: float, delay: float) -> int: ...
@@ -200,7 +199,7 @@ CREATE TABLE IF NOT EXISTS users (username TEXT PRIMARY KEY, token_hash TEXT UNI
 CREATE TABLE IF NOT EXISTS once (uuid TEXT, what TEXT, PRIMARY KEY (uuid, what));
 CREATE TABLE IF NOT EXISTS ghosts (node_id TEXT, uuid TEXT, PRIMARY KEY (node_id, uuid));
 CREATE TABLE IF NOT EXISTS facts (uuid TEXT PRIMARY KEY, owner TEXT, west REAL, south REAL, east REAL, north REAL,
-                                  start_ms INTEGER, end_ms INTEGER, data TEXT, thumbnail BLOB);
+                                  start_ms INTEGER, end_ms INTEGER, data TEXT);
 CREATE TABLE IF NOT EXISTS facts_due (uuid TEXT PRIMARY KEY, not_before REAL, tries INTEGER DEFAULT 0);
 CREATE VIRTUAL TABLE IF NOT EXISTS facts_rtree USING rtree(id, west, east, south, north);
 CREATE TABLE IF NOT EXISTS facts_extent (owner TEXT PRIMARY KEY, west REAL, south REAL, east REAL, north REAL,
@@ -249,6 +248,7 @@ class SQLiteStore:
         had_facts = bool(self._rows("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'facts'"))
         self.db.executescript(_SCHEMA)
         self._migrate()
+        self._drop_thumbnails()
         if not self._rows("SELECT 1 FROM facts_rtree LIMIT 1"):  # facts from before the R*Tree (none or few)
             self._rows("INSERT INTO facts_rtree SELECT rowid, west, east, south, north FROM facts "
                        "WHERE west IS NOT NULL")
@@ -278,6 +278,16 @@ class SQLiteStore:
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
+
+    def _drop_thumbnails(self) -> None:
+        """A database from before thumbnails moved to the results store has their bytes in a `thumbnail` column of
+        `facts` (tens of KB a task): dropped, in one transaction (they are made again from the zip when asked).
+        The file keeps its size, its freed pages reused by later writes; VACUUM (relay stopped) gives them back."""
+        assert self.db is not None, "store is not open"
+        if "thumbnail" not in {row[1] for row in self.db.execute("PRAGMA table_info(facts)")}:
+            return
+        with self._transaction():
+            self.db.execute("ALTER TABLE facts DROP COLUMN thumbnail")
 
     async def close(self) -> None:
         if self.db is not None:
@@ -444,17 +454,18 @@ class SQLiteStore:
         return self.db.execute("INSERT OR IGNORE INTO once VALUES (?, ?)", (uuid, what)).rowcount == 1
 
     # --- result facts ------------------------------------------------------------------------------
-    async def put_facts(self, uuid: str, owner: str, facts: dict, thumbnail: bytes | None) -> None:
-        """A task's facts (and thumbnail), indexed by its WGS 84 bbox and capture times; no longer due. In one
-        transaction: a kill -9 leaves them due, never half written."""
+    async def put_facts(self, uuid: str, owner: str, facts: dict) -> None:
+        """A task's facts, indexed by its WGS 84 bbox and capture times; no longer due. In one transaction: a
+        kill -9 leaves them due, never half written."""
         with self._transaction():
-            self._put_facts(uuid, owner, facts, thumbnail)
+            self._put_facts(uuid, owner, facts)
 
-    def _put_facts(self, uuid: str, owner: str, facts: dict, thumbnail: bytes | None) -> None:
+    def _put_facts(self, uuid: str, owner: str, facts: dict) -> None:
         box = facts.get("bbox") or [None] * 4
         self._drop_facts(uuid)
-        self._rows("INSERT INTO facts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", uuid, owner, *box,
-                   facts.get("start_ms"), facts.get("end_ms"), json.dumps(facts), thumbnail)
+        self._rows("INSERT INTO facts (uuid, owner, west, south, east, north, start_ms, end_ms, data) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", uuid, owner, *box, facts.get("start_ms"), facts.get("end_ms"),
+                   json.dumps(facts))
         if facts.get("bbox"):
             self._rows("INSERT OR REPLACE INTO facts_rtree SELECT rowid, west, east, south, north FROM facts "
                        "WHERE uuid = ?", uuid)
@@ -486,10 +497,6 @@ class SQLiteStore:
     async def get_facts(self, uuid: str) -> dict | None:
         rows = self._rows("SELECT data FROM facts WHERE uuid = ?", uuid)
         return json.loads(rows[0][0]) if rows else None
-
-    async def get_thumbnail(self, uuid: str) -> bytes | None:
-        rows = self._rows("SELECT thumbnail FROM facts WHERE uuid = ?", uuid)
-        return bytes(rows[0][0]) if rows and rows[0][0] is not None else None
 
     async def mark_facts_due(self, uuid: str, not_before: float = 0.0) -> None:
         """The task (just completed, again perhaps) is to be described: facts of an earlier run go."""

@@ -33,13 +33,29 @@ class Backend:
         return {"results_s3": f"s3://{BUCKET}/{PREFIX}", "env": self.s3.env}
 
     def zip_bytes(self, relay: Relay, uuid: str) -> bytes | None:
+        return self.file_bytes(relay, uuid, "all.zip")
+
+    def file_bytes(self, relay: Relay, uuid: str, name: str) -> bytes | None:
+        """One of the task's files in the store (all.zip, output.json, thumbnail.png); None if it is not there."""
         if self.s3 is None:
-            path = relay.data_dir / "results" / uuid / "all.zip"
+            path = relay.data_dir / "results" / uuid / name
             return path.read_bytes() if path.is_file() else None
         try:
-            return self.s3.client().get_object(Bucket=BUCKET, Key=f"{PREFIX}/{uuid}/all.zip")["Body"].read()
+            return self.s3.client().get_object(Bucket=BUCKET, Key=f"{PREFIX}/{uuid}/{name}")["Body"].read()
         except Exception:  # noqa: BLE001  (not there)
             return None
+
+    def put(self, relay: Relay, uuid: str, name: str, data: bytes) -> None:
+        if self.s3 is None:
+            (relay.data_dir / "results" / uuid / name).write_bytes(data)
+        else:
+            self.s3.client().put_object(Bucket=BUCKET, Key=f"{PREFIX}/{uuid}/{name}", Body=data)
+
+    def delete(self, relay: Relay, uuid: str, name: str) -> None:
+        if self.s3 is None:
+            (relay.data_dir / "results" / uuid / name).unlink()
+        else:
+            self.s3.client().delete_object(Bucket=BUCKET, Key=f"{PREFIX}/{uuid}/{name}")
 
     def held(self, relay: Relay, uuid: str) -> list[str]:
         """What the store holds of the task (and its pending marker, if any)."""

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import piexif
 import pystac
 import pystac.validation
+import redis
 import requests
 
 from devnode.geotag import read_exif
@@ -57,3 +59,28 @@ def stac_get(url: str, token: str | None = None, headers: dict[str, str] | None 
     if token is not None:
         params["token"] = token
     return requests.get(url, params=params, headers=headers, timeout=30)
+
+
+FACTS_AT_MOST = 16 * 1024  # bytes of state store a described task may take (facts only: no thumbnail)
+
+
+def assert_state_store_holds_no_thumbnail(data_dir: Path, uuid: str, redis_url: str | None = None) -> None:
+    """The relay's state store keeps the task's facts (a few KB), not its thumbnail (that is in the results store):
+    SQLite's `facts` table has no column for one and the task's row is small; in Redis (prefix odx:) no thumb: key
+    is left and the keys named by the task take little memory."""
+    if redis_url is None:
+        with sqlite3.connect(data_dir / "relay.sqlite3") as db:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(facts)")}
+            (size,), = db.execute("SELECT length(data) FROM facts WHERE uuid = ?", (uuid,))
+        assert columns == {"uuid", "owner", "west", "south", "east", "north", "start_ms", "end_ms", "data"}
+        assert size < FACTS_AT_MOST, size
+        return
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert not list(client.scan_iter(match="odx:thumb:*"))
+        keys = list(client.scan_iter(match=f"odx:*{uuid}*"))
+        assert b"odx:facts:" + uuid.encode() in keys
+        used = sum(client.memory_usage(key) or 0 for key in keys)
+        assert used < FACTS_AT_MOST, used
+    finally:
+        client.close()

@@ -38,7 +38,8 @@ def test_killed_mid_archive_the_archive_is_finished_after_the_restart(
     assert f"archive of {uuid} was left unfinished" in relay.log()
     whole = requests.get(node.api(f"/task/{uuid}/download/all.zip"), timeout=30).content
     assert backend.zip_bytes(relay, uuid) == whole
-    wait_for(lambda: backend.held(relay, uuid) == [f"{uuid}/all.zip", f"{uuid}/output.json"], timeout=10,
-             what="no pending marker left")
+    wait_for(lambda: backend.held(relay, uuid) == [f"{uuid}/all.zip", f"{uuid}/output.json",
+                                                   f"{uuid}/thumbnail.png"], timeout=20,
+             what="the thumbnail beside the zip, no pending marker left")
     node.stop()
     assert_served_from_relay(relay, uuid, whole)

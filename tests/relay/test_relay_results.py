@@ -1,9 +1,11 @@
 """The results store: a completed task's all.zip is copied from its node once, so that its outputs download
-from the relay after the node is gone (killed, recycled), Range requests and single products included; a
-removed task's copy goes with it. Each test runs against both backends: a folder on disk, and S3-compatible
-object storage (moto's server, a real HTTP endpoint started by the test, talked to by the relay with boto3)."""
+from the relay after the node is gone (killed, recycled), Range requests and single products included, and its
+STAC thumbnail is kept beside it; a removed task's copy goes with it. Each test runs against both backends: a
+folder on disk, and S3-compatible object storage (moto's server, a real HTTP endpoint started by the test, talked
+to by the relay with boto3)."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -22,8 +24,10 @@ from testkit.s3 import SECRET_KEY, start_s3
 from testkit.servers import REPO, ServerGroup, free_port
 from tests.relay.relay_helpers import COMPLETED, get_json, post_json, submit, wait_for, wait_status
 from tests.relay.results_helpers import BACKENDS, BUCKET, PREFIX, Backend, archived, assert_served_from_relay
+from tests.relay.stac_helpers import assert_state_store_holds_no_thumbnail
 
 pytestmark = pytest.mark.slow
+THUMBNAIL = "/stac/collections/odx-tasks/items/{uuid}/thumbnail.png"
 
 
 @pytest.fixture(params=BACKENDS)
@@ -39,16 +43,53 @@ def test_outputs_outlive_their_node(relay_factory, fast_node, sample_images: lis
     archived(relay, uuid)
     whole = requests.get(node.api(f"/task/{uuid}/download/all.zip"), timeout=30).content
     assert backend.zip_bytes(relay, uuid) == whole
-    wait_for(lambda: backend.held(relay, uuid) == [f"{uuid}/all.zip", f"{uuid}/output.json"], timeout=10,
-             what="no pending marker left")
+    wait_for(lambda: backend.held(relay, uuid) == [f"{uuid}/all.zip", f"{uuid}/output.json",
+                                                   f"{uuid}/thumbnail.png"], timeout=20,
+             what="the thumbnail beside the zip, no pending marker left")
     assert not list((relay.data_dir / "archiving").glob("*")) if backend.s3 else True  # the upload's spool file
     node.stop()  # gone, with its copy
 
     assert_served_from_relay(relay, uuid, whole)
     assert get_json(relay, f"/task/{uuid}/info")["status"]["code"] == COMPLETED  # the node's last word
+    thumbnail = requests.get(relay.api(THUMBNAIL.format(uuid=uuid)), timeout=30)
+    assert thumbnail.status_code == 200 and thumbnail.headers["Content-Type"] == "image/png"
+    assert thumbnail.content == backend.file_bytes(relay, uuid, "thumbnail.png")
+    assert_state_store_holds_no_thumbnail(relay.data_dir, uuid)
 
     assert post_json(relay, "/task/remove", {"uuid": uuid}) == {"success": True}
     assert backend.held(relay, uuid) == []
+
+
+def test_a_thumbnail_the_store_lacks_is_made_again_from_the_zip(
+        relay_factory, fast_node, sample_images: list[Path], backend: Backend) -> None:
+    """A thumbnail missing from the results store (a store upgraded from when the state store kept them, a write that
+    failed) is made again from the archived all.zip when it is asked for, with the node gone, and kept; while the
+    zip cannot be had either, the answer says so (503, try again later), not that there is no thumbnail."""
+    node = fast_node()
+    relay = relay_factory([node], **backend.flags())
+    uuid = submit(relay, sample_images[:3])
+    assert wait_status(relay, uuid)["status"]["code"] == COMPLETED
+    archived(relay, uuid)
+    wait_for(lambda: backend.file_bytes(relay, uuid, "thumbnail.png"), timeout=20, what="the thumbnail")
+    first = backend.file_bytes(relay, uuid, "thumbnail.png")
+    whole = backend.file_bytes(relay, uuid, "all.zip")
+    node.stop()
+    backend.delete(relay, uuid, "thumbnail.png")
+    backend.delete(relay, uuid, "all.zip")
+    shutil.rmtree(relay.data_dir / "cache" / uuid, ignore_errors=True)  # (S3: the facts were read from a copy there)
+
+    away = requests.get(relay.api(THUMBNAIL.format(uuid=uuid)), timeout=30)
+    assert away.status_code == 503 and away.json()["code"] == "ServiceUnavailable", away.text
+    assert "try again later" in away.json()["description"] and SECRET_KEY not in away.text
+    assert backend.file_bytes(relay, uuid, "thumbnail.png") is None
+
+    backend.put(relay, uuid, "all.zip", whole)
+    again = requests.get(relay.api(THUMBNAIL.format(uuid=uuid)), timeout=30)
+    assert again.status_code == 200 and again.content == first
+    assert backend.file_bytes(relay, uuid, "thumbnail.png") == first  # kept: made once
+    assert relay.log().count(f"thumbnail made again uuid={uuid}") == 1
+    assert requests.get(relay.api(THUMBNAIL.format(uuid=uuid)), timeout=30).content == first
+    assert relay.log().count(f"thumbnail made again uuid={uuid}") == 1
 
 
 def node_tasks(node: Any) -> list[str]:
@@ -61,10 +102,12 @@ def check_removed_from_node(relay_factory: Callable[..., Relay], servers: Server
     uuid = submit(relay, images)
     info = wait_status(relay, uuid, timeout=timeout)
     assert info["status"]["code"] == COMPLETED
-    output = get_json(relay, f"/task/{uuid}/output")  # (from the node, or already from the store: the same)
-    assert output, "the node says something while it processes"
     wait_for(lambda: f"node copy removed uuid={uuid}" in relay.log(), timeout=30, what="the node's copy removed")
     assert uuid not in node_tasks(node)
+    # (asked before, it could fall between the node's removal and the record saying so: "not found" from the node)
+    output = get_json(relay, f"/task/{uuid}/output")
+    assert output, "the node says something while it processes"
+    assert output == json.loads(backend.file_bytes(relay, uuid, "output.json") or b"null")  # kept with the archive
     whole = backend.zip_bytes(relay, uuid)
     assert whole is not None and "odm_orthophoto/odm_orthophoto.tif" in zipfile.ZipFile(BytesIO(whole)).namelist()
 
@@ -149,8 +192,10 @@ def test_a_store_that_went_away_is_named_in_the_error_without_a_secret(
     uuid = submit(relay, sample_images[:2])
     assert wait_status(relay, uuid)["status"]["code"] == COMPLETED
     archived(relay, uuid)
-    wait_for(lambda: described(relay, uuid), 30, what="the facts read")
-    shutil.rmtree(relay.data_dir / "cache", ignore_errors=True)  # (read from a copy the cache kept: only the store)
+    # the facts are read from a copy of the zip in the download cache, filled from the bucket: once they are, that
+    # copy goes (a product is cut from it while it is there, whether the bucket answers or not)
+    wait_for(lambda: f"facts recorded uuid={uuid}" in relay.log(), timeout=30, what="the facts read")
+    shutil.rmtree(relay.data_dir / "cache" / uuid)
     assert backend.s3 is not None
     backend.s3.stop()
     node.stop()
@@ -172,9 +217,3 @@ def test_a_store_out_of_reach_at_start_is_said_without_the_endpoints_password(
     assert get_json(relay, "/info")["relay"]["nodes"] == 0
     assert "cannot reach the bucket s3://later/" in relay.log()
     assert SECRET_KEY not in relay.log() and password not in relay.log()
-
-
-def described(relay: Relay, uuid: str) -> bool:
-    """The relay has read the task's facts for STAC (which fills the download cache from the store)."""
-    item = requests.get(relay.api(f"/stac/collections/odx-tasks/items/{uuid}"), timeout=30)
-    return item.status_code == 200 and "bbox" in item.json()

@@ -40,8 +40,9 @@ def test_replicas_archive_once_and_both_serve_from_the_bucket(
             assert get_json(replica, f"/task/{uuid}/info")["status"]["code"] == COMPLETED
             assert get_json(replica, f"/task/{uuid}/output") == output
             assert_served_from_relay(replica, uuid, whole)
-        wait_for(lambda: backend.held(first, uuid) == [f"{uuid}/all.zip", f"{uuid}/output.json"], timeout=10,
-                 what="no pending marker left")
+        wait_for(lambda: backend.held(first, uuid) == [f"{uuid}/all.zip", f"{uuid}/output.json",
+                                                       f"{uuid}/thumbnail.png"], timeout=20,
+                 what="the thumbnail beside the zip, no pending marker left")
         assert backend.s3 is not None and backend.s3.keys(BUCKET, f"{PREFIX}/pending/") == []
     finally:
         cluster.close()

@@ -17,7 +17,13 @@ from testkit.devnode import start_devnode
 from testkit.relay import Relay, start_relay
 from testkit.servers import ServerGroup
 from tests.relay.relay_helpers import CHECK_INTERVAL, COMPLETED, FAST, node_url, submit, wait_for, wait_status
-from tests.relay.stac_helpers import capture_times, photo_positions, stac_get, validate_item
+from tests.relay.stac_helpers import (
+    assert_state_store_holds_no_thumbnail,
+    capture_times,
+    photo_positions,
+    stac_get,
+    validate_item,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -90,6 +96,22 @@ def test_item_validates_and_holds_the_photos(cluster: Cluster) -> None:
     assert thumbnail.headers["Content-Type"] == "image/png" and thumbnail.content.startswith(b"\x89PNG")
     from PIL import Image
     assert max(Image.open(BytesIO(thumbnail.content)).size) <= 256
+
+
+def test_the_thumbnail_is_a_small_palette_png_kept_beside_the_results(cluster: Cluster) -> None:
+    """A palette PNG of a few tens of KB (8-bit RGBA of the same orthophoto was ~100 KB), transparent where the
+    orthophoto has no data, in the results store beside all.zip; the state store holds the facts only."""
+    import numpy as np
+    from PIL import Image
+    uuid = cluster.uuids[1]
+    png = stac_get(cluster.url(f"{ITEMS}/{uuid}/thumbnail.png"), TOKEN).content
+    assert png == (cluster.relay.data_dir / "results" / uuid / "thumbnail.png").read_bytes()
+    assert len(png) < 40_000, len(png)
+    image = Image.open(BytesIO(png))
+    assert image.mode == "P" and max(image.size) == 256
+    alpha = np.asarray(image.convert("RGBA"))[..., 3]
+    assert (alpha == 0).any() and (alpha == 255).mean() > 0.9  # transparent where no photo reached, else opaque
+    assert_state_store_holds_no_thumbnail(cluster.relay.data_dir, uuid)
 
 
 def test_pystac_client_finds_it_by_bbox_and_datetime(cluster: Cluster) -> None:

@@ -1,8 +1,11 @@
 """The store's result facts, on SQLite and Redis alike: the STAC search's bbox and datetime tests (open ends, the
 antimeridian), its order and cursor, owners apart, only completed tasks, facts of an earlier run dropped when a task
-completes again, the backfill's due list, and a removed task's facts gone with it."""
+completes again, the backfill's due list, and a removed task's facts gone with it. No thumbnail bytes in the store
+(they live in the results store): a store from when they were kept there drops them when it is opened."""
 from __future__ import annotations
 
+import base64
+import os
 import uuid as uuids
 
 from proxy.models import Stage, TaskRecord
@@ -34,11 +37,11 @@ def test_search_by_bbox_datetime_ids_and_pages(store) -> None:
                          last_info={"status": {"code": 20}})
     for task in (berlin, tokyo, fiji, other, running):
         run(backend.put_task(task))
-    run(backend.put_facts(berlin.uuid, owner, facts(13.3, 52.4, 13.5, 52.6, 10 * DAY, 10 * DAY + 600_000), b"\x89PNG"))
-    run(backend.put_facts(tokyo.uuid, owner, facts(139.6, 35.6, 139.8, 35.8, 20 * DAY), None))
-    run(backend.put_facts(fiji.uuid, owner, facts(179.9, -17.0, 179.95, -16.9, 30 * DAY), None))
-    run(backend.put_facts(other.uuid, owner_b, facts(13.3, 52.4, 13.5, 52.6, 10 * DAY), None))
-    run(backend.put_facts(running.uuid, owner, facts(13.3, 52.4, 13.5, 52.6, 10 * DAY), None))  # restarted since
+    run(backend.put_facts(berlin.uuid, owner, facts(13.3, 52.4, 13.5, 52.6, 10 * DAY, 10 * DAY + 600_000)))
+    run(backend.put_facts(tokyo.uuid, owner, facts(139.6, 35.6, 139.8, 35.8, 20 * DAY)))
+    run(backend.put_facts(fiji.uuid, owner, facts(179.9, -17.0, 179.95, -16.9, 30 * DAY)))
+    run(backend.put_facts(other.uuid, owner_b, facts(13.3, 52.4, 13.5, 52.6, 10 * DAY)))
+    run(backend.put_facts(running.uuid, owner, facts(13.3, 52.4, 13.5, 52.6, 10 * DAY)))  # restarted since
 
     def found(limit: int = 10, **query) -> list[str]:
         return [u for u, _ in run(backend.search_facts(owner, FactsQuery(**query), limit))]
@@ -60,11 +63,10 @@ def test_search_by_bbox_datetime_ids_and_pages(store) -> None:
     extent = run(backend.facts_extent(owner))
     assert extent["bbox"][0] <= 13.3 and extent["bbox"][2] >= 179.95 and extent["start_ms"] <= 10 * DAY
     assert run(backend.facts_extent("nobody")) is None
-    assert run(backend.get_thumbnail(berlin.uuid)) == b"\x89PNG" and run(backend.get_thumbnail(tokyo.uuid)) is None
     assert run(backend.get_facts(berlin.uuid))["bbox"] == [13.3, 52.4, 13.5, 52.6]
 
     run(backend.delete_task(berlin.uuid))
-    assert run(backend.get_facts(berlin.uuid)) is None and run(backend.get_thumbnail(berlin.uuid)) is None
+    assert run(backend.get_facts(berlin.uuid)) is None
     assert berlin.uuid not in found()
 
 
@@ -80,10 +82,10 @@ def test_due_facts_retry_and_completing_again(store) -> None:
     assert run(backend.due_facts(now=160.0, limit=10)) == [task.uuid]
     assert run(backend.retry_facts(task.uuid, now=200.0, delay=60.0)) == 2  # the wait doubles
     assert run(backend.due_facts(now=319.0, limit=10)) == []
-    run(backend.put_facts(task.uuid, owner, facts(1, 1, 2, 2, DAY), b"png"))
+    run(backend.put_facts(task.uuid, owner, facts(1, 1, 2, 2, DAY)))
     assert run(backend.due_facts(now=1e12, limit=10)) == []  # described: no longer due
     run(backend.mark_facts_due(task.uuid))  # completed again (a restart): the old run's facts go
-    assert run(backend.get_facts(task.uuid)) is None and run(backend.get_thumbnail(task.uuid)) is None
+    assert run(backend.get_facts(task.uuid)) is None
     assert run(backend.search_facts(owner, FactsQuery(), 10)) == []
     assert run(backend.due_facts(now=0.0, limit=10)) == [task.uuid]
     run(backend.delete_task(task.uuid))
@@ -106,7 +108,7 @@ def test_a_search_walks_past_many_non_matching_items(store) -> None:
         run(backend.put_task(task))
         run(backend.put_facts(task.uuid, owner, facts(13.3 if near else -70.0, 52.4 if near else -30.0,
                                                     13.5 if near else -69.9, 52.6 if near else -29.9,
-                                                    (index + 1) * 1000), None))
+                                                    (index + 1) * 1000)))
     tasks[5].last_info = {"status": {"code": 20}}  # restarted: running again
     run(backend.put_task(tasks[5]))
     hits = run(backend.search_facts(owner, FactsQuery(bbox=(13.0, 52.0, 14.0, 53.0)), 2))
@@ -122,14 +124,66 @@ def test_a_large_footprint_is_found_by_a_box_far_from_its_centre(store) -> None:
     wide, small = completed(owner), completed(owner)
     for task in (wide, small):
         run(backend.put_task(task))
-    run(backend.put_facts(wide.uuid, owner, facts(10.0, 50.0, 14.0, 53.0, DAY), None))  # centre 12, 51.5
-    run(backend.put_facts(small.uuid, owner, facts(13.95, 52.95, 13.96, 52.96, DAY), None))
+    run(backend.put_facts(wide.uuid, owner, facts(10.0, 50.0, 14.0, 53.0, DAY)))  # centre 12, 51.5
+    run(backend.put_facts(small.uuid, owner, facts(13.95, 52.95, 13.96, 52.96, DAY)))
     hits = run(backend.search_facts(owner, FactsQuery(bbox=(13.9, 52.9, 14.5, 53.5)), 10))
     assert {uuid for uuid, _ in hits} == {wide.uuid, small.uuid}
     assert run(backend.search_facts(owner, FactsQuery(bbox=(14.1, 53.1, 14.5, 53.5)), 10)) == []
     polar = completed(owner)
     run(backend.put_task(polar))
-    run(backend.put_facts(polar.uuid, owner, facts(10.0, 88.0, 10.1, 88.1, DAY), None))  # past Redis's geo limit
+    run(backend.put_facts(polar.uuid, owner, facts(10.0, 88.0, 10.1, 88.1, DAY)))  # past Redis's geo limit
     assert [u for u, _ in run(backend.search_facts(owner, FactsQuery(bbox=(9.9, 87.9, 10.2, 88.05)), 10))] == [
         polar.uuid]
     assert run(backend.search_facts(owner, FactsQuery(bbox=(9.9, 88.2, 10.2, 88.3)), 10)) == []
+
+
+OLD_THUMBNAIL = os.urandom(100_000)  # what a relay before the move kept per task (a devnode thumbnail: ~100 KB)
+
+
+def facts_bytes(run, backend, names: list[str]) -> int:
+    """What the store spends on result facts: SQLite, the pages of its `facts` table; Redis, the memory of the keys
+    that hold one of `names` (the tasks' uuids and their owner: the prefix may repeat from one test to the next)."""
+    if hasattr(backend, "db"):
+        (size,), = backend.db.execute("SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name = 'facts'")
+        return size
+
+    async def used() -> int:
+        keys = {key for name in names async for key in backend.r.scan_iter(match=f"{backend.prefix}*{name}*")}
+        return sum([await backend.r.memory_usage(key) or 0 for key in keys])
+    return run(used())
+
+
+def test_a_store_with_thumbnails_from_before_drops_them_when_opened(store) -> None:
+    """SQLite from before the move has a `thumbnail` column in `facts`, Redis at schema 5 a thumb:<uuid> key per
+    task (base64): opened again, those bytes are gone, the facts and their search are as they were."""
+    run, backend = store
+    owner = new_owner()
+    tasks = [completed(owner, created=i) for i in range(3)]
+    for task in tasks:
+        run(backend.put_task(task))
+        run(backend.put_facts(task.uuid, owner, facts(13.3, 52.4, 13.5, 52.6, DAY)))
+    names = [owner, *(task.uuid for task in tasks)]
+    described = facts_bytes(run, backend, names)
+    if hasattr(backend, "db"):
+        backend.db.execute("ALTER TABLE facts ADD COLUMN thumbnail BLOB")
+        for task in tasks:
+            backend.db.execute("UPDATE facts SET thumbnail = ? WHERE uuid = ?", (OLD_THUMBNAIL, task.uuid))
+    else:
+        for task in tasks:
+            run(backend.r.set(backend.k("thumb", task.uuid), base64.b64encode(OLD_THUMBNAIL)))
+        run(backend.r.set(backend.k("schema"), "5"))
+    assert facts_bytes(run, backend, names) > described + 3 * len(OLD_THUMBNAIL)
+
+    run(backend.close())
+    run(backend.open())
+    assert described < 3 * 8192 and facts_bytes(run, backend, names) < 3 * 8192  # a few KB a task, as before
+    if hasattr(backend, "db"):
+        assert "thumbnail" not in {row[1] for row in backend.db.execute("PRAGMA table_info(facts)")}
+    else:
+        assert run(backend.r.get(backend.k("schema"))) == "6"
+        assert not run(backend.r.exists(*[backend.k("thumb", task.uuid) for task in tasks]))
+    assert run(backend.get_facts(tasks[0].uuid))["bbox"] == [13.3, 52.4, 13.5, 52.6]
+    assert {u for u, _ in run(backend.search_facts(owner, FactsQuery(bbox=(13.0, 52.0, 14.0, 53.0)), 10))} == {
+        task.uuid for task in tasks}
+    run(backend.put_facts(tasks[0].uuid, owner, facts(1, 1, 2, 2, DAY)))  # and facts are written as before
+    assert run(backend.get_facts(tasks[0].uuid))["bbox"] == [1, 1, 2, 2]
