@@ -18,13 +18,13 @@ parent runs (`slots_to_keep`), so parents never take every slot their submodels 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import logging
 from typing import TYPE_CHECKING, Any
 
 from .errors import BadRequest
 from .models import Stage, TaskRecord
+from .signed_urls import signature
 from .staging import valid_uuid
 from .store import open_on
 
@@ -49,7 +49,7 @@ def credential(secret: bytes, parent_uuid: str) -> str:
 
 
 def _signature(secret: bytes, parent_uuid: str) -> str:
-    return hmac.new(secret, f"submodels:{parent_uuid}".encode(), hashlib.sha256).hexdigest()[:32]
+    return signature(secret, "submodels", parent_uuid)  # the relay's one signing helper
 
 
 def is_credential(token: str) -> bool:
@@ -58,8 +58,8 @@ def is_credential(token: str) -> bool:
 
 def credential_parent(secret: bytes, token: str) -> str | None:
     """The parent uuid a split-merge credential was made for, or None if it is not one of this relay's."""
-    parent, _, signature = token.removeprefix(CREDENTIAL_PREFIX).partition(".")
-    if not valid_uuid(parent) or not hmac.compare_digest(signature.encode(), _signature(secret, parent).encode()):
+    parent, _, given = token.removeprefix(CREDENTIAL_PREFIX).partition(".")
+    if not valid_uuid(parent) or not hmac.compare_digest(given.encode(), _signature(secret, parent).encode()):
         return None
     return parent
 
