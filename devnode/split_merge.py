@@ -125,8 +125,11 @@ def _token_of(url: str | None) -> str:
 
 def _where(url: str) -> str:
     """The cluster as the console names it: scheme, host and port, no token."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    except ValueError:  # a port that is no number, a broken IPv6 address
+        return "(an unreadable URL)"
 
 
 @dataclass
