@@ -33,7 +33,7 @@ import shutil
 import time
 import uuid as uuidlib
 import zipfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -125,8 +125,11 @@ def _token_of(url: str | None) -> str:
 
 def _where(url: str) -> str:
     """The cluster as the console names it: scheme, host and port, no token."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    except ValueError:  # a port that is no number, a broken IPv6 address
+        return "(an unreadable URL)"
 
 
 @dataclass
@@ -268,9 +271,9 @@ class SplitMerge:
         name = plan.round.value
         self.console(f"[INFO]    Running split-merge {name} round for {state.total} submodels"
                      + (f" (sm-cluster {_where(self.request.cluster_url)})" if self._node else " (here)"))
-        workers = [asyncio.create_task(self._local_worker(state, plan))]
+        workers = [_watched(self._local_worker(state, plan), state)]
         if self._node is not None:
-            workers.append(asyncio.create_task(self._remote_worker(state, plan)))
+            workers.append(_watched(self._remote_worker(state, plan), state))
         try:
             while not state.over:
                 state.changed.clear()
@@ -422,7 +425,7 @@ class SplitMerge:
         info = await self._call(task.info)
         if info.status in (ClusterStatus.RUNNING, ClusterStatus.COMPLETED):
             self.console(f"[INFO]    LRE: {job.label} sent to sm-cluster (task {task.uuid}, {plan.round.value})")
-            monitor = asyncio.create_task(self._monitor(job, task, state))
+            monitor = _watched(self._monitor(job, task, state), state)
             self._monitors.add(monitor)
             monitor.add_done_callback(self._monitors.discard)
         elif info.status == ClusterStatus.QUEUED:
@@ -526,6 +529,20 @@ class SplitMerge:
         self._in_flight.add(future)
         future.add_done_callback(self._in_flight.discard)
         return asyncio.wrap_future(future)
+
+
+def _watched(work: Coroutine[Any, Any, None], state: _RoundState) -> asyncio.Task:
+    """A worker or monitor whose unexpected end fails the round instead of leaving it waiting forever."""
+    task = asyncio.create_task(work)
+
+    def ended(done: asyncio.Task) -> None:
+        if not done.cancelled() and done.exception() is not None and state.error is None:
+            log.error("split-merge: %s broke", work.__qualname__, exc_info=done.exception())
+            state.error = SplitMergeFailed(f"split-merge broke ({done.exception()!r})")
+        state.changed.set()
+
+    task.add_done_callback(ended)
+    return task
 
 
 def _positions(images: list[Path]) -> tuple[dict[str, tuple[float, float]], list[str]]:

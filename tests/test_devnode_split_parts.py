@@ -25,7 +25,7 @@ from devnode.seed import (
     project_round,
     unpack_seed,
 )
-from devnode.split_merge import SplitMerge, SplitRequest, redact
+from devnode.split_merge import SplitMerge, SplitRequest, _where, redact
 from devnode.submodels import MAX_OVERLAP_SHARE, split_photos, submodel_count
 from tests.split_helpers import covered
 
@@ -84,6 +84,11 @@ def test_submodels_get_odm_s_options() -> None:
                           build_reconstruction=build_reconstruction, retry_seconds=0)
     assert splitter.submodel_options() == {"dsm": True, "orthophoto-cutline": True, "dem-euclidean-map": True,
                                            "skip-3dmodel": True, "skip-report": True}
+
+
+def test_an_unreadable_cluster_url_is_named_without_breaking() -> None:
+    assert _where("http://127.0.0.1:3000/?token=t") == "http://127.0.0.1:3000"
+    assert _where("http://host:port/") == _where("http://[::1") == "(an unreadable URL)"
 
 
 def test_the_cluster_token_never_shows() -> None:
